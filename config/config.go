@@ -1,0 +1,407 @@
+// Package config reads cvd.toml: it decodes the file, applies defaults and
+// validates the result into a typed, immutable Config. Every error names the
+// file, the key and what to change.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// EmbeddedName is the name used for the built-in configuration in messages.
+const EmbeddedName = "(embedded default)"
+
+//go:embed default.toml
+var defaultTOML []byte
+
+// Config is a validated configuration. Paths are absolute.
+type Config struct {
+	// File is the path the configuration was read from, or EmbeddedName.
+	File string
+	// Embedded is true when no file was given and the built-in default is used.
+	Embedded bool
+
+	Domain   string
+	Hostname string
+	DataDir  string
+	Database string
+
+	SMTP     SMTP
+	IMAP     IMAP
+	TLS      TLS
+	PGP      PGP
+	Delivery Delivery
+	Log      Log
+}
+
+// SMTP configures the SMTP intake listener.
+type SMTP struct {
+	Listen              string
+	MaxMessageBytes     int64
+	MaxRecipients       int
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	ReadTimeout         time.Duration
+	WriteTimeout        time.Duration
+}
+
+// IMAP configures the IMAP listener.
+type IMAP struct {
+	Listen string
+}
+
+// TLS names the certificate used for STARTTLS.
+type TLS struct {
+	CertFile string
+	KeyFile  string
+}
+
+// PGP names the project's OpenPGP key (the key of security@DOMAIN).
+type PGP struct {
+	KeyFile    string
+	PublicFile string
+}
+
+// Delivery configures how outbound mail leaves cvd.
+type Delivery struct {
+	// Mode is "outbox": mail is written to the Maildir OutboxDir.
+	Mode      string
+	OutboxDir string
+}
+
+// Log configures logging.
+type Log struct {
+	Format string // "text" or "json"
+	Level  string // "debug", "info", "warn", "error"
+}
+
+// raw mirrors the TOML file; pointers tell "absent" from "zero".
+type raw struct {
+	Domain   *string `toml:"domain"`
+	Hostname *string `toml:"hostname"`
+	DataDir  *string `toml:"data_dir"`
+	Database *string `toml:"database"`
+	SMTP     struct {
+		Listen              *string        `toml:"listen"`
+		MaxMessageSize      *Size          `toml:"max_message_size"`
+		MaxRecipients       *int           `toml:"max_recipients"`
+		MaxConnections      *int           `toml:"max_connections"`
+		MaxConnectionsPerIP *int           `toml:"max_connections_per_ip"`
+		ReadTimeout         *time.Duration `toml:"read_timeout"`
+		WriteTimeout        *time.Duration `toml:"write_timeout"`
+	} `toml:"smtp"`
+	IMAP struct {
+		Listen *string `toml:"listen"`
+	} `toml:"imap"`
+	TLS struct {
+		CertFile *string `toml:"cert_file"`
+		KeyFile  *string `toml:"key_file"`
+	} `toml:"tls"`
+	PGP struct {
+		KeyFile    *string `toml:"key_file"`
+		PublicFile *string `toml:"public_file"`
+	} `toml:"pgp"`
+	Delivery struct {
+		Mode      *string `toml:"mode"`
+		OutboxDir *string `toml:"outbox_dir"`
+	} `toml:"delivery"`
+	Log struct {
+		Format *string `toml:"format"`
+		Level  *string `toml:"level"`
+	} `toml:"log"`
+}
+
+// Error is a configuration error about one key.
+type Error struct {
+	File string
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", e.File, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %s", e.File, e.Key, e.Msg)
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	return parse(b, abs, filepath.Dir(abs), false)
+}
+
+// Default returns the embedded default configuration, with its data
+// directory ("cvd-data") relative to the working directory wd.
+func Default(wd string) (*Config, error) {
+	return parse(defaultTOML, EmbeddedName, wd, true)
+}
+
+// Parse validates configuration text as if read from file, resolving
+// relative paths against baseDir.
+func Parse(text []byte, file, baseDir string) (*Config, error) {
+	return parse(text, file, baseDir, false)
+}
+
+func parse(text []byte, file, baseDir string, embedded bool) (*Config, error) {
+	var r raw
+	md, err := toml.NewDecoder(bytes.NewReader(text)).Decode(&r)
+	if err != nil {
+		return nil, decodeError(file, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return nil, unknownKeyError(file, keys[0])
+	}
+	c := &Config{File: file, Embedded: embedded}
+	if err := c.apply(&r, baseDir); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func decodeError(file string, err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := pe.Message
+		if pe.LastKey != "" {
+			return &Error{File: file, Key: pe.LastKey, Msg: fmt.Sprintf("line %d: %s", pe.Position.Line, msg)}
+		}
+		return &Error{File: file, Msg: fmt.Sprintf("line %d: %s", pe.Position.Line, msg)}
+	}
+	msg := strings.TrimPrefix(err.Error(), "toml: ")
+	if m := lastKeyRE.FindStringSubmatch(msg); m != nil {
+		return &Error{File: file, Key: m[2], Msg: fmt.Sprintf("line %s: %s", m[1], m[3])}
+	}
+	return &Error{File: file, Msg: msg}
+}
+
+var lastKeyRE = regexp.MustCompile(`^line (\d+) \(last key "([^"]*)"\): (.*)$`)
+
+// keys lists every known key, for unknown-key suggestions.
+var keys = []string{
+	"domain", "hostname", "data_dir", "database",
+	"smtp", "smtp.listen", "smtp.max_message_size", "smtp.max_recipients", "smtp.max_connections",
+	"smtp.max_connections_per_ip", "smtp.read_timeout", "smtp.write_timeout",
+	"imap", "imap.listen",
+	"tls", "tls.cert_file", "tls.key_file",
+	"pgp", "pgp.key_file", "pgp.public_file",
+	"delivery", "delivery.mode", "delivery.outbox_dir",
+	"log", "log.format", "log.level",
+}
+
+func unknownKeyError(file, key string) error {
+	msg := "unknown key"
+	best, bestDist := "", 3
+	for _, k := range keys {
+		if d := editDistance(key, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", best)
+	} else {
+		msg += "; remove it (see the commented cvd.toml written by 'cvd init' for the known keys)"
+	}
+	return &Error{File: file, Key: key, Msg: msg}
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func str(p *string, def string) string {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func (c *Config) apply(r *raw, baseDir string) error {
+	bad := func(key, format string, args ...any) error {
+		return &Error{File: c.File, Key: key, Msg: fmt.Sprintf(format, args...)}
+	}
+
+	if r.Domain == nil {
+		return bad("domain", "missing; set it to the project's mail domain, e.g. domain = \"example.org\"")
+	}
+	c.Domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(*r.Domain), "."))
+	if err := checkDomain(c.Domain); err != nil {
+		return bad("domain", "%v; set it to the project's mail domain, e.g. domain = \"example.org\"", err)
+	}
+	c.Hostname = strings.ToLower(str(r.Hostname, c.Domain))
+	if err := checkDomain(c.Hostname); err != nil {
+		return bad("hostname", "%v; set it to this server's host name, e.g. hostname = \"mail.example.org\"", err)
+	}
+
+	dataDir := str(r.DataDir, ".")
+	if dataDir == "" {
+		return bad("data_dir", "empty; set it to the folder for cvd's database, keys and outbox (relative paths are taken from the config file's folder)")
+	}
+	c.DataDir = resolve(baseDir, dataDir)
+	c.Database = resolve(c.DataDir, str(r.Database, "cvd.db"))
+
+	c.SMTP.Listen = str(r.SMTP.Listen, "127.0.0.1:2525")
+	if err := checkListen(c.SMTP.Listen); err != nil {
+		return bad("smtp.listen", "%v; use HOST:PORT, e.g. \"127.0.0.1:2525\" or \":25\"", err)
+	}
+	c.SMTP.MaxMessageBytes = 25 << 20
+	if r.SMTP.MaxMessageSize != nil {
+		c.SMTP.MaxMessageBytes = int64(*r.SMTP.MaxMessageSize)
+	}
+	if c.SMTP.MaxMessageBytes < 1024 {
+		return bad("smtp.max_message_size", "%d bytes is too small; use at least \"1KiB\", e.g. \"25MiB\"", c.SMTP.MaxMessageBytes)
+	}
+	if c.SMTP.MaxMessageBytes > 1<<30 {
+		return bad("smtp.max_message_size", "%d bytes is more than 1GiB; messages are kept in memory and in the database, use e.g. \"25MiB\"", c.SMTP.MaxMessageBytes)
+	}
+	var err error
+	if c.SMTP.MaxRecipients, err = positive(r.SMTP.MaxRecipients, 100); err != nil {
+		return bad("smtp.max_recipients", "%v", err)
+	}
+	if c.SMTP.MaxConnections, err = positive(r.SMTP.MaxConnections, 200); err != nil {
+		return bad("smtp.max_connections", "%v", err)
+	}
+	if c.SMTP.MaxConnectionsPerIP, err = positive(r.SMTP.MaxConnectionsPerIP, 20); err != nil {
+		return bad("smtp.max_connections_per_ip", "%v", err)
+	}
+	if c.SMTP.MaxConnectionsPerIP > c.SMTP.MaxConnections {
+		return bad("smtp.max_connections_per_ip", "%d is more than smtp.max_connections (%d); lower it or raise smtp.max_connections", c.SMTP.MaxConnectionsPerIP, c.SMTP.MaxConnections)
+	}
+	if c.SMTP.ReadTimeout, err = duration(r.SMTP.ReadTimeout, 10*time.Minute); err != nil {
+		return bad("smtp.read_timeout", "%v", err)
+	}
+	if c.SMTP.WriteTimeout, err = duration(r.SMTP.WriteTimeout, time.Minute); err != nil {
+		return bad("smtp.write_timeout", "%v", err)
+	}
+
+	c.IMAP.Listen = str(r.IMAP.Listen, "127.0.0.1:1143")
+	if err := checkListen(c.IMAP.Listen); err != nil {
+		return bad("imap.listen", "%v; use HOST:PORT, e.g. \"127.0.0.1:1143\" or \":993\"", err)
+	}
+
+	c.TLS.CertFile = resolve(c.DataDir, str(r.TLS.CertFile, "tls/cert.pem"))
+	c.TLS.KeyFile = resolve(c.DataDir, str(r.TLS.KeyFile, "tls/key.pem"))
+	c.PGP.KeyFile = resolve(c.DataDir, str(r.PGP.KeyFile, "keys/project.asc"))
+	c.PGP.PublicFile = resolve(c.DataDir, str(r.PGP.PublicFile, "keys/project.pub.asc"))
+
+	c.Delivery.Mode = str(r.Delivery.Mode, "outbox")
+	switch c.Delivery.Mode {
+	case "outbox":
+	default:
+		return bad("delivery.mode", "%q is not a delivery mode; use \"outbox\"", c.Delivery.Mode)
+	}
+	c.Delivery.OutboxDir = resolve(c.DataDir, str(r.Delivery.OutboxDir, "outbox"))
+
+	c.Log.Format = str(r.Log.Format, "text")
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return bad("log.format", "%q is not a log format; use \"text\" or \"json\"", c.Log.Format)
+	}
+	c.Log.Level = str(r.Log.Level, "info")
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", "%q is not a log level; use \"debug\", \"info\", \"warn\" or \"error\"", c.Log.Level)
+	}
+	return nil
+}
+
+func resolve(base, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(base, p)
+}
+
+func positive(p *int, def int) (int, error) {
+	if p == nil {
+		return def, nil
+	}
+	if *p < 1 {
+		return 0, fmt.Errorf("%d must be at least 1 (default %d)", *p, def)
+	}
+	return *p, nil
+}
+
+func duration(p *time.Duration, def time.Duration) (time.Duration, error) {
+	if p == nil {
+		return def, nil
+	}
+	if *p < time.Second {
+		return 0, fmt.Errorf("%v is too short; use a duration of at least \"1s\" (default %q)", *p, def.String())
+	}
+	return *p, nil
+}
+
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not an address", addr)
+	}
+	if port == "" {
+		return fmt.Errorf("%q has no port", addr)
+	}
+	if host != "" && net.ParseIP(host) == nil && checkDomain(host) != nil {
+		return fmt.Errorf("%q has a bad host", addr)
+	}
+	return nil
+}
+
+func checkDomain(d string) error {
+	if d == "" {
+		return errors.New("empty")
+	}
+	if len(d) > 253 {
+		return fmt.Errorf("%q is longer than 253 characters", d)
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("%q is not a valid domain name", d)
+		}
+		for i, ch := range label {
+			ok := ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '-' && i > 0 && i < len(label)-1
+			if !ok {
+				return fmt.Errorf("%q is not a valid domain name (use letters, digits, '-' and '.'; write internationalised names in their xn-- form)", d)
+			}
+		}
+	}
+	return nil
+}

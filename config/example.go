@@ -1,0 +1,75 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Example returns a commented cvd.toml for domain, as written by "cvd init".
+// Its values are the defaults; data_dir is the folder holding the file.
+func Example(domain string) (string, error) {
+	d := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
+	if err := checkDomain(d); err != nil {
+		return "", fmt.Errorf("domain: %w", err)
+	}
+	return strings.ReplaceAll(exampleText, "DOMAIN", d), nil
+}
+
+const exampleText = `# cvd configuration. Relative paths are taken from data_dir, and data_dir
+# from the folder of this file. Every key below shows its default; delete a
+# line to keep the default.
+
+# The project's mail domain: cvd receives security@DOMAIN,
+# security+INCIDENT@DOMAIN and announce@DOMAIN.
+domain = "DOMAIN"
+
+# This server's host name, used in the SMTP greeting. Default: the domain.
+# hostname = "mail.DOMAIN"
+
+# Folder for the database, the keys, the TLS certificate and the outbox.
+data_dir = "."
+
+# SQLite database file.
+database = "cvd.db"
+
+[smtp]
+# Address for incoming mail. Use ":25" to take mail from the Internet, or a
+# loopback port behind an MTA that hands security* and announce* to cvd.
+listen = "127.0.0.1:2525"
+# Larger messages are refused with 552.
+max_message_size = "25MiB"
+# Recipients per message (more get 452).
+max_recipients = 100
+# Concurrent connections, in all and from one IP address (more get 421).
+max_connections = 200
+max_connections_per_ip = 20
+# Time allowed for one command, and for a whole DATA transfer.
+read_timeout = "10m"
+write_timeout = "1m"
+
+[imap]
+# Address where members read their archives.
+listen = "127.0.0.1:1143"
+
+[tls]
+# Certificate offered with STARTTLS ('cvd init' writes a self-signed one;
+# replace it with one your members' clients trust).
+cert_file = "tls/cert.pem"
+key_file = "tls/key.pem"
+
+[pgp]
+# The project's OpenPGP key for security@DOMAIN (private, keep it 0600) and
+# its public half, for reporters.
+key_file = "keys/project.asc"
+public_file = "keys/project.pub.asc"
+
+[delivery]
+# "outbox": outbound mail is written to a Maildir instead of being sent.
+mode = "outbox"
+outbox_dir = "outbox"
+
+[log]
+# "text" or "json"; level "debug", "info", "warn" or "error".
+format = "text"
+level = "info"
+`
