@@ -1,0 +1,535 @@
+package crypto
+
+import (
+	"bytes"
+	stdcrypto "crypto"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"mime"
+	"mime/quotedprintable"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/emersion/go-message/textproto"
+)
+
+// ObscuredSubject is the outer Subject of every sealed message (RFC 9788
+// hcp_baseline).
+const ObscuredSubject = "[...]"
+
+// sealHash is the signature hash; SHA-512 is the fastest SHA-2 on 64-bit
+// machines and every OpenPGP implementation has it.
+const sealHash = stdcrypto.SHA512
+
+// Seal encrypts the MIME entity inner (header with the real Subject, and
+// body) to one recipient and signs it with signer: see SealFanout.
+func Seal(inner []byte, outer textproto.Header, signer, to *Key, at time.Time) ([]byte, error) {
+	out, err := SealFanout(inner, outer, signer, []*Key{to}, at)
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// SealFanout produces one RFC 3156 multipart/encrypted message per
+// recipient, in the order of to. The inner entity gets RFC 9788 header
+// protection: the outer fields missing from it are copied in, its
+// Content-Type gains hp="cipher" (and legacy protected-headers="v1"), and
+// each outer field is recorded as HP-Outer. It is signed once by signer
+// (a one-pass signature inside the encryption, so `gpg --decrypt` reports
+// it) and encrypted to each recipient separately: every copy holds exactly
+// one public-key encrypted session key packet, naming only its recipient.
+// The outer header is outer with Subject replaced by "[...]" and the
+// structural fields set; it is shared by all copies, so it must not be
+// personalised (To: is the list address).
+//
+// All copies share one session key: see the package documentation. Every
+// recipient must pass CheckUsable at time at, or a *KeyError names the
+// first that does not. Work is spread over GOMAXPROCS goroutines.
+func SealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time) ([][]byte, error) {
+	return sealFanout(inner, outer, signer, to, at, true)
+}
+
+func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, shareKey bool) ([][]byte, error) {
+	if len(to) == 0 {
+		return nil, errors.New("seal: no recipients")
+	}
+	if err := checkSigner(signer); err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	encKeys := make([]*packet.PublicKey, len(to))
+	cipher := packet.CipherAES256
+	for i, k := range to {
+		if err := CheckUsable(k, at); err != nil {
+			return nil, fmt.Errorf("seal: recipient: %w", err)
+		}
+		ek, _ := k.e.EncryptionKey(at)
+		encKeys[i] = ek.PublicKey
+		if preferredCipher(k.e) == packet.CipherAES128 {
+			cipher = packet.CipherAES128
+		}
+	}
+	cfg := &packet.Config{Time: func() time.Time { return at }, DefaultHash: sealHash, DefaultCipher: cipher}
+
+	protected, outerH, err := protectHeaders(inner, outer)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	var signed bytes.Buffer
+	signed.Grow(len(protected) + 512)
+	sw, err := openpgp.Sign(&signed, signer.e, &openpgp.FileHints{IsBinary: true}, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("seal: sign: %w", err)
+	}
+	if _, err := sw.Write(protected); err != nil {
+		return nil, fmt.Errorf("seal: sign: %w", err)
+	}
+	if err := sw.Close(); err != nil {
+		return nil, fmt.Errorf("seal: sign: %w", err)
+	}
+
+	boundary := randomBoundary()
+	outerH.Set("MIME-Version", "1.0")
+	outerH.Set("Content-Type", mime.FormatMediaType("multipart/encrypted",
+		map[string]string{"protocol": "application/pgp-encrypted", "boundary": boundary}))
+	head, err := headerBytes(outerH)
+	if err != nil {
+		return nil, fmt.Errorf("seal: outer header: %w", err)
+	}
+	prefix := append(head, "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"+
+		"--"+boundary+"\r\n"+
+		"Content-Type: application/pgp-encrypted\r\n"+
+		"Content-Description: PGP/MIME version identification\r\n"+
+		"\r\n"+
+		"Version: 1\r\n"+
+		"\r\n"+
+		"--"+boundary+"\r\n"+
+		"Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n"+
+		"Content-Description: OpenPGP encrypted message\r\n"+
+		"Content-Disposition: inline; filename=\"encrypted.asc\"\r\n"+
+		"\r\n"...)
+	suffix := "\r\n--" + boundary + "--\r\n"
+
+	var sessionKey, data []byte
+	if shareKey {
+		sessionKey = make([]byte, cipher.KeySize())
+		if _, err := rand.Read(sessionKey); err != nil {
+			return nil, fmt.Errorf("seal: session key: %w", err)
+		}
+		if data, err = encryptData(signed.Bytes(), cipher, sessionKey, cfg); err != nil {
+			return nil, fmt.Errorf("seal: %w", err)
+		}
+	}
+
+	out := make([][]byte, len(to))
+	errs := make([]error, len(to))
+	work := func(i int, bin *bytes.Buffer) {
+		bin.Reset()
+		sk := sessionKey
+		if sk == nil {
+			sk = make([]byte, cipher.KeySize())
+			if _, err := rand.Read(sk); err != nil {
+				errs[i] = err
+				return
+			}
+		}
+		if err := packet.SerializeEncryptedKeyAEAD(bin, encKeys[i], cipher, false, sk, cfg); err != nil {
+			errs[i] = fmt.Errorf("seal: encrypt session key to %s: %w", to[i].Fingerprint(), err)
+			return
+		}
+		if data != nil {
+			bin.Write(data)
+		} else {
+			d, err := encryptData(signed.Bytes(), cipher, sk, cfg)
+			if err != nil {
+				errs[i] = fmt.Errorf("seal: %w", err)
+				return
+			}
+			bin.Write(d)
+		}
+		msg := make([]byte, 0, len(prefix)+armoredLen(bin.Len())+len(suffix))
+		msg = append(msg, prefix...)
+		msg = appendArmor(msg, "PGP MESSAGE", bin.Bytes())
+		msg = append(msg, suffix...)
+		out[i] = msg
+	}
+	parallel(len(to), work)
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// parallel runs work(i) for i in [0,n) on at most GOMAXPROCS goroutines,
+// each with its own scratch buffer.
+func parallel(n int, work func(i int, scratch *bytes.Buffer)) {
+	workers := runtime.GOMAXPROCS(0)
+	if workers > n {
+		workers = n
+	}
+	if workers <= 1 {
+		var buf bytes.Buffer
+		for i := 0; i < n; i++ {
+			work(i, &buf)
+		}
+		return
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf bytes.Buffer
+			for i := range next {
+				work(i, &buf)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+func encryptData(plain []byte, cipher packet.CipherFunction, key []byte, cfg *packet.Config) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(plain) + 64)
+	w, err := packet.SerializeSymmetricallyEncrypted(&buf, cipher, false, packet.CipherSuite{}, key, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
+	}
+	if _, err := w.Write(plain); err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("encrypt: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+func preferredCipher(e *openpgp.Entity) packet.CipherFunction {
+	sig, _ := e.PrimarySelfSignature()
+	if sig == nil || len(sig.PreferredSymmetric) == 0 {
+		return packet.CipherAES256
+	}
+	for _, c := range sig.PreferredSymmetric {
+		if packet.CipherFunction(c) == packet.CipherAES256 {
+			return packet.CipherAES256
+		}
+	}
+	return packet.CipherAES128
+}
+
+func checkSigner(k *Key) error {
+	if k == nil || k.e == nil {
+		return errors.New("no signing key")
+	}
+	if !k.HasPrivate() {
+		return fmt.Errorf("signing key %s has no secret key material", k.Fingerprint())
+	}
+	if k.e.PrivateKey.Encrypted {
+		return fmt.Errorf("signing key %s is locked", k.Fingerprint())
+	}
+	return nil
+}
+
+// protectHeaders applies RFC 9788 header protection for an encrypted
+// message: it returns the inner entity to encrypt and the outer header.
+func protectHeaders(inner []byte, outer textproto.Header) ([]byte, textproto.Header, error) {
+	lim := DefaultLimits()
+	ie, err := splitEntity(toCRLF(inner), &lim)
+	if err != nil {
+		return nil, textproto.Header{}, fmt.Errorf("inner entity: %w", err)
+	}
+	h := ie.header.Copy()
+	copyMissing(&h, outer)
+
+	oh := nonStructural(outer)
+	oh.Set("Subject", ObscuredSubject)
+	fields := oh.Fields()
+	var hpOuter []string
+	for fields.Next() {
+		hpOuter = append(hpOuter, fields.Key()+": "+fields.Value())
+	}
+	for i := len(hpOuter) - 1; i >= 0; i-- {
+		h.Add("HP-Outer", hpOuter[i])
+	}
+	if err := setHP(&h, "cipher"); err != nil {
+		return nil, textproto.Header{}, err
+	}
+	head, err := headerBytes(h)
+	if err != nil {
+		return nil, textproto.Header{}, fmt.Errorf("inner header: %w", err)
+	}
+	return append(head, ie.body...), oh, nil
+}
+
+// copyMissing copies the non-structural fields of outer absent from h.
+func copyMissing(h *textproto.Header, outer textproto.Header) {
+	fields := outer.Fields()
+	var add [][]byte
+	for fields.Next() {
+		if structural(fields.Key()) || h.Has(fields.Key()) {
+			continue
+		}
+		raw, err := fields.Raw()
+		if err != nil {
+			raw = []byte(fields.Key() + ": " + fields.Value() + "\r\n")
+		}
+		add = append(add, append([]byte(nil), raw...))
+	}
+	for _, raw := range add {
+		h.AddRaw(raw)
+	}
+}
+
+func nonStructural(h textproto.Header) textproto.Header {
+	out := h.Copy()
+	fields := out.Fields()
+	for fields.Next() {
+		if structural(fields.Key()) {
+			fields.Del()
+		}
+	}
+	return out
+}
+
+// setHP adds the header protection parameters to h's Content-Type.
+func setHP(h *textproto.Header, mode string) error {
+	t, params := mediaType(*h)
+	if h.Get("Content-Type") == "" {
+		params["charset"] = "us-ascii"
+	}
+	params["hp"] = mode
+	if mode == "cipher" {
+		params["protected-headers"] = "v1"
+	}
+	ct := mime.FormatMediaType(t, params)
+	if ct == "" {
+		return fmt.Errorf("inner Content-Type %q cannot carry hp=", t)
+	}
+	h.Set("Content-Type", ct)
+	return nil
+}
+
+func armoredLen(n int) int {
+	b64 := (n + 2) / 3 * 4
+	return b64 + b64/64*2 + 80
+}
+
+// appendArmor appends an ASCII armored block with CRLF line ends, no
+// headers and no CRC24 (RFC 9580 §6.2).
+func appendArmor(dst []byte, typ string, data []byte) []byte {
+	dst = append(dst, "-----BEGIN "+typ+"-----\r\n\r\n"...)
+	const lineBytes = 48 // 64 base64 characters
+	var line [64]byte
+	for len(data) > 0 {
+		n := min(lineBytes, len(data))
+		m := base64.StdEncoding.EncodedLen(n)
+		base64.StdEncoding.Encode(line[:m], data[:n])
+		dst = append(dst, line[:m]...)
+		dst = append(dst, '\r', '\n')
+		data = data[n:]
+	}
+	return append(dst, "-----END "+typ+"-----\r\n"...)
+}
+
+// SignClear signs the MIME entity inner as a clear-signed RFC 3156
+// multipart/signed message with the outer header fields of outer. Leaf
+// bodies that are not 7-bit safe (8-bit data, long lines, trailing
+// white space, "From " lines) are re-encoded as quoted-printable (text)
+// or base64, so the signed bytes survive transport. The fields of outer
+// missing from inner are copied into it with hp="clear" (RFC 9788), so
+// Subject, From and Date are covered by the signature.
+func SignClear(inner []byte, outer textproto.Header, signer *Key, at time.Time) ([]byte, error) {
+	if err := checkSigner(signer); err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	lim := DefaultLimits()
+	safe, err := sevenBit(toCRLF(inner), &lim, 1)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	ie, err := splitEntity(safe, &lim)
+	if err != nil {
+		return nil, fmt.Errorf("sign: inner entity: %w", err)
+	}
+	h := ie.header.Copy()
+	copyMissing(&h, outer)
+	if err := setHP(&h, "clear"); err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	head, err := headerBytes(h)
+	if err != nil {
+		return nil, fmt.Errorf("sign: inner header: %w", err)
+	}
+	part := append(head, ie.body...)
+
+	cfg := &packet.Config{Time: func() time.Time { return at }, DefaultHash: sealHash}
+	var sigBuf bytes.Buffer
+	if err := openpgp.DetachSign(&sigBuf, signer.e, bytes.NewReader(part), cfg); err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	p, err := packet.Read(bytes.NewReader(sigBuf.Bytes()))
+	if err != nil {
+		return nil, fmt.Errorf("sign: reread signature: %w", err)
+	}
+	sig, ok := p.(*packet.Signature)
+	if !ok {
+		return nil, errors.New("sign: signer produced no signature packet")
+	}
+	micalg, err := micalgOf(sig.Hash)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+
+	boundary := randomBoundary()
+	oh := nonStructural(outer)
+	oh.Set("MIME-Version", "1.0")
+	oh.Set("Content-Type", mime.FormatMediaType("multipart/signed", map[string]string{
+		"micalg": micalg, "protocol": "application/pgp-signature", "boundary": boundary}))
+	out, err := headerBytes(oh)
+	if err != nil {
+		return nil, fmt.Errorf("sign: outer header: %w", err)
+	}
+	out = append(out, "This is an OpenPGP/MIME signed message (RFC 4880 and 3156)\r\n--"+boundary+"\r\n"...)
+	out = append(out, part...)
+	out = append(out, "\r\n--"+boundary+"\r\n"+
+		"Content-Type: application/pgp-signature; name=\"signature.asc\"\r\n"+
+		"Content-Description: OpenPGP digital signature\r\n"+
+		"Content-Disposition: attachment; filename=\"signature.asc\"\r\n"+
+		"\r\n"...)
+	out = appendArmor(out, "PGP SIGNATURE", sigBuf.Bytes())
+	out = append(out, "\r\n--"+boundary+"--\r\n"...)
+	return out, nil
+}
+
+func micalgOf(h stdcrypto.Hash) (string, error) {
+	switch h {
+	case stdcrypto.SHA256:
+		return "pgp-sha256", nil
+	case stdcrypto.SHA384:
+		return "pgp-sha384", nil
+	case stdcrypto.SHA512:
+		return "pgp-sha512", nil
+	case stdcrypto.SHA224:
+		return "pgp-sha224", nil
+	case stdcrypto.SHA3_256:
+		return "pgp-sha3-256", nil
+	case stdcrypto.SHA3_512:
+		return "pgp-sha3-512", nil
+	}
+	return "", fmt.Errorf("no micalg for hash %v", h)
+}
+
+// sevenBit re-encodes the leaves of a CRLF entity that are not safe for
+// 7-bit transport of signed data.
+func sevenBit(raw []byte, lim *Limits, depth int) ([]byte, error) {
+	if depth > lim.MaxDepth {
+		return nil, &LimitError{What: "MIME depth", Limit: int64(lim.MaxDepth)}
+	}
+	e, err := splitEntity(raw, lim)
+	if err != nil {
+		return nil, err
+	}
+	t, params := mediaType(e.header)
+	if strings.HasPrefix(t, "multipart/") {
+		parts, err := splitMultipart(e.body, params["boundary"], lim.MaxParts)
+		if err != nil {
+			return nil, err
+		}
+		head, err := headerBytes(e.header)
+		if err != nil {
+			return nil, err
+		}
+		out := head
+		for _, p := range parts {
+			sp, err := sevenBit(p, lim, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, "--"+params["boundary"]+"\r\n"...)
+			out = append(out, sp...)
+			out = append(out, "\r\n"...)
+		}
+		return append(out, "--"+params["boundary"]+"--\r\n"...), nil
+	}
+	switch strings.ToLower(strings.TrimSpace(e.header.Get("Content-Transfer-Encoding"))) {
+	case "base64", "quoted-printable":
+		return raw, nil
+	}
+	if transportSafe(e.body) {
+		return raw, nil
+	}
+	h := e.header.Copy()
+	var body bytes.Buffer
+	if strings.HasPrefix(t, "text/") {
+		h.Set("Content-Transfer-Encoding", "quoted-printable")
+		qp := quotedprintable.NewWriter(&body)
+		if _, err := qp.Write(e.body); err != nil {
+			return nil, err
+		}
+		if err := qp.Close(); err != nil {
+			return nil, err
+		}
+		b := bytes.ReplaceAll(body.Bytes(), []byte("\r\nFrom "), []byte("\r\n=46rom "))
+		if bytes.HasPrefix(b, []byte("From ")) {
+			b = append([]byte("=46"), b[1:]...)
+		}
+		body.Reset()
+		body.Write(b)
+	} else {
+		h.Set("Content-Transfer-Encoding", "base64")
+		enc := base64.StdEncoding.EncodeToString(e.body)
+		for len(enc) > 76 {
+			body.WriteString(enc[:76] + "\r\n")
+			enc = enc[76:]
+		}
+		body.WriteString(enc + "\r\n")
+	}
+	head, err := headerBytes(h)
+	if err != nil {
+		return nil, err
+	}
+	return append(head, body.Bytes()...), nil
+}
+
+// transportSafe reports whether b is 7-bit text with short lines, no
+// trailing white space and no "From " line starts.
+func transportSafe(b []byte) bool {
+	lineStart := 0
+	for i := 0; i <= len(b); i++ {
+		if i < len(b) {
+			c := b[i]
+			if c >= 0x80 || c == 0 || (c == '\r' && (i+1 >= len(b) || b[i+1] != '\n')) {
+				return false
+			}
+			if c != '\n' {
+				continue
+			}
+		}
+		end := i
+		if end > lineStart && b[end-1] == '\r' {
+			end--
+		}
+		line := b[lineStart:end]
+		if len(line) > 76 || bytes.HasPrefix(line, []byte("From ")) {
+			return false
+		}
+		if n := len(line); n > 0 && (line[n-1] == ' ' || line[n-1] == '\t') {
+			return false
+		}
+		lineStart = i + 1
+	}
+	return true
+}
