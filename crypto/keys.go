@@ -188,7 +188,7 @@ func (k *Key) Public() *Key {
 // ArmoredPublic returns the armored public key block.
 func (k *Key) ArmoredPublic() ([]byte, error) {
 	var buf bytes.Buffer
-	w, err := armor.EncodeWithChecksumOption(&buf, openpgp.PublicKeyType, nil, false)
+	w, err := armor.Encode(&buf, openpgp.PublicKeyType, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +209,7 @@ func (k *Key) ArmoredPrivate() ([]byte, error) {
 		return nil, errors.New("armor private key: no secret key material")
 	}
 	var buf bytes.Buffer
-	w, err := armor.EncodeWithChecksumOption(&buf, openpgp.PrivateKeyType, nil, false)
+	w, err := armor.Encode(&buf, openpgp.PrivateKeyType, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -96,8 +97,9 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 
 	boundary := randomBoundary()
 	outerH.Set("MIME-Version", "1.0")
-	outerH.Set("Content-Type", mime.FormatMediaType("multipart/encrypted",
-		map[string]string{"protocol": "application/pgp-encrypted", "boundary": boundary}))
+	outerH.Del("Content-Type")
+	outerH.AddRaw(foldField("Content-Type", formatMediaType("multipart/encrypted",
+		map[string]string{"protocol": "application/pgp-encrypted", "boundary": boundary})))
 	head, err := headerBytes(outerH)
 	if err != nil {
 		return nil, fmt.Errorf("seal: outer header: %w", err)
@@ -262,7 +264,7 @@ func protectHeaders(inner []byte, outer textproto.Header) ([]byte, textproto.Hea
 		hpOuter = append(hpOuter, fields.Key()+": "+fields.Value())
 	}
 	for i := len(hpOuter) - 1; i >= 0; i-- {
-		h.Add("HP-Outer", hpOuter[i])
+		h.AddRaw(foldField("HP-Outer", hpOuter[i]))
 	}
 	if err := setHP(&h, "cipher"); err != nil {
 		return nil, textproto.Header{}, err
@@ -314,12 +316,60 @@ func setHP(h *textproto.Header, mode string) error {
 	if mode == "cipher" {
 		params["protected-headers"] = "v1"
 	}
-	ct := mime.FormatMediaType(t, params)
+	ct := formatMediaType(t, params)
 	if ct == "" {
 		return fmt.Errorf("inner Content-Type %q cannot carry hp=", t)
 	}
-	h.Set("Content-Type", ct)
+	h.Del("Content-Type")
+	h.AddRaw(foldField("Content-Type", ct))
 	return nil
+}
+
+// formatMediaType is mime.FormatMediaType with every parameter value
+// quoted, as RFC 3156 and RFC 9788 write them (some readers match
+// hp="cipher" literally).
+func formatMediaType(t string, params map[string]string) string {
+	keys := make([]string, 0, len(params))
+	for k, v := range params {
+		for _, r := range v {
+			if r >= 0x80 || r < 0x20 {
+				return mime.FormatMediaType(t, params)
+			}
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if mime.FormatMediaType(t, nil) == "" {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(t)
+	for _, k := range keys {
+		if mime.FormatMediaType(t, map[string]string{k: "x"}) == "" {
+			return ""
+		}
+		v := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(params[k])
+		b.WriteString("; " + k + `="` + v + `"`)
+	}
+	return b.String()
+}
+
+// foldField formats a header field, folding at spaces to keep lines
+// under 78 characters where possible.
+func foldField(name, value string) []byte {
+	var b strings.Builder
+	b.WriteString(name + ":")
+	col := len(name) + 1
+	for i, w := range strings.Split(value, " ") {
+		if i > 0 && col+1+len(w) > 76 {
+			b.WriteString("\r\n")
+			col = 0
+		}
+		b.WriteString(" " + w)
+		col += 1 + len(w)
+	}
+	b.WriteString("\r\n")
+	return []byte(b.String())
 }
 
 func armoredLen(n int) int {
@@ -327,12 +377,14 @@ func armoredLen(n int) int {
 	return b64 + b64/64*2 + 80
 }
 
-// appendArmor appends an ASCII armored block with CRLF line ends, no
-// headers and no CRC24 (RFC 9580 §6.2).
+// appendArmor appends an ASCII armored block with CRLF line ends and no
+// headers. The CRC24 line is optional since RFC 9580 but GnuPG 2.2 misreads
+// the end line without it.
 func appendArmor(dst []byte, typ string, data []byte) []byte {
 	dst = append(dst, "-----BEGIN "+typ+"-----\r\n\r\n"...)
 	const lineBytes = 48 // 64 base64 characters
 	var line [64]byte
+	crc := crc24(data)
 	for len(data) > 0 {
 		n := min(lineBytes, len(data))
 		m := base64.StdEncoding.EncodedLen(n)
@@ -341,7 +393,34 @@ func appendArmor(dst []byte, typ string, data []byte) []byte {
 		dst = append(dst, '\r', '\n')
 		data = data[n:]
 	}
-	return append(dst, "-----END "+typ+"-----\r\n"...)
+	sum := []byte{byte(crc >> 16), byte(crc >> 8), byte(crc)}
+	dst = append(dst, '=')
+	dst = base64.StdEncoding.AppendEncode(dst, sum)
+	return append(dst, "\r\n-----END "+typ+"-----\r\n"...)
+}
+
+var crc24Table = func() (t [256]uint32) {
+	const poly = 0x1864cfb
+	for i := range t {
+		c := uint32(i) << 16
+		for j := 0; j < 8; j++ {
+			c <<= 1
+			if c&0x1000000 != 0 {
+				c ^= poly
+			}
+		}
+		t[i] = c & 0xffffff
+	}
+	return t
+}()
+
+// crc24 is the OpenPGP armor checksum (RFC 4880 §6.1).
+func crc24(data []byte) uint32 {
+	crc := uint32(0xb704ce)
+	for _, b := range data {
+		crc = (crc<<8)&0xffffff ^ crc24Table[byte(crc>>16)^b]
+	}
+	return crc
 }
 
 // SignClear signs the MIME entity inner as a clear-signed RFC 3156
@@ -396,8 +475,9 @@ func SignClear(inner []byte, outer textproto.Header, signer *Key, at time.Time) 
 	boundary := randomBoundary()
 	oh := nonStructural(outer)
 	oh.Set("MIME-Version", "1.0")
-	oh.Set("Content-Type", mime.FormatMediaType("multipart/signed", map[string]string{
-		"micalg": micalg, "protocol": "application/pgp-signature", "boundary": boundary}))
+	oh.Del("Content-Type")
+	oh.AddRaw(foldField("Content-Type", formatMediaType("multipart/signed", map[string]string{
+		"micalg": micalg, "protocol": "application/pgp-signature", "boundary": boundary})))
 	out, err := headerBytes(oh)
 	if err != nil {
 		return nil, fmt.Errorf("sign: outer header: %w", err)
