@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -157,3 +158,5 @@ func hasStatus(status, prefix string) bool {
 	}
 	return false
 }
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
