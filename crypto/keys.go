@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/mail"
 	"sort"
 	"strings"
@@ -24,22 +23,31 @@ type Key struct {
 	e *openpgp.Entity
 }
 
-// ParseKeys parses one or more keys, armored or binary, public or private.
+// ParseKeys parses one or more keys: binary, or one or more armored
+// blocks; public or private.
 func ParseKeys(data []byte) ([]*Key, error) {
-	var r io.Reader = bytes.NewReader(data)
-	if armored := bytes.TrimSpace(data); bytes.HasPrefix(armored, []byte("-----BEGIN ")) {
-		block, err := armor.Decode(bytes.NewReader(armored))
-		if err != nil {
-			return nil, fmt.Errorf("parse key: armor: %w", err)
+	var el openpgp.EntityList
+	if bytes.HasPrefix(bytes.TrimSpace(data), []byte("-----BEGIN ")) {
+		blocks := bytes.Split(data, []byte("-----BEGIN "))
+		for _, b := range blocks[1:] {
+			block, err := armor.Decode(bytes.NewReader(append([]byte("-----BEGIN "), b...)))
+			if err != nil {
+				return nil, fmt.Errorf("parse key: armor: %w", err)
+			}
+			if block.Type != openpgp.PublicKeyType && block.Type != openpgp.PrivateKeyType {
+				return nil, fmt.Errorf("parse key: unexpected armor type %q", block.Type)
+			}
+			more, err := openpgp.ReadKeyRing(block.Body)
+			if err != nil {
+				return nil, fmt.Errorf("parse key: %w", err)
+			}
+			el = append(el, more...)
 		}
-		if block.Type != openpgp.PublicKeyType && block.Type != openpgp.PrivateKeyType {
-			return nil, fmt.Errorf("parse key: unexpected armor type %q", block.Type)
+	} else {
+		var err error
+		if el, err = openpgp.ReadKeyRing(bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("parse key: %w", err)
 		}
-		r = block.Body
-	}
-	el, err := openpgp.ReadKeyRing(r)
-	if err != nil {
-		return nil, fmt.Errorf("parse key: %w", err)
 	}
 	if len(el) == 0 {
 		return nil, errors.New("parse key: no key found")

@@ -60,9 +60,8 @@ func TestParseAndInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	two, err := ParseKeys(append(mustArmorPublic(t, ed(t, "bob")), pubArmor...))
-	if err != nil || len(two) != 1 {
-		// One armor block is read at a time; a binary keyring holds many.
-		t.Logf("armored concatenation: %d keys, %v", len(two), err)
+	if err != nil || len(two) != 2 {
+		t.Fatalf("two armored blocks: %d keys, %v", len(two), err)
 	}
 	if _, err := ParseKey([]byte("not a key")); err == nil {
 		t.Fatal("garbage parsed")

@@ -443,7 +443,9 @@ func (o *opener) decrypt(ct []byte) ([]byte, error) {
 	}
 	max, limErr := o.lim.plaintextCap(len(ct))
 	cfg := o.config()
-	guard := max + 1
+	// go-crypto's own limit counts packet framing too: keep it as a
+	// backstop above ours so ours reports the overflow.
+	guard := max + 1<<20
 	cfg.MaxDecompressedMessageSize = &guard
 	md, err := openpgp.ReadMessage(r, splitRing{dec: o.dec, ver: o.ver}, nil, cfg)
 	if err != nil {

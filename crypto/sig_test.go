@@ -13,7 +13,7 @@ import (
 // signAt makes a detached binary signature by k at time at without the
 // validity checks of the high-level API, as an attacker or a broken client
 // could.
-func signAt(t *testing.T, k *Key, data []byte, at time.Time) []byte {
+func signAt(t testing.TB, k *Key, data []byte, at time.Time) []byte {
 	t.Helper()
 	priv := k.e.PrivateKey
 	sig := &packet.Signature{
@@ -131,7 +131,7 @@ func revoke(t *testing.T, k *Key, at time.Time) {
 }
 
 // encryptUnsigned encrypts data to k with no signature.
-func encryptUnsigned(t *testing.T, k *Key, data []byte) []byte {
+func encryptUnsigned(t testing.TB, k *Key, data []byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w, err := openpgp.Encrypt(&buf, []*openpgp.Entity{k.e}, nil, &openpgp.FileHints{IsBinary: true}, &packet.Config{Time: func() time.Time { return testNow }})

@@ -1,0 +1,158 @@
+package crypto
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+)
+
+func wantLimit(t *testing.T, err error, what string) {
+	t.Helper()
+	var le *LimitError
+	if !errors.Is(err, ErrLimit) || !errors.As(err, &le) || le.What != what {
+		t.Fatalf("want limit %q, got %v", what, err)
+	}
+}
+
+var (
+	bombOnce sync.Once
+	bomb     []byte
+)
+
+// compressionBomb is 200 MiB of zeros, zlib-compressed, signed by alice
+// and encrypted to the list key, as a PGP/MIME message. The packets are
+// assembled by hand because openpgp.Encrypt compresses only when the
+// recipient's key prefers it.
+func compressionBomb(t *testing.T) []byte {
+	bombOnce.Do(func() {
+		list, alice := ed(t, "list"), ed(t, "alice")
+		cfg := &packet.Config{Time: func() time.Time { return testNow }}
+		enc, _ := list.e.EncryptionKey(testNow)
+		sk := make([]byte, 32)
+		if _, err := rand.Read(sk); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := packet.SerializeEncryptedKeyAEAD(&buf, enc.PublicKey, packet.CipherAES256, false, sk, cfg); err != nil {
+			t.Fatal(err)
+		}
+		ew, err := packet.SerializeSymmetricallyEncrypted(&buf, packet.CipherAES256, false, packet.CipherSuite{}, sk, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cw, err := packet.SerializeCompressed(ew, packet.CompressionZLIB, &packet.CompressionConfig{Level: 9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sw, err := openpgp.Sign(cw, alice.e, &openpgp.FileHints{IsBinary: true}, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zeros := make([]byte, 1<<20)
+		for i := 0; i < 200; i++ {
+			if _, err := sw.Write(zeros); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []io.Closer{sw, cw, ew} {
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bomb = []byte("Subject: ...\r\nMIME-Version: 1.0\r\n" + encryptedPart(appendArmor(nil, "PGP MESSAGE", buf.Bytes())))
+	})
+	if bomb == nil {
+		t.Fatal("no bomb")
+	}
+	return bomb
+}
+
+func TestCompressionBomb(t *testing.T) {
+	list, alice := ed(t, "list"), ed(t, "alice")
+	raw := compressionBomb(t)
+	t.Logf("bomb message: %d bytes for 200 MiB of plaintext", len(raw))
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := Open(raw, []*Key{list}, []*Key{alice.Public()}, testNow, Limits{})
+	runtime.ReadMemStats(&after)
+	wantLimit(t, err, "expansion ratio")
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 96<<20 {
+		t.Fatalf("allocated %d MiB opening the bomb", alloc>>20)
+	}
+
+	_, err = Open(raw, []*Key{list}, nil, testNow, Limits{MaxPlaintextBytes: 4 << 20, MaxExpansion: 1 << 30})
+	wantLimit(t, err, "plaintext size")
+}
+
+func nested(depth int) string {
+	s := "Content-Type: text/plain\r\n\r\nleaf\r\n"
+	for i := 0; i < depth; i++ {
+		b := "b" + strings.Repeat("x", i%7) + string(rune('a'+i%26))
+		s = "Content-Type: multipart/mixed; boundary=\"" + b + "\"\r\n\r\n--" + b + "\r\n" + s + "\r\n--" + b + "--\r\n"
+	}
+	return "Subject: deep\r\nMIME-Version: 1.0\r\n" + s
+}
+
+func TestMIMELimits(t *testing.T) {
+	list := ed(t, "list")
+	t.Run("depth", func(t *testing.T) {
+		if _, err := Open([]byte(nested(10)), nil, nil, testNow, Limits{}); err != nil {
+			t.Fatalf("depth 10: %v", err)
+		}
+		_, err := Open([]byte(nested(100)), nil, nil, testNow, Limits{})
+		wantLimit(t, err, "MIME depth")
+	})
+	t.Run("depth inside encryption", func(t *testing.T) {
+		raw := "Subject: ...\r\nMIME-Version: 1.0\r\n" + encryptedPart(encryptUnsigned(t, list, []byte(nested(100))))
+		_, err := Open([]byte(raw), []*Key{list}, nil, testNow, Limits{})
+		wantLimit(t, err, "MIME depth")
+	})
+	t.Run("parts", func(t *testing.T) {
+		var b strings.Builder
+		b.WriteString("Subject: many\r\nContent-Type: multipart/mixed; boundary=P\r\n\r\n")
+		for i := 0; i < 5000; i++ {
+			b.WriteString("--P\r\nContent-Type: text/plain\r\n\r\nx\r\n")
+		}
+		b.WriteString("--P--\r\n")
+		_, err := Open([]byte(b.String()), nil, nil, testNow, Limits{})
+		wantLimit(t, err, "MIME parts")
+	})
+	t.Run("header", func(t *testing.T) {
+		raw := "Subject: big\r\nX-Junk: " + strings.Repeat("a", 300<<10) + "\r\n\r\nbody\r\n"
+		_, err := Open([]byte(raw), nil, nil, testNow, Limits{})
+		wantLimit(t, err, "header size")
+		raw = "Subject: s\r\nContent-Type: multipart/mixed; boundary=P\r\n\r\n--P\r\n" +
+			strings.Repeat("X-Folded: a\r\n b\r\n", 20000) + "\r\nx\r\n--P--\r\n"
+		_, err = Open([]byte(raw), nil, nil, testNow, Limits{})
+		wantLimit(t, err, "header size")
+	})
+	t.Run("message", func(t *testing.T) {
+		_, err := Open([]byte(nested(3)), nil, nil, testNow, Limits{MaxMessageBytes: 64})
+		wantLimit(t, err, "message size")
+		_, err = Discover([]byte(nested(3)), Limits{MaxMessageBytes: 64})
+		wantLimit(t, err, "message size")
+	})
+}
+
+func TestCappedReader(t *testing.T) {
+	limErr := &LimitError{What: "x", Limit: 10}
+	b, err := readCapped(strings.NewReader("0123456789"), 10, limErr)
+	if err != nil || string(b) != "0123456789" {
+		t.Fatalf("%q %v", b, err)
+	}
+	_, err = readCapped(io.MultiReader(strings.NewReader("01234"), strings.NewReader("567890")), 10, limErr)
+	if err != limErr {
+		t.Fatalf("err = %v", err)
+	}
+}
