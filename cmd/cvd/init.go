@@ -1,0 +1,141 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cvd-project/cvd/config"
+	"github.com/cvd-project/cvd/crypto"
+	"github.com/cvd-project/cvd/mailserver"
+)
+
+func cmdInit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("init")
+	dir := fs.String("dir", "", "folder to create the configuration in")
+	domain := fs.String("domain", "", "the project's mail domain")
+	keyType := fs.String("key-type", crypto.KindCurve25519, "OpenPGP key type: curve25519 or rsa4096")
+	force := fs.Bool("force", false, "overwrite an existing cvd.toml")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || *domain == "" {
+		return fmt.Errorf("init: --dir and --domain are required: %w", errUsage)
+	}
+	if *keyType != crypto.KindCurve25519 && *keyType != crypto.KindRSA4096 {
+		return fmt.Errorf("init: --key-type %q: use curve25519 or rsa4096: %w", *keyType, errUsage)
+	}
+	text, err := config.Example(*domain)
+	if err != nil {
+		return fmt.Errorf("init: --domain %q: %v: %w", *domain, err, errUsage)
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	path := filepath.Join(*dir, "cvd.toml")
+	if !*force {
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("init: %s exists; use --force to overwrite it (keys and certificate are kept)", path)
+		}
+	}
+	if err := writeFile(path, []byte(text), 0o600, true); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	c, err := config.Load(path)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	created, err := provision(c, *keyType)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", path)
+	for _, f := range created {
+		fmt.Fprintf(stdout, "wrote %s\n", f)
+	}
+	fmt.Fprintf(stdout, "run: cvd serve --config %s\n", path)
+	return nil
+}
+
+// provision creates what a configuration needs on disk and is missing: the
+// data folder, the project's OpenPGP key and the TLS certificate. Existing
+// files are never replaced. It returns the files it wrote.
+func provision(c *config.Config, keyType string) ([]string, error) {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	var created []string
+	if !exists(c.PGP.KeyFile) {
+		priv, pub, err := crypto.GenerateKey(c.Domain+" security team", "security@"+c.Domain, keyType)
+		if err != nil {
+			return nil, fmt.Errorf("generate the project key: %w", err)
+		}
+		if err := writeFile(c.PGP.KeyFile, priv, 0o600, false); err != nil {
+			return nil, err
+		}
+		created = append(created, c.PGP.KeyFile)
+		if err := writeFile(c.PGP.PublicFile, pub, 0o644, true); err != nil {
+			return nil, err
+		}
+		created = append(created, c.PGP.PublicFile)
+	}
+	if !exists(c.TLS.CertFile) && !exists(c.TLS.KeyFile) {
+		cert, key, err := mailserver.SelfSignedCert([]string{c.Hostname}, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFile(c.TLS.KeyFile, key, 0o600, false); err != nil {
+			return nil, err
+		}
+		if err := writeFile(c.TLS.CertFile, cert, 0o644, false); err != nil {
+			return nil, err
+		}
+		created = append(created, c.TLS.CertFile, c.TLS.KeyFile)
+	}
+	return created, nil
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// writeFile writes data to path with perm, through a temporary file so that
+// a crash leaves either nothing or the whole file. Without replace it fails
+// if path exists.
+func writeFile(path string, data []byte, perm os.FileMode, replace bool) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".cvd-tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if replace {
+			err = os.Rename(tmp, path)
+		} else if err = os.Link(tmp, path); err == nil {
+			err = os.Remove(tmp)
+		}
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+// Command cvd runs an open-source project's security response over email.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/cvd-project/cvd/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+const usage = `cvd runs a project's security response over email.
+
+Usage:
+  cvd serve [--config FILE] [--log-format text|json]
+        Run the SMTP intake. Without --config (or CVD_CONFIG) cvd reads
+        ./cvd.toml, or else uses the embedded default: domain localhost,
+        data in ./cvd-data, SMTP on 127.0.0.1:2525, outbound mail kept in
+        a local Maildir.
+  cvd init --dir DIR --domain DOMAIN [--key-type curve25519|rsa4096] [--force]
+        Write DIR/cvd.toml, the project's OpenPGP key for security@DOMAIN
+        and a self-signed TLS certificate.
+  cvd spool list [--config FILE] [--limit N]
+        Show the newest received messages (no content).
+  cvd version
+        Print the version.
+  cvd help
+        Print this text.
+`
+
+// errUsage marks errors that are answered with the usage text and exit 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(args[1:], stderr)
+	case "init":
+		err = cmdInit(args[1:], stdout, stderr)
+	case "spool":
+		err = cmdSpool(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "cvd %s (schema %d, %s)\n", versionString(), store.SchemaVersion(), runtime.Version())
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "cvd: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "cvd: %v\n\n%s", err, usage)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "cvd: %v\n", err)
+		return 1
+	}
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("cvd "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%s: %v: %w", fs.Name(), err, errUsage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q: %w", fs.Name(), fs.Arg(0), errUsage)
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cvd-project/cvd/store"
+)
+
+func cmdSpool(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "list" {
+		return fmt.Errorf("spool: use 'cvd spool list': %w", errUsage)
+	}
+	fs := newFlags("spool list")
+	cfgPath := fs.String("config", "", "configuration file")
+	limit := fs.Int("limit", 20, "number of messages to show")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	c, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if !exists(c.Database) {
+		return fmt.Errorf("no database at %s (has 'cvd serve' run with this configuration?)", c.Database)
+	}
+	ctx := context.Background()
+	db, err := store.Open(ctx, c.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rows, err := db.ListSpool(ctx, *limit)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tRECEIVED\tFROM\tTO\tSIZE\tSTATE")
+	for _, r := range rows {
+		from := r.MailFrom
+		if from == "" {
+			from = "<>"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.ReceivedAt.Format(time.RFC3339), from, r.Rcpts, r.Size, r.State)
+	}
+	return tw.Flush()
+}
