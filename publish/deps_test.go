@@ -1,0 +1,3 @@
+package publish
+
+import _ "github.com/santhosh-tekuri/jsonschema/v6" // schema validation of the exports
