@@ -118,21 +118,25 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 		"\r\n"...)
 	suffix := "\r\n--" + boundary + "--\r\n"
 
-	var sessionKey, data []byte
+	var sessionKey []byte
+	var shared *sharedTail
 	if shareKey {
 		sessionKey = make([]byte, cipher.KeySize())
 		if _, err := rand.Read(sessionKey); err != nil {
 			return nil, fmt.Errorf("seal: session key: %w", err)
 		}
-		if data, err = encryptData(signed.Bytes(), cipher, sessionKey, cfg); err != nil {
+		data, err := encryptData(signed.Bytes(), cipher, sessionKey, cfg)
+		if err != nil {
 			return nil, fmt.Errorf("seal: %w", err)
 		}
+		shared = newSharedTail(data)
 	}
 
 	out := make([][]byte, len(to))
 	errs := make([]error, len(to))
 	work := func(i int, bin *bytes.Buffer) {
 		bin.Reset()
+		var scratch [512]byte
 		sk := sessionKey
 		if sk == nil {
 			sk = make([]byte, cipher.KeySize())
@@ -145,8 +149,11 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 			errs[i] = fmt.Errorf("seal: encrypt session key to %s: %w", to[i].Fingerprint(), err)
 			return
 		}
-		if data != nil {
-			bin.Write(data)
+		var msg []byte
+		if shared != nil {
+			msg = make([]byte, 0, len(prefix)+armoredLen(bin.Len()+len(shared.data))+len(suffix))
+			msg = append(msg, prefix...)
+			msg = appendArmorShared(msg, "PGP MESSAGE", bin.Bytes(), shared, scratch[:0])
 		} else {
 			d, err := encryptData(signed.Bytes(), cipher, sk, cfg)
 			if err != nil {
@@ -154,12 +161,11 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 				return
 			}
 			bin.Write(d)
+			msg = make([]byte, 0, len(prefix)+armoredLen(bin.Len())+len(suffix))
+			msg = append(msg, prefix...)
+			msg = appendArmor(msg, "PGP MESSAGE", bin.Bytes())
 		}
-		msg := make([]byte, 0, len(prefix)+armoredLen(bin.Len())+len(suffix))
-		msg = append(msg, prefix...)
-		msg = appendArmor(msg, "PGP MESSAGE", bin.Bytes())
-		msg = append(msg, suffix...)
-		out[i] = msg
+		out[i] = append(msg, suffix...)
 	}
 	parallel(len(to), work)
 	for _, err := range errs {
@@ -375,52 +381,6 @@ func foldField(name, value string) []byte {
 func armoredLen(n int) int {
 	b64 := (n + 2) / 3 * 4
 	return b64 + b64/64*2 + 80
-}
-
-// appendArmor appends an ASCII armored block with CRLF line ends and no
-// headers. The CRC24 line is optional since RFC 9580 but GnuPG 2.2 misreads
-// the end line without it.
-func appendArmor(dst []byte, typ string, data []byte) []byte {
-	dst = append(dst, "-----BEGIN "+typ+"-----\r\n\r\n"...)
-	const lineBytes = 48 // 64 base64 characters
-	var line [64]byte
-	crc := crc24(data)
-	for len(data) > 0 {
-		n := min(lineBytes, len(data))
-		m := base64.StdEncoding.EncodedLen(n)
-		base64.StdEncoding.Encode(line[:m], data[:n])
-		dst = append(dst, line[:m]...)
-		dst = append(dst, '\r', '\n')
-		data = data[n:]
-	}
-	sum := []byte{byte(crc >> 16), byte(crc >> 8), byte(crc)}
-	dst = append(dst, '=')
-	dst = base64.StdEncoding.AppendEncode(dst, sum)
-	return append(dst, "\r\n-----END "+typ+"-----\r\n"...)
-}
-
-var crc24Table = func() (t [256]uint32) {
-	const poly = 0x1864cfb
-	for i := range t {
-		c := uint32(i) << 16
-		for j := 0; j < 8; j++ {
-			c <<= 1
-			if c&0x1000000 != 0 {
-				c ^= poly
-			}
-		}
-		t[i] = c & 0xffffff
-	}
-	return t
-}()
-
-// crc24 is the OpenPGP armor checksum (RFC 4880 §6.1).
-func crc24(data []byte) uint32 {
-	crc := uint32(0xb704ce)
-	for _, b := range data {
-		crc = (crc<<8)&0xffffff ^ crc24Table[byte(crc>>16)^b]
-	}
-	return crc
 }
 
 // SignClear signs the MIME entity inner as a clear-signed RFC 3156
