@@ -129,3 +129,43 @@ func (db *DB) ListSpool(ctx context.Context, limit int) ([]SpoolSummary, error) 
 	}
 	return out, nil
 }
+
+// Spool states.
+const (
+	SpoolNew    = "new"
+	SpoolDone   = "done"
+	SpoolFailed = "failed"
+)
+
+// PendingSpool returns up to limit spool IDs in state new, oldest first.
+func (db *DB) PendingSpool(ctx context.Context, limit int) ([]int64, error) {
+	var ids []int64
+	err := db.Read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM spool WHERE state = 'new' ORDER BY id LIMIT ?`, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pending spool: %w", err)
+	}
+	return ids, nil
+}
+
+// MarkSpoolTx sets the state of a spooled message (done or failed, with
+// the reason for operators; never message content).
+func MarkSpoolTx(ctx context.Context, tx *sql.Tx, id int64, state, reason string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE spool SET state = ?, error = ? WHERE id = ?`, state, reason, id); err != nil {
+		return fmt.Errorf("mark spool %d %s: %w", id, state, err)
+	}
+	return nil
+}

@@ -1,0 +1,269 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// List kinds.
+const (
+	ListIncident = "incident"
+	ListAnnounce = "announce"
+)
+
+// Member states.
+const (
+	MemberActive  = "active"
+	MemberFrozen  = "frozen"
+	MemberRemoved = "removed"
+)
+
+// List is a mailing list.
+type List struct {
+	ID            int64
+	Name          string
+	Kind          string
+	Title         string
+	AllowUnsigned bool
+	CreatedAt     time.Time
+}
+
+// Member is a list member. Its key is the one pinned for Email in the key
+// store.
+type Member struct {
+	ID          int64
+	ListID      int64
+	Email       string
+	Name        string
+	Role        string
+	State       string
+	StateReason string
+	Failures    int
+	AddedAt     time.Time
+}
+
+// ErrExists is returned when creating something that already exists.
+var ErrExists = errors.New("already exists")
+
+// CreateListTx creates a list inside tx.
+func CreateListTx(ctx context.Context, tx *sql.Tx, l *List) error {
+	res, err := tx.ExecContext(ctx, `INSERT INTO list (name, kind, title, allow_unsigned, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`,
+		l.Name, l.Kind, l.Title, l.AllowUnsigned, l.CreatedAt.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("create list %s: %w", l.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("create list %s: %w", l.Name, ErrExists)
+	}
+	l.ID, err = res.LastInsertId()
+	return err
+}
+
+// ListByNameTx returns the list called name, or ErrNotFound.
+func ListByNameTx(ctx context.Context, tx *sql.Tx, name string) (*List, error) {
+	var l List
+	var created int64
+	err := tx.QueryRowContext(ctx, `SELECT id, name, kind, title, allow_unsigned, created_at FROM list WHERE name = ?`, strings.ToLower(name)).
+		Scan(&l.ID, &l.Name, &l.Kind, &l.Title, &l.AllowUnsigned, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("list %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", name, err)
+	}
+	l.CreatedAt = time.UnixMilli(created).UTC()
+	return &l, nil
+}
+
+// AddMemberTx adds m to its list, or brings a removed member back with the
+// new role. It fails with ErrExists for a member already there.
+func AddMemberTx(ctx context.Context, tx *sql.Tx, m *Member) error {
+	m.Email = strings.ToLower(m.Email)
+	now := m.AddedAt.UnixMilli()
+	res, err := tx.ExecContext(ctx, `INSERT INTO member (list_id, email, name, role, state, added_at, updated_at) VALUES (?, ?, ?, ?, 'active', ?, ?)
+		ON CONFLICT (list_id, email) DO UPDATE SET role = excluded.role, name = excluded.name, state = 'active', state_reason = '', failures = 0, updated_at = excluded.updated_at
+		WHERE member.state = 'removed'`,
+		m.ListID, m.Email, m.Name, m.Role, now, now)
+	if err != nil {
+		return fmt.Errorf("add member %s: %w", m.Email, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("add member %s: %w", m.Email, ErrExists)
+	}
+	m.State = MemberActive
+	return tx.QueryRowContext(ctx, `SELECT id FROM member WHERE list_id = ? AND email = ?`, m.ListID, m.Email).Scan(&m.ID)
+}
+
+// MembersTx returns the members of list in the order they were added,
+// removed ones included.
+func MembersTx(ctx context.Context, tx *sql.Tx, listID int64) ([]Member, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, list_id, email, name, role, state, state_reason, failures, added_at FROM member WHERE list_id = ? ORDER BY id`, listID)
+	if err != nil {
+		return nil, fmt.Errorf("members of list %d: %w", listID, err)
+	}
+	defer rows.Close()
+	var out []Member
+	for rows.Next() {
+		var m Member
+		var added int64
+		if err := rows.Scan(&m.ID, &m.ListID, &m.Email, &m.Name, &m.Role, &m.State, &m.StateReason, &m.Failures, &added); err != nil {
+			return nil, err
+		}
+		m.AddedAt = time.UnixMilli(added).UTC()
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// SetMemberStateTx changes a member's state, recording the reason.
+func SetMemberStateTx(ctx context.Context, tx *sql.Tx, memberID int64, state, reason string, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE member SET state = ?, state_reason = ?, updated_at = ? WHERE id = ?`, state, reason, at.UnixMilli(), memberID)
+	if err != nil {
+		return fmt.Errorf("set member %d %s: %w", memberID, state, err)
+	}
+	return nil
+}
+
+// MemberFailureTx counts a failed delivery or encryption for a member and
+// returns the count; success resets it (ok=true).
+func MemberFailureTx(ctx context.Context, tx *sql.Tx, memberID int64, ok bool) (int, error) {
+	q := `UPDATE member SET failures = failures + 1 WHERE id = ? RETURNING failures`
+	if ok {
+		q = `UPDATE member SET failures = 0 WHERE id = ? RETURNING failures`
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, q, memberID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count failure of member %d: %w", memberID, err)
+	}
+	return n, nil
+}
+
+// Post is a message received for a list.
+type Post struct {
+	ID         int64
+	ListID     int64
+	SpoolID    int64
+	MessageID  string
+	Sender     string
+	Status     string // distributed, held, duplicate, loop, refused
+	Encrypted  bool
+	Signature  string
+	Signer     string
+	ReceivedAt time.Time
+	Archive    []byte
+}
+
+// PostSeenTx reports whether a post with messageID was already received on
+// the list.
+func PostSeenTx(ctx context.Context, tx *sql.Tx, listID int64, messageID string) (bool, error) {
+	if messageID == "" {
+		return false, nil
+	}
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM post WHERE list_id = ? AND message_id = ?`, listID, messageID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("post seen: %w", err)
+	}
+	return true, nil
+}
+
+// AddPostTx records p. A duplicate Message-ID is recorded without it.
+func AddPostTx(ctx context.Context, tx *sql.Tx, p *Post) error {
+	mid := p.MessageID
+	if p.Status == "duplicate" {
+		mid = ""
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO post (list_id, spool_id, message_id, sender, status, encrypted, signature, signer, received_at, archive)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ListID, nullID(p.SpoolID), mid, p.Sender, p.Status, p.Encrypted, p.Signature, p.Signer, p.ReceivedAt.UnixMilli(), p.Archive)
+	if err != nil {
+		return fmt.Errorf("record post %q: %w", p.MessageID, err)
+	}
+	p.ID, err = res.LastInsertId()
+	return err
+}
+
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// AddPostCopyTx stores a member's sealed copy of a post as it was queued.
+func AddPostCopyTx(ctx context.Context, tx *sql.Tx, postID, memberID, queueMsg int64, raw []byte) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO post_copy (post_id, member_id, queue_msg, raw) VALUES (?, ?, ?, ?)`, postID, memberID, queueMsg, raw)
+	if err != nil {
+		return fmt.Errorf("store copy of post %d for member %d: %w", postID, memberID, err)
+	}
+	return nil
+}
+
+// PostCopies returns the copies of a post, by member ID.
+func (db *DB) PostCopies(ctx context.Context, postID int64) (map[int64][]byte, error) {
+	out := map[int64][]byte{}
+	err := db.Read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT member_id, raw FROM post_copy WHERE post_id = ?`, postID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			var raw []byte
+			if err := rows.Scan(&id, &raw); err != nil {
+				return err
+			}
+			out[id] = raw
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("copies of post %d: %w", postID, err)
+	}
+	return out, nil
+}
+
+// Posts returns the posts of a list, oldest first.
+func (db *DB) Posts(ctx context.Context, listID int64) ([]Post, error) {
+	var out []Post
+	err := db.Read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, list_id, COALESCE(spool_id, 0), message_id, sender, status, encrypted, signature, signer, received_at, archive FROM post WHERE list_id = ? ORDER BY id`, listID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p Post
+			var at int64
+			if err := rows.Scan(&p.ID, &p.ListID, &p.SpoolID, &p.MessageID, &p.Sender, &p.Status, &p.Encrypted, &p.Signature, &p.Signer, &at, &p.Archive); err != nil {
+				return err
+			}
+			p.ReceivedAt = time.UnixMilli(at).UTC()
+			out = append(out, p)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("posts of list %d: %w", listID, err)
+	}
+	return out, nil
+}
+
+// SignatureSeenTx records a command signature's digest and reports whether
+// it had been used before.
+func SignatureSeenTx(ctx context.Context, tx *sql.Tx, digest string, at time.Time) (bool, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO seen_signature (digest, at) VALUES (?, ?) ON CONFLICT DO NOTHING`, digest, at.UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("record signature: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 0, nil
+}
