@@ -138,9 +138,20 @@ func (k *Key) CanSign(at time.Time) bool {
 }
 
 // HasPrivate reports whether the key carries secret key material.
-func (k *Key) HasPrivate() bool { return k.e.PrivateKey != nil }
+func (k *Key) HasPrivate() bool {
+	if k.e.PrivateKey != nil {
+		return true
+	}
+	for _, sk := range k.e.Subkeys {
+		if sk.PrivateKey != nil {
+			return true
+		}
+	}
+	return false
+}
 
-// Unlock decrypts passphrase-protected secret key material in place.
+// Unlock decrypts passphrase-protected secret key material in place; call
+// it before sharing the key between goroutines.
 func (k *Key) Unlock(passphrase []byte) error {
 	if err := k.e.DecryptPrivateKeys(passphrase); err != nil {
 		return fmt.Errorf("unlock key %s: %w", k.Fingerprint(), err)
@@ -182,15 +193,14 @@ func (k *Key) Public() *Key {
 	if !k.HasPrivate() {
 		return k
 	}
-	var buf bytes.Buffer
-	if err := k.e.Serialize(&buf); err != nil {
-		return &Key{e: k.e}
+	e := *k.e
+	e.PrivateKey = nil
+	e.Subkeys = make([]openpgp.Subkey, len(k.e.Subkeys))
+	for i, sk := range k.e.Subkeys {
+		sk.PrivateKey = nil
+		e.Subkeys[i] = sk
 	}
-	e, err := openpgp.ReadEntity(packet.NewReader(&buf))
-	if err != nil {
-		return &Key{e: k.e}
-	}
-	return &Key{e: e}
+	return &Key{e: &e}
 }
 
 // ArmoredPublic returns the armored public key block.

@@ -55,7 +55,8 @@ func (s SigStatus) String() string {
 type Opened struct {
 	// Entity is the cleartext MIME entity (header and body, CRLF): the
 	// decrypted and/or signed payload, or the whole message when it
-	// carries no PGP layer.
+	// carries no PGP layer. Inline PGP payloads become a text/plain
+	// entity holding only Content-Type and Content-Transfer-Encoding.
 	Entity []byte
 	// Header is Entity's parsed header.
 	Header textproto.Header
@@ -250,7 +251,7 @@ func (o *opener) protected(h textproto.Header) bool {
 	mode := strings.ToLower(params["hp"])
 	switch {
 	case mode == "cipher" || mode == "clear":
-	case params["protected-headers"] == "v1":
+	case strings.EqualFold(params["protected-headers"], "v1"):
 		mode = "v1"
 	default:
 		return false
@@ -423,9 +424,14 @@ func charset(e *entity) string {
 }
 
 func textEntity(body []byte, cs string) []byte {
+	if strings.ContainsFunc(cs, func(r rune) bool {
+		return !(r == '-' || r == '_' || r == '.' || r == ':' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
+	}) {
+		cs = "utf-8"
+	}
 	var buf bytes.Buffer
 	buf.Grow(len(body) + 80)
-	fmt.Fprintf(&buf, "Content-Type: text/plain; charset=%q\r\nContent-Transfer-Encoding: 8bit\r\n\r\n", cs)
+	fmt.Fprintf(&buf, "Content-Type: text/plain; charset=\"%s\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n", cs)
 	buf.Write(body)
 	return buf.Bytes()
 }

@@ -260,6 +260,7 @@ func protectHeaders(inner []byte, outer textproto.Header) ([]byte, textproto.Hea
 		return nil, textproto.Header{}, fmt.Errorf("inner entity: %w", err)
 	}
 	h := ie.header.Copy()
+	h.Del("HP-Outer")
 	copyMissing(&h, outer)
 
 	oh := nonStructural(outer)
