@@ -32,7 +32,7 @@ func BenchmarkDeliver(b *testing.B) {
 		db := openQueueDB(b, dir)
 		err := db.Write(context.Background(), func(tx *sql.Tx) error {
 			for i := range total {
-				raw := append(message(fmt.Sprint("m", i)), body[:4096-100]...)
+				raw := append(queuedMessage(fmt.Sprint("m", i)), body[:4096-100]...)
 				if _, err := store.EnqueueTx(context.Background(), tx, &store.OutMessage{Rcpts: []string{fmt.Sprintf("u%d@a.example", i)}, Raw: raw}); err != nil {
 					return err
 				}

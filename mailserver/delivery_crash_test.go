@@ -74,7 +74,7 @@ func TestDeliveryCrash(t *testing.T) {
 	err := db.Write(context.Background(), func(tx *sql.Tx) error {
 		for i := range total {
 			id := "m" + strconv.Itoa(i)
-			if _, err := store.EnqueueTx(context.Background(), tx, &store.OutMessage{Rcpts: []string{"ok@a.example"}, Raw: message(id)}); err != nil {
+			if _, err := store.EnqueueTx(context.Background(), tx, &store.OutMessage{Rcpts: []string{"ok@a.example"}, Raw: queuedMessage(id)}); err != nil {
 				return err
 			}
 		}

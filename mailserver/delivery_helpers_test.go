@@ -137,7 +137,7 @@ func entries(t testing.TB, db *store.DB) map[string]store.QueueEntry {
 	return m
 }
 
-func message(id string) []byte {
+func queuedMessage(id string) []byte {
 	return []byte("From: security@example.org\r\nTo: someone@example.net\r\nMessage-ID: <" + id + "@example.org>\r\nSubject: test\r\n\r\nbody of " + id + "\r\n")
 }
 
@@ -317,7 +317,7 @@ func (r stubResolver) LookupMX(_ context.Context, name string) ([]*net.MX, error
 
 func enqueue(t testing.TB, db *store.DB, now time.Time, id string, rcpts ...string) int64 {
 	t.Helper()
-	mid, err := db.Enqueue(context.Background(), &store.OutMessage{Rcpts: rcpts, Raw: message(id), CreatedAt: now, Kind: "notice", Ref: id})
+	mid, err := db.Enqueue(context.Background(), &store.OutMessage{Rcpts: rcpts, Raw: queuedMessage(id), CreatedAt: now, Kind: "notice", Ref: id})
 	if err != nil {
 		t.Fatal(err)
 	}
