@@ -75,9 +75,42 @@ type PGP struct {
 
 // Delivery configures how outbound mail leaves cvd.
 type Delivery struct {
-	// Mode is "outbox": mail is written to the Maildir OutboxDir.
+	// Mode is "outbox" (mail is written to the Maildir OutboxDir),
+	// "smarthost" (relayed through Smarthost) or "mx" (sent to each
+	// recipient domain's MX).
 	Mode      string
 	OutboxDir string
+	// Smarthost is HOST:PORT of the relay; TLS is "starttls", "tls" or
+	// "none"; Username and PasswordFile enable AUTH.
+	Smarthost    string
+	TLS          string
+	Username     string
+	PasswordFile string
+	// MaxAge is how long a message is retried.
+	MaxAge time.Duration
+	// PerDestination bounds the connections to one destination.
+	PerDestination int
+}
+
+// age is a duration that also takes days: "5d", "36h", "90m".
+type age time.Duration
+
+func (a *age) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var days int
+		if _, err := fmt.Sscanf(n, "%d", &days); err != nil || fmt.Sprint(days) != n {
+			return fmt.Errorf("%q is not a duration; use e.g. \"5d\" or \"36h\"", s)
+		}
+		*a = age(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration; use e.g. \"5d\" or \"36h\"", s)
+	}
+	*a = age(d)
+	return nil
 }
 
 // Log configures logging.
@@ -113,8 +146,14 @@ type raw struct {
 		PublicFile *string `toml:"public_file"`
 	} `toml:"pgp"`
 	Delivery struct {
-		Mode      *string `toml:"mode"`
-		OutboxDir *string `toml:"outbox_dir"`
+		Mode           *string `toml:"mode"`
+		OutboxDir      *string `toml:"outbox_dir"`
+		Smarthost      *string `toml:"smarthost"`
+		TLS            *string `toml:"tls"`
+		Username       *string `toml:"username"`
+		PasswordFile   *string `toml:"password_file"`
+		MaxAge         *age    `toml:"max_age"`
+		PerDestination *int    `toml:"per_destination"`
 	} `toml:"delivery"`
 	Log struct {
 		Format *string `toml:"format"`
@@ -208,7 +247,8 @@ var keys = []string{
 	"imap", "imap.listen",
 	"tls", "tls.cert_file", "tls.key_file",
 	"pgp", "pgp.key_file", "pgp.public_file",
-	"delivery", "delivery.mode", "delivery.outbox_dir",
+	"delivery", "delivery.mode", "delivery.outbox_dir", "delivery.smarthost", "delivery.tls",
+	"delivery.username", "delivery.password_file", "delivery.max_age", "delivery.per_destination",
 	"log", "log.format", "log.level",
 }
 
@@ -325,11 +365,43 @@ func (c *Config) apply(r *raw, baseDir string) error {
 
 	c.Delivery.Mode = str(r.Delivery.Mode, "outbox")
 	switch c.Delivery.Mode {
-	case "outbox":
+	case "outbox", "smarthost", "mx":
 	default:
-		return bad("delivery.mode", "%q is not a delivery mode; use \"outbox\"", c.Delivery.Mode)
+		return bad("delivery.mode", "%q is not a delivery mode; use \"outbox\", \"smarthost\" or \"mx\"", c.Delivery.Mode)
 	}
 	c.Delivery.OutboxDir = resolve(c.DataDir, str(r.Delivery.OutboxDir, "outbox"))
+	c.Delivery.Smarthost = str(r.Delivery.Smarthost, "")
+	if c.Delivery.Mode == "smarthost" && c.Delivery.Smarthost == "" {
+		return bad("delivery.smarthost", "missing; mode \"smarthost\" needs the relay as HOST:PORT, e.g. smarthost = \"smtp.example.org:587\"")
+	}
+	if c.Delivery.Smarthost != "" {
+		if err := checkListen(c.Delivery.Smarthost); err != nil {
+			return bad("delivery.smarthost", "%v; use HOST:PORT, e.g. \"smtp.example.org:587\"", err)
+		}
+	}
+	c.Delivery.TLS = str(r.Delivery.TLS, "starttls")
+	switch c.Delivery.TLS {
+	case "starttls", "tls", "none":
+	default:
+		return bad("delivery.tls", "%q is not a TLS mode; use \"starttls\", \"tls\" (implicit, port 465) or \"none\"", c.Delivery.TLS)
+	}
+	c.Delivery.Username = str(r.Delivery.Username, "")
+	if r.Delivery.PasswordFile != nil && *r.Delivery.PasswordFile != "" {
+		c.Delivery.PasswordFile = resolve(c.DataDir, *r.Delivery.PasswordFile)
+	}
+	if c.Delivery.Username != "" && c.Delivery.PasswordFile == "" {
+		return bad("delivery.password_file", "missing; delivery.username is set, so name the file holding the smarthost password, e.g. password_file = \"smarthost.password\"")
+	}
+	c.Delivery.MaxAge = 5 * 24 * time.Hour
+	if r.Delivery.MaxAge != nil {
+		c.Delivery.MaxAge = time.Duration(*r.Delivery.MaxAge)
+	}
+	if c.Delivery.MaxAge < time.Hour || c.Delivery.MaxAge > 30*24*time.Hour {
+		return bad("delivery.max_age", "%v is out of range; use between \"1h\" and \"30d\" (default \"5d\")", c.Delivery.MaxAge)
+	}
+	if c.Delivery.PerDestination, err = positive(r.Delivery.PerDestination, 4); err != nil {
+		return bad("delivery.per_destination", "%v", err)
+	}
 
 	c.Log.Format = str(r.Log.Format, "text")
 	if c.Log.Format != "text" && c.Log.Format != "json" {

@@ -65,8 +65,24 @@ public_file = "keys/project.pub.asc"
 
 [delivery]
 # "outbox": outbound mail is written to a Maildir instead of being sent.
+# "smarthost": relayed through the SMTP server below.
+# "mx": sent straight to each recipient domain's MX (STARTTLS when offered).
 mode = "outbox"
 outbox_dir = "outbox"
+# The relay for mode = "smarthost", as HOST:PORT.
+# smarthost = "smtp.DOMAIN:587"
+# "starttls" (port 587/25), "tls" (implicit TLS, port 465), or "none" (only
+# for a relay on this machine or a trusted network).
+tls = "starttls"
+# AUTH PLAIN/LOGIN at the smarthost: the user name, and a file holding only
+# the password (keep it 0600).
+# username = "cvd"
+# password_file = "smarthost.password"
+# Temporary failures are retried (after 1m, 5m, 30m, 2h, then every 4h)
+# until the message is this old; then it fails. Units: s, m, h, d.
+max_age = "5d"
+# Connections at once to one destination (the smarthost, or one domain).
+per_destination = 4
 
 [log]
 # "text" or "json"; level "debug", "info", "warn" or "error".
