@@ -3,9 +3,7 @@
 // JSON 5.x, OSV and CSAF 2.0 records, the plain-text advisory, a CVE request
 // mail, and the project's public web face (security.txt, Web Key Directory,
 // advisory pages, acknowledgements and an Atom feed).
+//
+// It works on plain data (Advisory, Project, PublicKey) that the embargo
+// package fills at release, and knows nothing of incidents or mail.
 package publish
-
-import (
-	_ "github.com/pandatix/go-cvss/31" // CVSS v3.1 scoring
-	_ "github.com/pandatix/go-cvss/40" // CVSS v4.0 scoring
-)

@@ -29,6 +29,11 @@ Usage:
         and a self-signed TLS certificate.
   cvd spool list [--config FILE] [--limit N]
         Show the newest received messages (no content).
+  cvd queue list|retry ID|drop ID [--config FILE] [--all] [--limit N]
+        Show outbound mail (id, recipient, state, attempts, next try, last
+        reply), make a row due now, or delete it.
+  cvd cvss VECTOR
+        Score a CVSS v3.1 or v4.0 vector and print its metrics in words.
   cvd version
         Print the version.
   cvd help
@@ -55,6 +60,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdInit(args[1:], stdout, stderr)
 	case "spool":
 		err = cmdSpool(args[1:], stdout, stderr)
+	case "queue":
+		err = cmdQueue(args[1:], stdout, stderr)
+	case "cvss":
+		err = cmdCVSS(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "cvd %s (schema %d, %s)\n", versionString(), store.SchemaVersion(), runtime.Version())
 	case "help", "--help", "-help", "-h":
