@@ -267,3 +267,12 @@ func SignatureSeenTx(ctx context.Context, tx *sql.Tx, digest string, at time.Tim
 	n, _ := res.RowsAffected()
 	return n == 0, nil
 }
+
+// SetAllowUnsignedTx sets whether members may post without a good
+// signature on the list.
+func SetAllowUnsignedTx(ctx context.Context, tx *sql.Tx, listID int64, allow bool) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE list SET allow_unsigned = ? WHERE id = ?`, allow, listID); err != nil {
+		return fmt.Errorf("set list policy: %w", err)
+	}
+	return nil
+}

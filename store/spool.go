@@ -137,35 +137,50 @@ const (
 	SpoolFailed = "failed"
 )
 
-// PendingSpool returns up to limit spool IDs in state new, oldest first.
-func (db *DB) PendingSpool(ctx context.Context, limit int) ([]int64, error) {
-	var ids []int64
+// PendingRcpt is a recipient of a spooled message still to be routed.
+type PendingRcpt struct {
+	SpoolID int64
+	Rcpt    string
+}
+
+// PendingSpool returns up to limit recipients still to route, of spooled
+// messages with an ID above after, oldest first.
+func (db *DB) PendingSpool(ctx context.Context, after int64, limit int) ([]PendingRcpt, error) {
+	var out []PendingRcpt
 	err := db.Read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM spool WHERE state = 'new' ORDER BY id LIMIT ?`, limit)
+		rows, err := tx.QueryContext(ctx, `SELECT spool_id, rcpt FROM spool_rcpt WHERE state = 'new' AND spool_id > ? ORDER BY spool_id, rcpt LIMIT ?`, after, limit)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
+			var p PendingRcpt
+			if err := rows.Scan(&p.SpoolID, &p.Rcpt); err != nil {
 				return err
 			}
-			ids = append(ids, id)
+			out = append(out, p)
 		}
 		return rows.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pending spool: %w", err)
 	}
-	return ids, nil
+	return out, nil
 }
 
-// MarkSpoolTx sets the state of a spooled message (done or failed, with
-// the reason for operators; never message content).
-func MarkSpoolTx(ctx context.Context, tx *sql.Tx, id int64, state, reason string) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE spool SET state = ?, error = ? WHERE id = ?`, state, reason, id); err != nil {
-		return fmt.Errorf("mark spool %d %s: %w", id, state, err)
+// MarkRcptTx records that one recipient of a spooled message was routed
+// (state done or failed, with the reason for operators; never content).
+// The message is done once no recipient is left, failed if any failed.
+func MarkRcptTx(ctx context.Context, tx *sql.Tx, spoolID int64, rcpt, state, reason string) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE spool_rcpt SET state = ?, reason = ? WHERE spool_id = ? AND rcpt = ?`, state, reason, spoolID, rcpt); err != nil {
+		return fmt.Errorf("mark spool %d for %s: %w", spoolID, rcpt, err)
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE spool SET state = CASE
+			WHEN EXISTS (SELECT 1 FROM spool_rcpt WHERE spool_id = ?1 AND state = 'failed') THEN 'failed' ELSE 'done' END,
+			error = (SELECT COALESCE(group_concat(rcpt || ': ' || reason, '; '), '') FROM spool_rcpt WHERE spool_id = ?1 AND state = 'failed')
+		WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM spool_rcpt WHERE spool_id = ?1 AND state = 'new')`, spoolID)
+	if err != nil {
+		return fmt.Errorf("mark spool %d: %w", spoolID, err)
 	}
 	return nil
 }

@@ -54,3 +54,8 @@ CREATE TABLE seen_signature (
 	digest TEXT    PRIMARY KEY,
 	at     INTEGER NOT NULL
 );
+
+-- Routing state per recipient of a spooled message; the message is done
+-- when every recipient is.
+ALTER TABLE spool_rcpt ADD COLUMN state TEXT NOT NULL DEFAULT 'new';
+ALTER TABLE spool_rcpt ADD COLUMN reason TEXT NOT NULL DEFAULT '';

@@ -1,0 +1,132 @@
+package embargo
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/cvd-project/cvd/lists"
+	"github.com/cvd-project/cvd/store"
+)
+
+// Router takes received mail from the spool and hands each recipient to
+// the part of cvd that owns its address: incident lists, bounces, intake.
+type Router struct {
+	DB     *store.DB
+	Domain string
+	Lists  *lists.Service
+	// Bounce handles mail to security+bounce-TOKEN@DOMAIN; nil leaves such
+	// mail in the spool.
+	Bounce func(ctx context.Context, sm *store.SpooledMessage, rcpt, token string) error
+	// Intake handles mail to security@DOMAIN; nil leaves it in the spool.
+	Intake func(ctx context.Context, sm *store.SpooledMessage, rcpt string) error
+	Log    *slog.Logger
+	// Poll is how often the spool is read without a wake-up (default 30s).
+	Poll time.Duration
+
+	wake chan struct{}
+}
+
+// Wake makes Run look at the spool now.
+func (r *Router) Wake() {
+	select {
+	case r.wakeChan() <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Router) wakeChan() chan struct{} {
+	if r.wake == nil {
+		r.wake = make(chan struct{}, 1)
+	}
+	return r.wake
+}
+
+// Run routes spooled mail until ctx ends. Mail that no handler takes yet
+// stays in the spool and is looked at again after a restart.
+func (r *Router) Run(ctx context.Context) {
+	wake := r.wakeChan()
+	poll := r.Poll
+	if poll <= 0 {
+		poll = 30 * time.Second
+	}
+	var cursor int64
+	for {
+		n, last, err := r.RouteOnce(ctx, cursor)
+		if err != nil && ctx.Err() == nil {
+			r.Log.Error("route spool", "err", err)
+		}
+		cursor = max(cursor, last)
+		if n > 0 && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-time.After(poll):
+		}
+	}
+}
+
+// RouteOnce routes a batch of pending recipients of messages after the
+// spool ID cursor. It returns how many it looked at and the last spool ID.
+func (r *Router) RouteOnce(ctx context.Context, cursor int64) (int, int64, error) {
+	pending, err := r.DB.PendingSpool(ctx, cursor, 100)
+	if err != nil {
+		return 0, cursor, err
+	}
+	var sm *store.SpooledMessage
+	for _, p := range pending {
+		if sm == nil || sm.ID != p.SpoolID {
+			if sm, err = r.DB.SpooledMessage(ctx, p.SpoolID); err != nil {
+				return 0, cursor, err
+			}
+		}
+		if err := r.route(ctx, sm, p.Rcpt); err != nil {
+			// One bad message must not stop the others: record and go on.
+			r.Log.Error("route message", "spool", sm.ID, "rcpt", p.Rcpt, "err", err)
+			if merr := r.fail(ctx, sm.ID, p.Rcpt, "internal error"); merr != nil {
+				return 0, cursor, errors.Join(err, merr)
+			}
+		}
+		cursor = p.SpoolID
+	}
+	return len(pending), cursor, nil
+}
+
+func (r *Router) fail(ctx context.Context, id int64, rcpt, reason string) error {
+	return r.DB.Write(ctx, func(tx *sql.Tx) error { return store.MarkRcptTx(ctx, tx, id, rcpt, store.SpoolFailed, reason) })
+}
+
+func (r *Router) route(ctx context.Context, sm *store.SpooledMessage, rcpt string) error {
+	a := lists.ParseAddress(rcpt, r.Domain)
+	if a.Kind != lists.Security {
+		return r.fail(ctx, sm.ID, rcpt, "not a local address")
+	}
+	switch {
+	case a.Tag == "":
+		if r.Intake == nil {
+			return nil
+		}
+		return r.Intake(ctx, sm, rcpt)
+	case strings.HasPrefix(a.Tag, "bounce-"):
+		if r.Bounce == nil {
+			return nil
+		}
+		return r.Bounce(ctx, sm, rcpt, strings.TrimPrefix(a.Tag, "bounce-"))
+	}
+	_, err := r.Lists.HandlePost(ctx, a.Tag, sm, rcpt)
+	if errors.Is(err, store.ErrNotFound) {
+		r.Log.Info("mail for a list that does not exist", "spool", sm.ID, "rcpt", rcpt)
+		return r.fail(ctx, sm.ID, rcpt, "no such list")
+	}
+	if err != nil {
+		return fmt.Errorf("route to %s: %w", rcpt, err)
+	}
+	return nil
+}

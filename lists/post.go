@@ -1,0 +1,470 @@
+package lists
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/cvd-project/cvd/crypto"
+	"github.com/cvd-project/cvd/store"
+	"github.com/cvd-project/cvd/templates"
+)
+
+// Post outcomes, as recorded on the post.
+const (
+	PostDistributed = "distributed"
+	PostHeld        = "held"
+	PostDuplicate   = "duplicate"
+	PostLoop        = "loop"
+	PostRefused     = "refused"
+)
+
+// PostResult says what happened to a post.
+type PostResult struct {
+	PostID int64
+	Status string
+	// Reason explains held and refused posts (for logs; no content).
+	Reason string
+	// Copies is the number of sealed copies queued.
+	Copies int
+	// Missed lists members who got only a missed-message notice.
+	Missed []string
+}
+
+// HandlePost processes a message received for the incident list listName:
+// it opens it, checks the sender, and distributes it sealed to every other
+// active member, or holds it for the coordinators. Everything it decides
+// (post, copies, notices, the spool row's state) commits in one
+// transaction.
+func (s *Service) HandlePost(ctx context.Context, listName string, sm *store.SpooledMessage, rcpt string) (*PostResult, error) {
+	now := s.now()
+	var l *store.List
+	var members []*member
+	err := s.DB.Read(ctx, func(tx *sql.Tx) error {
+		var err error
+		if l, err = store.ListByNameTx(ctx, tx, listName); err != nil {
+			return err
+		}
+		members, err = s.loadMembers(ctx, tx, l.ID, now)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("post to %s: %w", listName, err)
+	}
+	if l.Kind != store.ListIncident {
+		return nil, fmt.Errorf("post to %s: not an incident list", listName)
+	}
+	p := &postJob{s: s, list: l, members: members, sm: sm, rcpt: rcpt, now: now, listAddr: s.Address(l.Name)}
+	res, err := p.run(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("post to %s (spool %d): %w", listName, sm.ID, err)
+	}
+	s.log().Info("list post", "list", l.Name, "spool", sm.ID, "post", res.PostID, "status", res.Status,
+		"reason", res.Reason, "copies", res.Copies, "missed", len(res.Missed))
+	return res, nil
+}
+
+type postJob struct {
+	s        *Service
+	list     *store.List
+	members  []*member
+	sm       *store.SpooledMessage
+	rcpt     string
+	now      time.Time
+	listAddr string
+
+	outer  textproto.Header
+	opened *crypto.Opened
+	from   *mail.Address
+	sender *member
+	post   store.Post
+	res    PostResult
+}
+
+func (p *postJob) run(ctx context.Context) (*PostResult, error) {
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(p.sm.Raw)))
+	if err != nil {
+		return p.finish(ctx, PostRefused, "unreadable header")
+	}
+	p.outer = h
+	p.post = store.Post{ListID: p.list.ID, SpoolID: p.sm.ID, MessageID: msgID(h.Get("Message-Id")), ReceivedAt: p.sm.ReceivedAt, Signature: crypto.Unsigned.String()}
+	if from, ok := parseFrom(h); ok {
+		p.from = from
+		p.post.Sender = from.Address
+	}
+
+	// Our own copies coming back, and mail we already took.
+	if strings.Contains(strings.ToLower(h.Get("X-Loop")), p.listAddr) || p.post.Sender == p.listAddr {
+		return p.finish(ctx, PostLoop, "own mail came back")
+	}
+	if as := strings.ToLower(strings.TrimSpace(h.Get("Auto-Submitted"))); p.sm.MailFrom == "" || as != "" && as != "no" {
+		// Bounces and auto-replies addressed to a list never reach members.
+		return p.finish(ctx, PostRefused, "automatic message")
+	}
+	var seen bool
+	if err := p.s.DB.Read(ctx, func(tx *sql.Tx) (err error) {
+		seen, err = store.PostSeenTx(ctx, tx, p.list.ID, p.post.MessageID)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if seen {
+		return p.finish(ctx, PostDuplicate, "Message-ID seen before")
+	}
+
+	var verify []*crypto.Key
+	for _, m := range p.members {
+		if m.key != nil {
+			verify = append(verify, m.key)
+		}
+	}
+	o, err := crypto.Open(p.sm.Raw, []*crypto.Key{p.s.Key}, verify, p.now, p.s.Limits)
+	if err != nil {
+		reason := "could not be opened"
+		switch {
+		case errors.Is(err, crypto.ErrLimit):
+			reason = "exceeds a limit: " + err.Error()
+		case errors.Is(err, crypto.ErrDecrypt):
+			reason = "could not be decrypted with the list key"
+		}
+		return p.finish(ctx, PostRefused, reason)
+	}
+	p.opened = o
+	p.post.Encrypted = o.Encrypted
+	p.post.Signature = o.Signature.String()
+	p.post.Signer = o.Signer
+	// RFC 9788: the protected From counts when the message has one.
+	if o.Protection != "" {
+		if from, ok := parseFrom(o.Protected); ok {
+			p.from = from
+			p.post.Sender = from.Address
+		}
+	}
+	for _, m := range p.members {
+		if p.from != nil && m.Email == p.from.Address {
+			p.sender = m
+		}
+	}
+	switch {
+	case p.sender == nil:
+		return p.hold(ctx, "sender is not a member")
+	case p.verified():
+		return p.distribute(ctx, false)
+	case p.list.AllowUnsigned && o.Signature == crypto.Unsigned:
+		return p.distribute(ctx, true)
+	default:
+		return p.hold(ctx, "no good signature by the member's key ("+o.Signature.String()+")")
+	}
+}
+
+func (p *postJob) verified() bool {
+	return p.sender != nil && p.sender.key != nil && p.opened.Signature == crypto.Good &&
+		strings.EqualFold(p.opened.Signer, p.sender.key.Fingerprint())
+}
+
+// finish records a post that is not distributed and marks the spool row.
+func (p *postJob) finish(ctx context.Context, status, reason string) (*PostResult, error) {
+	p.post.Status = status
+	p.res.Status, p.res.Reason = status, reason
+	err := p.s.DB.Write(ctx, func(tx *sql.Tx) error {
+		if err := store.AddPostTx(ctx, tx, &p.post); err != nil {
+			return err
+		}
+		state := store.SpoolDone
+		if status == PostRefused {
+			state = store.SpoolFailed
+		}
+		return store.MarkRcptTx(ctx, tx, p.sm.ID, p.rcpt, state, status+": "+reason)
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.res.PostID = p.post.ID
+	return &p.res, nil
+}
+
+// subject is the post's real subject: protected, inner, or outer.
+func (p *postJob) subject() string {
+	if p.opened.Protection != "" {
+		if v := headerValue(p.opened.Protected, "Subject"); v != "" {
+			return v
+		}
+	}
+	if v := headerValue(p.opened.Header, "Subject"); v != "" && v != crypto.ObscuredSubject && v != "..." {
+		return v
+	}
+	if v := headerValue(p.outer, "Subject"); v != crypto.ObscuredSubject && v != "..." {
+		return v
+	}
+	return ""
+}
+
+// fromName is the poster's display name for "NAME via LIST".
+func (p *postJob) fromName() string {
+	name := ""
+	if p.sender != nil {
+		name = p.sender.Name
+	}
+	if name == "" && p.from != nil {
+		name = HeaderName(p.from.Name)
+	}
+	if name == "" && p.from != nil {
+		name, _, _ = strings.Cut(p.from.Address, "@")
+	}
+	return templates.HeaderSafe(name + " via " + p.list.Name)
+}
+
+// headerBlock is the text/plain part that tells members who posted and how.
+func (p *postJob) headerBlock(held, notVerified bool) ([]byte, error) {
+	from := p.post.Sender
+	if p.from != nil {
+		from = HeaderName(p.from.Name) + " <" + p.from.Address + ">"
+		from = strings.TrimSpace(from)
+	}
+	r, err := templates.Render("header", map[string]any{
+		"Held": held, "List": p.list.Name, "ListAddress": p.listAddr, "From": templates.HeaderSafe(from),
+		"Signature": p.opened.Signature.String(), "Signer": p.opened.Signer, "Encrypted": p.opened.Encrypted,
+		"NotVerified": notVerified, "Notes": p.opened.Notes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []byte(strings.ReplaceAll(r.Body, "\n", "\r\n")), nil
+}
+
+// inner builds the entity sealed to members: a multipart/mixed with the
+// header block first and the post's own content (its Content-* fields and
+// body) second.
+func (p *postJob) inner(held, notVerified bool) ([]byte, error) {
+	block, err := p.headerBlock(held, notVerified)
+	if err != nil {
+		return nil, err
+	}
+	ent := p.opened.Entity
+	eh, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(ent)))
+	if err != nil {
+		return nil, fmt.Errorf("read opened header: %w", err)
+	}
+	body := ent
+	if i := bytes.Index(ent, []byte("\r\n\r\n")); i >= 0 {
+		body = ent[i+4:]
+	} else {
+		body = nil
+	}
+	var b bytes.Buffer
+	boundary := randomToken()
+	subject := p.subject()
+	if held {
+		subject = "[held] " + subject
+	}
+	writeField(&b, "Subject", subject)
+	writeField(&b, "From", (&mail.Address{Name: p.fromName(), Address: p.listAddr}).String())
+	writeField(&b, "To", p.listAddr)
+	writeField(&b, "Date", p.now.Format(time.RFC1123Z))
+	if id := p.post.MessageID; id != "" {
+		writeField(&b, "Message-ID", id)
+	}
+	writeField(&b, "MIME-Version", "1.0")
+	writeField(&b, "Content-Type", `multipart/mixed; boundary="`+boundary+`"`)
+	b.Write(crlf)
+	b.WriteString("--" + boundary + "\r\n")
+	writeField(&b, "Content-Type", "text/plain; charset=utf-8")
+	writeField(&b, "Content-Transfer-Encoding", "8bit")
+	writeField(&b, "Content-Description", "cvd post header")
+	b.Write(crlf)
+	b.Write(block)
+	b.WriteString("\r\n--" + boundary + "\r\n")
+	hasType := false
+	for f := eh.Fields(); f.Next(); {
+		k := strings.ToLower(f.Key())
+		if !strings.HasPrefix(k, "content-") {
+			continue
+		}
+		if k == "content-type" {
+			hasType = true
+		}
+		raw, err := f.Raw()
+		if err != nil {
+			return nil, err
+		}
+		b.Write(raw)
+	}
+	if !hasType {
+		writeField(&b, "Content-Type", "text/plain; charset=us-ascii")
+	}
+	b.Write(crlf)
+	b.Write(body)
+	if !bytes.HasSuffix(body, crlf) {
+		b.Write(crlf)
+	}
+	b.WriteString("--" + boundary + "--\r\n")
+	return b.Bytes(), nil
+}
+
+// outerHeader is the visible header of every sealed copy.
+func (p *postJob) outerHeader() (textproto.Header, error) {
+	var h textproto.Header
+	h.Set("From", (&mail.Address{Name: p.fromName(), Address: p.listAddr}).String())
+	h.Set("To", p.listAddr)
+	h.Set("Date", p.now.Format(time.RFC1123Z))
+	mid := p.post.MessageID
+	if mid == "" {
+		mid = "<" + randomToken() + "@" + p.s.Domain + ">"
+	}
+	h.Set("Message-Id", mid)
+	if v := msgID(p.outer.Get("In-Reply-To")); v != "" {
+		h.Set("In-Reply-To", v)
+	}
+	if refs := p.outer.Get("References"); refs != "" {
+		h.Set("References", templates.HeaderSafe(refs))
+	}
+	if err := p.s.listHeaders(&h, p.list); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// listHeaders adds RFC 2369/2919 headers, loop protection and the list key.
+func (s *Service) listHeaders(h *textproto.Header, l *store.List) error {
+	addr := s.Address(l.Name)
+	h.Set("List-Id", "<"+l.Name+"."+SecurityLocalPart+"."+s.Domain+">")
+	h.Set("List-Post", "<mailto:"+addr+">")
+	h.Set("List-Help", "<mailto:"+addr+"?subject=help>")
+	h.Set("Reply-To", addr)
+	h.Set("Precedence", "list")
+	h.Set("X-Loop", addr)
+	h.Set("X-Auto-Response-Suppress", "OOF, AutoReply")
+	ac, err := s.autocrypt(addr)
+	if err != nil {
+		return err
+	}
+	h.Set("Autocrypt", ac)
+	return nil
+}
+
+func randomToken() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// distribute seals the post to every other active member and queues it.
+func (p *postJob) distribute(ctx context.Context, notVerified bool) (*PostResult, error) {
+	var to []*member
+	for _, m := range p.members {
+		if m != p.sender {
+			to = append(to, m)
+		}
+	}
+	return p.send(ctx, PostDistributed, "", to, notVerified)
+}
+
+// hold forwards the post to the coordinators only, marked as held; the
+// sender gets a neutral receipt.
+func (p *postJob) hold(ctx context.Context, reason string) (*PostResult, error) {
+	var to []*member
+	for _, m := range p.members {
+		if m.Role == RoleCoordinator {
+			to = append(to, m)
+		}
+	}
+	return p.send(ctx, PostHeld, reason, to, false)
+}
+
+func (p *postJob) send(ctx context.Context, status, reason string, to []*member, notVerified bool) (*PostResult, error) {
+	held := status == PostHeld
+	inner, err := p.inner(held, notVerified)
+	if err != nil {
+		return nil, err
+	}
+	outer, err := p.outerHeader()
+	if err != nil {
+		return nil, err
+	}
+	var keys []*crypto.Key
+	var sealTo, missed []*member
+	for _, m := range to {
+		if m.problem == "" {
+			keys = append(keys, m.key)
+			sealTo = append(sealTo, m)
+		} else {
+			missed = append(missed, m)
+		}
+	}
+	// The archive copy is one more recipient: the list key itself.
+	keys = append(keys, p.s.Key)
+	copies, err := crypto.SealFanout(inner, outer, p.s.Key, keys, p.now)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	archive := copies[len(copies)-1]
+	copies = copies[:len(copies)-1]
+
+	var notices []*notice
+	var frozen []*member
+	err = p.s.DB.Write(ctx, func(tx *sql.Tx) error {
+		p.post.Status = status
+		p.post.Archive = archive
+		if err := store.AddPostTx(ctx, tx, &p.post); err != nil {
+			return err
+		}
+		for i, m := range sealTo {
+			qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: copies[i],
+				Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now})
+			if err != nil {
+				return err
+			}
+			if err := store.AddPostCopyTx(ctx, tx, p.post.ID, m.ID, qid, copies[i]); err != nil {
+				return err
+			}
+			if m.Failures > 0 {
+				if _, err := store.MemberFailureTx(ctx, tx, m.ID, true); err != nil {
+					return err
+				}
+			}
+		}
+		for _, m := range missed {
+			n, err := store.MemberFailureTx(ctx, tx, m.ID, false)
+			if err != nil {
+				return err
+			}
+			if n >= p.s.freezeAfter() {
+				if err := store.SetMemberStateTx(ctx, tx, m.ID, store.MemberFrozen, m.problem, p.now); err != nil {
+					return err
+				}
+				frozen = append(frozen, m)
+			}
+			notices = append(notices, p.s.missedNotice(p.list, m), p.s.keyProblemNotice(p.list, m, n, n >= p.s.freezeAfter()))
+		}
+		if held && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) {
+			notices = append(notices, p.s.receipt(p.list, p.sm.MailFrom))
+		}
+		for _, n := range notices {
+			if err := p.s.queueNotice(ctx, tx, p.list, p.members, n, p.now); err != nil {
+				return err
+			}
+		}
+		return store.MarkRcptTx(ctx, tx, p.sm.ID, p.rcpt, store.SpoolDone, status)
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.res.PostID, p.res.Status, p.res.Reason, p.res.Copies = p.post.ID, status, reason, len(sealTo)
+	for _, m := range missed {
+		p.res.Missed = append(p.res.Missed, m.Email)
+	}
+	for _, m := range frozen {
+		p.s.log().Warn("member frozen", "list", p.list.Name, "member_id", m.ID, "reason", m.problem)
+	}
+	return &p.res, nil
+}

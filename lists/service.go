@@ -1,0 +1,314 @@
+package lists
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/cvd-project/cvd/crypto"
+	"github.com/cvd-project/cvd/store"
+)
+
+// Roles of list members.
+const (
+	RoleReporter    = "reporter"
+	RoleCoordinator = "coordinator"
+	RoleFixer       = "fixer"
+	RoleDownstream  = "downstream"
+	RoleObserver    = "observer"
+	RoleSubscriber  = "subscriber"
+)
+
+// IncidentRoles are the roles a member of an incident list can have.
+var IncidentRoles = []string{RoleReporter, RoleCoordinator, RoleFixer, RoleDownstream, RoleObserver}
+
+// DefaultFreezeAfter is the number of failures in a row (no usable key,
+// permanent bounce) after which a member is frozen.
+const DefaultFreezeAfter = 3
+
+// Service runs cvd's lists. Every copy it sends is signed with Key (the
+// project key, which is also each list's key and the archive key).
+type Service struct {
+	DB     *store.DB
+	Domain string
+	// Key is the project's private key.
+	Key *crypto.Key
+	// Limits bound the work on one incoming message.
+	Limits crypto.Limits
+	// FreezeAfter is DefaultFreezeAfter when zero.
+	FreezeAfter int
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	Log *slog.Logger
+
+	keyCache sync.Map // fingerprint + armored -> *crypto.Key
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (s *Service) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+func (s *Service) freezeAfter() int {
+	if s.FreezeAfter > 0 {
+		return s.FreezeAfter
+	}
+	return DefaultFreezeAfter
+}
+
+// Address returns the posting address of the list called name.
+func (s *Service) Address(name string) string {
+	return SecurityLocalPart + "+" + name + "@" + s.Domain
+}
+
+// IntakeAddress is security@DOMAIN.
+func (s *Service) IntakeAddress() string { return SecurityLocalPart + "@" + s.Domain }
+
+var listNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// CreateListTx creates a list inside tx.
+func (s *Service) CreateListTx(ctx context.Context, tx *sql.Tx, name, kind, title string) (*store.List, error) {
+	name = strings.ToLower(name)
+	if !listNameRE.MatchString(name) || strings.HasPrefix(name, "bounce-") {
+		return nil, fmt.Errorf("create list %q: a name is lowercase letters, digits and '-', at most 63, not starting with bounce-", name)
+	}
+	if kind != store.ListIncident && kind != store.ListAnnounce {
+		return nil, fmt.Errorf("create list %s: unknown kind %q", name, kind)
+	}
+	l := &store.List{Name: name, Kind: kind, Title: title, CreatedAt: s.now()}
+	if err := store.CreateListTx(ctx, tx, l); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// CreateList creates a list.
+func (s *Service) CreateList(ctx context.Context, name, kind, title string) (l *store.List, err error) {
+	err = s.DB.Write(ctx, func(tx *sql.Tx) error {
+		l, err = s.CreateListTx(ctx, tx, name, kind, title)
+		return err
+	})
+	return l, err
+}
+
+// NewMember describes a member to add.
+type NewMember struct {
+	Email string
+	Name  string
+	Role  string
+	// Key is the member's armored public key; nil keeps the key already
+	// pinned for Email (a member without any key gets only notices).
+	Key []byte
+	// ReplaceKey allows Key to replace a different pinned key (recorded).
+	ReplaceKey bool
+	// Actor is who adds the member, for the key history.
+	Actor string
+}
+
+// AddMemberTx adds a member to the list inside tx, pinning its key.
+func (s *Service) AddMemberTx(ctx context.Context, tx *sql.Tx, listName string, nm NewMember) (*store.Member, error) {
+	l, err := store.ListByNameTx(ctx, tx, listName)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := mail.ParseAddress(nm.Email)
+	if err != nil || !strings.Contains(addr.Address, "@") {
+		return nil, fmt.Errorf("add member %q: not an email address", nm.Email)
+	}
+	email := strings.ToLower(addr.Address)
+	if l.Kind == store.ListIncident && !slices.Contains(IncidentRoles, nm.Role) {
+		return nil, fmt.Errorf("add member %s: role %q: use one of %s", email, nm.Role, strings.Join(IncidentRoles, ", "))
+	}
+	if l.Kind == store.ListAnnounce && nm.Role != RoleSubscriber {
+		return nil, fmt.Errorf("add member %s: role on an announce list is %q", email, RoleSubscriber)
+	}
+	if nm.Key != nil {
+		if err := s.pinKeyTx(ctx, tx, email, nm.Key, nm.ReplaceKey, nm.Actor, "added to list "+l.Name); err != nil {
+			return nil, fmt.Errorf("add member %s: %w", email, err)
+		}
+	}
+	m := &store.Member{ListID: l.ID, Email: email, Name: HeaderName(nm.Name), Role: nm.Role, AddedAt: s.now()}
+	if err := store.AddMemberTx(ctx, tx, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// AddMember adds a member to a list, pinning its key.
+func (s *Service) AddMember(ctx context.Context, listName string, nm NewMember) (m *store.Member, err error) {
+	err = s.DB.Write(ctx, func(tx *sql.Tx) error {
+		m, err = s.AddMemberTx(ctx, tx, listName, nm)
+		return err
+	})
+	return m, err
+}
+
+// pinKeyTx checks an armored key for email and pins it.
+func (s *Service) pinKeyTx(ctx context.Context, tx *sql.Tx, email string, armored []byte, replace bool, actor, reason string) error {
+	k, err := crypto.ParseKey(armored)
+	if err != nil {
+		return fmt.Errorf("key: %w", err)
+	}
+	if !slices.Contains(k.Emails(), email) {
+		return fmt.Errorf("key %s has no user ID for %s (it has %s)", k.Fingerprint(), email, strings.Join(k.Emails(), ", "))
+	}
+	now := s.now()
+	if err := crypto.CheckUsable(k, now); err != nil {
+		return err
+	}
+	pub, err := k.ArmoredPublic()
+	if err != nil {
+		return err
+	}
+	pk := store.PublicKey{Fingerprint: k.Fingerprint(), Armored: pub, Created: k.Created(), Expires: k.Expires(), Revoked: k.Revoked(now)}
+	ch := store.KeyChange{At: now, Actor: actor, Reason: reason}
+	if replace {
+		return store.ReplaceKeyTx(ctx, tx, email, pk, ch)
+	}
+	return store.PinKeyTx(ctx, tx, email, pk, ch)
+}
+
+// parseKey parses a stored key, caching by fingerprint and content.
+func (s *Service) parseKey(pk *store.PublicKey) (*crypto.Key, error) {
+	id := pk.Fingerprint + "\x00" + string(pk.Armored)
+	if k, ok := s.keyCache.Load(id); ok {
+		return k.(*crypto.Key), nil
+	}
+	k, err := crypto.ParseKey(pk.Armored)
+	if err != nil {
+		return nil, fmt.Errorf("stored key %s: %w", pk.Fingerprint, err)
+	}
+	s.keyCache.Store(id, k)
+	return k, nil
+}
+
+// HeaderName makes a display name safe for a header.
+func HeaderName(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' || r == '<' || r == '>' {
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// member is a list member with its parsed key, if usable.
+type member struct {
+	store.Member
+	key     *crypto.Key
+	problem string // why the key cannot be used; "" when it can
+}
+
+// loadMembers returns the active members of a list and their keys.
+func (s *Service) loadMembers(ctx context.Context, tx *sql.Tx, listID int64, now time.Time) ([]*member, error) {
+	ms, err := store.MembersTx(ctx, tx, listID)
+	if err != nil {
+		return nil, err
+	}
+	var out []*member
+	for _, m := range ms {
+		if m.State != store.MemberActive {
+			continue
+		}
+		mm := &member{Member: m}
+		pk, err := store.PinnedKeyTx(ctx, tx, m.Email)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			mm.problem = "no OpenPGP key is known for you"
+		case err != nil:
+			return nil, err
+		default:
+			k, err := s.parseKey(pk)
+			if err != nil {
+				mm.problem = "your key could not be read"
+			} else if err := crypto.CheckUsable(k, now); err != nil {
+				mm.problem = keyProblem(err)
+				mm.key = k // still verifies signatures made while it was valid
+			} else {
+				mm.key = k
+			}
+		}
+		out = append(out, mm)
+	}
+	return out, nil
+}
+
+func keyProblem(err error) string {
+	var ke *crypto.KeyError
+	if errors.As(err, &ke) {
+		return "your key is unusable: " + ke.Problem.String()
+	}
+	return "your key is unusable"
+}
+
+// headerValue returns a header field's value with line breaks removed.
+func headerValue(h textproto.Header, k string) string {
+	return strings.Join(strings.Fields(h.Get(k)), " ")
+}
+
+func parseFrom(h textproto.Header) (*mail.Address, bool) {
+	v := h.Get("From")
+	if v == "" {
+		return nil, false
+	}
+	a, err := mail.ParseAddress(v)
+	if err != nil {
+		return nil, false
+	}
+	a.Address = strings.ToLower(a.Address)
+	return a, true
+}
+
+func msgID(v string) string {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			return v[i : i+j+1]
+		}
+	}
+	return ""
+}
+
+var crlf = []byte("\r\n")
+
+func writeField(b *bytes.Buffer, k, v string) {
+	b.WriteString(k)
+	b.WriteString(": ")
+	b.WriteString(v)
+	b.Write(crlf)
+}
+
+// SetAllowUnsigned sets the list's policy for members' posts without a good
+// signature: held for coordinators (the default) or distributed marked
+// "sender not verified".
+func (s *Service) SetAllowUnsigned(ctx context.Context, listName string, allow bool) error {
+	return s.DB.Write(ctx, func(tx *sql.Tx) error {
+		l, err := store.ListByNameTx(ctx, tx, listName)
+		if err != nil {
+			return err
+		}
+		return store.SetAllowUnsignedTx(ctx, tx, l.ID, allow)
+	})
+}
