@@ -71,6 +71,8 @@ type Opened struct {
 	SignedAt time.Time
 	// Protection is the header protection scheme of Entity: "cipher" or
 	// "clear" (RFC 9788 hp=), "v1" (legacy protected-headers), or "".
+	// It is only reported inside a PGP layer, and the protected fields
+	// are worth what Encrypted and Signature say.
 	Protection string
 	// Protected holds the protected (non-structural) header fields of
 	// Entity when Protection is set.
