@@ -17,9 +17,9 @@
 // copy is that data packet preceded by a single public-key encrypted
 // session key packet for its recipient, so no copy names any other
 // recipient. The data packet's armor (base64 and CRC24) is also computed
-// once. 100 KiB to 50 Curve25519 members costs about 1.2× one gopenpgp
+// once. 100 KiB to 50 Curve25519 members costs about 1.3× one gopenpgp
 // encryption to all 50 keys at once; a fresh session key per copy costs
-// about 6× (see BenchmarkSealFanout and BenchmarkSealFanoutPerCopyKey).
+// about 6–7× (see BenchmarkSealFanout and BenchmarkSealFanoutPerCopyKey).
 //
 // The trade-off: a member who learns the session key from their copy can
 // decrypt any other member's copy of the same post, and an observer can
