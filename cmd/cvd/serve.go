@@ -110,6 +110,11 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 			log.Error("close database", "err", err)
 		}
 	}()
+	_, stopDelivery, err := startDelivery(ctx, c, db, outbox, log)
+	if err != nil {
+		return err
+	}
+	defer stopDelivery()
 
 	ln, err := net.Listen("tcp", c.SMTP.Listen)
 	if err != nil {
@@ -138,6 +143,7 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		"data", c.DataDir,
 		"database", c.Database,
 		"outbox", outbox.Dir,
+		"delivery", c.Delivery.Mode,
 		"pgp_key", c.PGP.PublicFile,
 		"tls_cert", c.TLS.CertFile)
 
