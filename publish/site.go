@@ -210,9 +210,15 @@ func (s *Site) files(ctx context.Context) (map[string]file, error) {
 	fs["/style.css"] = file{ctype: "text/css; charset=utf-8", render: func() ([]byte, error) { return webFS.ReadFile("web/style.css") }}
 	fs["/advisories.atom"] = file{ctype: "application/atom+xml; charset=utf-8", render: func() ([]byte, error) { return s.atom(advs, now) }}
 	fs["/.well-known/security.txt"] = file{ctype: "text/plain; charset=utf-8", render: func() ([]byte, error) { return s.securityTxt(wkd, now) }}
-	fs["/.well-known/openpgpkey/policy"] = file{ctype: "text/plain; charset=utf-8", render: func() ([]byte, error) { return []byte{}, nil }}
+	// The direct method, and the advanced one for when openpgpkey.DOMAIN
+	// is pointed at this site too.
+	empty := func() ([]byte, error) { return []byte{}, nil }
+	fs["/.well-known/openpgpkey/policy"] = file{ctype: "text/plain; charset=utf-8", render: empty}
+	domain := strings.ToLower(p.Domain)
+	fs["/.well-known/openpgpkey/"+domain+"/policy"] = file{ctype: "text/plain; charset=utf-8", render: empty}
 	for pth, key := range wkd {
 		fs[pth] = file{ctype: "application/octet-stream", render: func() ([]byte, error) { return key, nil }}
+		fs["/.well-known/openpgpkey/"+domain+"/hu/"+path.Base(pth)] = fs[pth]
 	}
 	for _, a := range advs {
 		a := a
@@ -412,6 +418,17 @@ func WKDPath(email string) string {
 	}
 	sum := sha1.Sum([]byte(strings.ToLower(local)))
 	return "/.well-known/openpgpkey/hu/" + zbase32(sum[:])
+}
+
+// WKDAdvancedPath returns the advanced-method path of an address (served
+// on openpgpkey.DOMAIN): /.well-known/openpgpkey/DOMAIN/hu/HASH.
+func WKDAdvancedPath(email string) string {
+	_, domain, _ := strings.Cut(email, "@")
+	direct := WKDPath(email)
+	if direct == "" || domain == "" {
+		return ""
+	}
+	return "/.well-known/openpgpkey/" + strings.ToLower(domain) + "/hu/" + path.Base(direct)
 }
 
 // binaryKey returns the key in binary form, refusing secret keys.

@@ -284,6 +284,8 @@ func TestBuildStatic(t *testing.T) {
 	want := []string{
 		".well-known/openpgpkey/hu/" + strings.TrimPrefix(WKDPath("security@example.org"), "/.well-known/openpgpkey/hu/"),
 		".well-known/openpgpkey/policy", ".well-known/security.txt",
+		".well-known/openpgpkey/example.org/policy",
+		strings.TrimPrefix(WKDAdvancedPath("security@example.org"), "/"),
 		"acknowledgements.html", "advisories.atom",
 		"advisories/2026-001.csaf.json", "advisories/2026-001.cve.json", "advisories/2026-001.html", "advisories/2026-001.osv.json", "advisories/2026-001.txt",
 		"advisories/2026-003.csaf.json", "advisories/2026-003.html", "advisories/2026-003.osv.json", "advisories/2026-003.txt",
