@@ -27,6 +27,9 @@ type Router struct {
 	Log    *slog.Logger
 	// Poll is how often the spool is read without a wake-up (default 30s).
 	Poll time.Duration
+	// Routed, when set, is called after a batch was routed (e.g. to wake
+	// the delivery worker for the mail it queued).
+	Routed func()
 
 	wake chan struct{}
 }
@@ -61,6 +64,9 @@ func (r *Router) Run(ctx context.Context) {
 			r.Log.Error("route spool", "err", err)
 		}
 		cursor = max(cursor, last)
+		if n > 0 && r.Routed != nil {
+			r.Routed()
+		}
 		if n > 0 && err == nil {
 			continue
 		}

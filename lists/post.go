@@ -424,7 +424,7 @@ func (p *postJob) send(ctx context.Context, status, reason string, to []*member,
 			if err != nil {
 				return err
 			}
-			if err := store.AddPostCopyTx(ctx, tx, p.post.ID, m.ID, qid, copies[i]); err != nil {
+			if err := store.AddPostCopyTx(ctx, tx, p.post.ID, m.ID, qid); err != nil {
 				return err
 			}
 			if m.Failures > 0 {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cvd-project/cvd/crypto"
 	"github.com/cvd-project/cvd/embargo"
+	"github.com/cvd-project/cvd/internal/gpgtest"
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/mailserver"
 	"github.com/cvd-project/cvd/store"
@@ -110,17 +111,17 @@ func (w *world) advance(d time.Duration) {
 }
 
 // person makes a GnuPG user who knows the project key.
-func (w *world) person(name, email, expire string) *gpgUser {
-	u := newGPGUser(w.t, name, email, expire)
-	u.importKey(w.keyPub)
+func (w *world) person(name, email, expire string) *gpgtest.User {
+	u := gpgtest.New(w.t, name, email, expire)
+	u.Import(w.keyPub)
 	return u
 }
 
-func (w *world) join(list string, u *gpgUser, role string) *store.Member {
+func (w *world) join(list string, u *gpgtest.User, role string) *store.Member {
 	w.t.Helper()
-	m, err := w.svc.AddMember(context.Background(), list, lists.NewMember{Email: u.email, Name: u.name, Role: role, Key: u.pub, Actor: "test"})
+	m, err := w.svc.AddMember(context.Background(), list, lists.NewMember{Email: u.Email, Name: u.Name, Role: role, Key: u.Pub, Actor: "test"})
 	if err != nil {
-		w.t.Fatalf("add %s: %v", u.email, err)
+		w.t.Fatalf("add %s: %v", u.Email, err)
 	}
 	return m
 }
@@ -205,7 +206,7 @@ func TestIncidentListPost(t *testing.T) {
 	fixer := w.person("Finn Fixer", "finn@example.org", "never")
 	debian := w.person("Debian Security", "team@security.debian.example", "never")
 	stale := w.person("Stale Downstream", "stale@distro.example", "1d")
-	for u, role := range map[*gpgUser]string{reporter: "reporter", coord: "coordinator", fixer: "fixer", debian: "downstream", stale: "downstream"} {
+	for u, role := range map[*gpgtest.User]string{reporter: "reporter", coord: "coordinator", fixer: "fixer", debian: "downstream", stale: "downstream"} {
 		w.join("2026-001", u, role)
 	}
 	// A day and a half later: the stale member's key has expired.
@@ -214,7 +215,7 @@ func TestIncidentListPost(t *testing.T) {
 	secret := "SECRET-DETAIL: overflow in parse_header() at offset 0x41"
 	inner := "Content-Type: text/plain; charset=utf-8\r\n\r\n" + secret + "\r\n"
 	raw := pgpmime("From: Rita Reporter <rita@reporter.example>\r\nTo: security+2026-001@example.org\r\nSubject: ...\r\nMessage-ID: <p1@reporter.example>\r\n",
-		reporter.encryptSign([]byte(inner), w.key.Fingerprint()))
+		reporter.EncryptSign([]byte(inner), w.key.Fingerprint()))
 	w.send("rita@reporter.example", "security+2026-001@example.org", raw)
 
 	q := w.queue()
@@ -222,57 +223,57 @@ func TestIncidentListPost(t *testing.T) {
 	for _, m := range q {
 		byRcpt[m.rcpt] = append(byRcpt[m.rcpt], m)
 	}
-	if len(byRcpt[reporter.email]) != 0 {
+	if len(byRcpt[reporter.Email]) != 0 {
 		t.Errorf("the poster got their own post back")
 	}
-	for _, u := range []*gpgUser{coord, fixer, debian} {
+	for _, u := range []*gpgtest.User{coord, fixer, debian} {
 		var post *queued
-		for i := range byRcpt[u.email] {
-			if byRcpt[u.email][i].kind == "post" {
-				post = &byRcpt[u.email][i]
+		for i := range byRcpt[u.Email] {
+			if byRcpt[u.Email][i].kind == "post" {
+				post = &byRcpt[u.Email][i]
 			}
 		}
 		if post == nil {
-			t.Errorf("%s got no copy; queue: %v", u.email, byRcpt[u.email])
+			t.Errorf("%s got no copy; queue: %v", u.Email, byRcpt[u.Email])
 			continue
 		}
 		if strings.Contains(string(post.raw), "SECRET-DETAIL") || !strings.Contains(string(post.raw), "Subject: [...]") {
-			t.Errorf("copy for %s shows content outside the encryption", u.email)
+			t.Errorf("copy for %s shows content outside the encryption", u.Email)
 		}
 		if !regexp.MustCompile(`(?m)^From: "Rita Reporter via 2026-001" <security\+2026-001@example\.org>\r?$`).Match(post.raw) {
-			t.Errorf("copy for %s: From not rewritten:\n%s", u.email, headerOf(post.raw))
+			t.Errorf("copy for %s: From not rewritten:\n%s", u.Email, headerOf(post.raw))
 		}
 		for _, h := range []string{"List-Id: <2026-001.security.example.org>", "List-Post: <mailto:security+2026-001@example.org>", "Reply-To: security+2026-001@example.org", "Autocrypt: addr=security+2026-001@example.org"} {
 			if !strings.Contains(string(post.raw), h) {
-				t.Errorf("copy for %s lacks %q", u.email, h)
+				t.Errorf("copy for %s lacks %q", u.Email, h)
 			}
 		}
-		plain, status, err := u.decrypt(post.raw)
-		if err != nil || !hasStatus(status, "DECRYPTION_OKAY") {
-			t.Errorf("%s cannot decrypt their copy: %v\n%s", u.email, err, status)
+		plain, status, err := u.Decrypt(post.raw)
+		if err != nil || !gpgtest.HasStatus(status, "DECRYPTION_OKAY") {
+			t.Errorf("%s cannot decrypt their copy: %v\n%s", u.Email, err, status)
 			continue
 		}
-		if !hasStatus(status, "GOODSIG") || !strings.Contains(status, "VALIDSIG "+w.key.Fingerprint()) {
-			t.Errorf("%s: copy not signed by the list key:\n%s", u.email, status)
+		if !gpgtest.HasStatus(status, "GOODSIG") || !strings.Contains(status, "VALIDSIG "+w.key.Fingerprint()) {
+			t.Errorf("%s: copy not signed by the list key:\n%s", u.Email, status)
 		}
-		for _, want := range []string{secret, "From:      Rita Reporter <rita@reporter.example>", "Signature: good by " + reporter.fpr, "Encrypted: yes"} {
+		for _, want := range []string{secret, "From:      Rita Reporter <rita@reporter.example>", "Signature: good by " + reporter.Fpr, "Encrypted: yes"} {
 			if !strings.Contains(plain, want) {
-				t.Errorf("%s's decrypted copy lacks %q:\n%s", u.email, want, plain)
+				t.Errorf("%s's decrypted copy lacks %q:\n%s", u.Email, want, plain)
 			}
 		}
 		// Nobody else can read it.
-		for _, other := range []*gpgUser{coord, fixer, debian, reporter} {
+		for _, other := range []*gpgtest.User{coord, fixer, debian, reporter} {
 			if other == u {
 				continue
 			}
-			if _, status, err := other.decrypt(post.raw); err == nil || hasStatus(status, "DECRYPTION_OKAY") {
-				t.Errorf("%s can decrypt %s's copy", other.email, u.email)
+			if _, status, err := other.Decrypt(post.raw); err == nil || gpgtest.HasStatus(status, "DECRYPTION_OKAY") {
+				t.Errorf("%s can decrypt %s's copy", other.Email, u.Email)
 			}
 		}
 	}
 
 	// The member whose key expired gets only a notice without content.
-	st := byRcpt[stale.email]
+	st := byRcpt[stale.Email]
 	if len(st) != 1 || st[0].kind != "missed" || strings.Contains(string(st[0].raw), "SECRET") || strings.Contains(string(st[0].raw), "parse_header") {
 		t.Errorf("stale member got %+v", st)
 	} else if !strings.Contains(string(st[0].raw), "You missed a message on incident 2026-001") {
@@ -280,10 +281,10 @@ func TestIncidentListPost(t *testing.T) {
 	}
 	// The coordinator is told, encrypted.
 	told := false
-	for _, m := range byRcpt[coord.email] {
+	for _, m := range byRcpt[coord.Email] {
 		if m.kind == "keyproblem" {
-			plain, status, err := coord.decrypt(m.raw)
-			told = err == nil && hasStatus(status, "GOODSIG") && strings.Contains(plain, stale.email)
+			plain, status, err := coord.Decrypt(m.raw)
+			told = err == nil && gpgtest.HasStatus(status, "GOODSIG") && strings.Contains(plain, stale.Email)
 		}
 	}
 	if !told {
@@ -318,19 +319,19 @@ func TestNonMemberAndUnsignedPostsAreHeld(t *testing.T) {
 
 	// A signed, encrypted post from someone who is not a member.
 	raw := pgpmime("From: Otto <otto@upstream.example>\r\nTo: security+2026-002@example.org\r\nSubject: ...\r\nMessage-ID: <o1@upstream.example>\r\n",
-		outsider.encryptSign([]byte("Content-Type: text/plain\r\n\r\nOUTSIDER-TEXT\r\n"), w.key.Fingerprint()))
+		outsider.EncryptSign([]byte("Content-Type: text/plain\r\n\r\nOUTSIDER-TEXT\r\n"), w.key.Fingerprint()))
 	w.send("otto@upstream.example", "security+2026-002@example.org", raw)
 	// A plain, unsigned post from a member.
-	w.send(fixer.email, "security+2026-002@example.org", "From: Finn <finn@example.org>\r\nSubject: plain words\r\nMessage-ID: <f1@example.org>\r\n\r\nUNSIGNED-TEXT\r\n")
+	w.send(fixer.Email, "security+2026-002@example.org", "From: Finn <finn@example.org>\r\nSubject: plain words\r\nMessage-ID: <f1@example.org>\r\n\r\nUNSIGNED-TEXT\r\n")
 
 	var coordCopies int
 	receipts := map[string][]byte{}
 	for _, m := range w.queue() {
 		switch {
-		case m.rcpt == coord.email:
+		case m.rcpt == coord.Email:
 			coordCopies++
-			plain, status, err := coord.decrypt(m.raw)
-			if err != nil || !hasStatus(status, "GOODSIG") {
+			plain, status, err := coord.Decrypt(m.raw)
+			if err != nil || !gpgtest.HasStatus(status, "GOODSIG") {
 				t.Errorf("held copy to coordinator: %v %s", err, status)
 			}
 			if !strings.Contains(plain, "HELD FOR COORDINATORS") || !strings.Contains(plain, "Subject: [held]") {
@@ -345,7 +346,7 @@ func TestNonMemberAndUnsignedPostsAreHeld(t *testing.T) {
 	if coordCopies != 2 {
 		t.Errorf("coordinator got %d held copies, want 2", coordCopies)
 	}
-	for _, who := range []string{outsider.email, fixer.email} {
+	for _, who := range []string{outsider.Email, fixer.Email} {
 		r := string(receipts[who])
 		if r == "" || strings.Contains(r, "OUTSIDER-TEXT") || strings.Contains(r, "UNSIGNED-TEXT") || strings.Contains(r, "held") {
 			t.Errorf("receipt to %s: %q", who, r)
@@ -362,12 +363,12 @@ func TestNonMemberAndUnsignedPostsAreHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := len(w.queue())
-	w.send(fixer.email, "security+2026-002@example.org", "From: Finn <finn@example.org>\r\nSubject: plain again\r\nMessage-ID: <f2@example.org>\r\n\r\nPLAIN-TWO\r\n")
+	w.send(fixer.Email, "security+2026-002@example.org", "From: Finn <finn@example.org>\r\nSubject: plain again\r\nMessage-ID: <f2@example.org>\r\n\r\nPLAIN-TWO\r\n")
 	q := w.queue()[before:]
-	if len(q) != 1 || q[0].rcpt != coord.email || q[0].kind != "post" || strings.Contains(string(q[0].raw), "PLAIN-TWO") {
+	if len(q) != 1 || q[0].rcpt != coord.Email || q[0].kind != "post" || strings.Contains(string(q[0].raw), "PLAIN-TWO") {
 		t.Fatalf("unsigned post with the policy on: %+v", q)
 	}
-	plain, _, err := coord.decrypt(q[0].raw)
+	plain, _, err := coord.Decrypt(q[0].raw)
 	if err != nil || !strings.Contains(plain, "PLAIN-TWO") || !strings.Contains(plain, "sender not verified") || !strings.Contains(plain, "Encrypted: no") || !strings.Contains(plain, "Subject: plain again") {
 		t.Errorf("re-encrypted plain post: %v\n%s", err, plain)
 	}
@@ -384,8 +385,8 @@ func TestMemberWithoutKeyIsFrozenAfterRepeatedFailures(t *testing.T) {
 	}
 	for i := range 4 {
 		inner := fmt.Sprintf("Content-Type: text/plain\r\n\r\nupdate %d\r\n", i)
-		raw := pgpmime(fmt.Sprintf("From: Cora <cora@example.org>\r\nSubject: ...\r\nMessage-ID: <c%d@example.org>\r\n", i), coord.encryptSign([]byte(inner), w.key.Fingerprint()))
-		w.send(coord.email, "security+2026-003@example.org", raw)
+		raw := pgpmime(fmt.Sprintf("From: Cora <cora@example.org>\r\nSubject: ...\r\nMessage-ID: <c%d@example.org>\r\n", i), coord.EncryptSign([]byte(inner), w.key.Fingerprint()))
+		w.send(coord.Email, "security+2026-003@example.org", raw)
 	}
 	missed := 0
 	for _, m := range w.queue() {

@@ -197,20 +197,21 @@ func nullID(id int64) any {
 	return id
 }
 
-// AddPostCopyTx stores a member's sealed copy of a post as it was queued.
-func AddPostCopyTx(ctx context.Context, tx *sql.Tx, postID, memberID, queueMsg int64, raw []byte) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO post_copy (post_id, member_id, queue_msg, raw) VALUES (?, ?, ?, ?)`, postID, memberID, queueMsg, raw)
+// AddPostCopyTx records that queued message queueMsg is a member's copy of
+// a post; the queued message is kept as the member's archive copy.
+func AddPostCopyTx(ctx context.Context, tx *sql.Tx, postID, memberID, queueMsg int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO post_copy (post_id, member_id, queue_msg) VALUES (?, ?, ?)`, postID, memberID, queueMsg)
 	if err != nil {
-		return fmt.Errorf("store copy of post %d for member %d: %w", postID, memberID, err)
+		return fmt.Errorf("record copy of post %d for member %d: %w", postID, memberID, err)
 	}
 	return nil
 }
 
-// PostCopies returns the copies of a post, by member ID.
+// PostCopies returns the copies of a post as sent, by member ID.
 func (db *DB) PostCopies(ctx context.Context, postID int64) (map[int64][]byte, error) {
 	out := map[int64][]byte{}
 	err := db.Read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT member_id, raw FROM post_copy WHERE post_id = ?`, postID)
+		rows, err := tx.QueryContext(ctx, `SELECT c.member_id, m.raw FROM post_copy c JOIN queue_msg m ON m.id = c.queue_msg WHERE c.post_id = ?`, postID)
 		if err != nil {
 			return err
 		}

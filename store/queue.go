@@ -537,7 +537,8 @@ func (db *DB) DropQueue(ctx context.Context, id int64) (string, error) {
 			return err
 		}
 		_, err = tx.ExecContext(ctx,
-			`DELETE FROM queue_msg WHERE id = ? AND NOT EXISTS (SELECT 1 FROM queue WHERE msg_id = ?)`, msg, msg)
+			`DELETE FROM queue_msg WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM queue WHERE msg_id = ?1)
+				AND NOT EXISTS (SELECT 1 FROM post_copy WHERE queue_msg = ?1)`, msg)
 		return err
 	})
 	if err != nil {

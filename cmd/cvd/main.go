@@ -34,6 +34,11 @@ Usage:
         reply), make a row due now, or delete it.
   cvd cvss VECTOR
         Score a CVSS v3.1 or v4.0 vector and print its metrics in words.
+  cvd list create NAME [--config FILE] [--title T] [--kind incident|announce] [--allow-unsigned]
+        Create a list; an incident list's address is security+NAME@DOMAIN.
+  cvd member add LIST EMAIL --role ROLE [--key FILE] [--name NAME] [--replace-key]
+  cvd member list LIST [--config FILE]
+        Add a member (pinning their OpenPGP key) or show a list's members.
   cvd version
         Print the version.
   cvd help
@@ -62,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSpool(args[1:], stdout, stderr)
 	case "queue":
 		err = cmdQueue(args[1:], stdout, stderr)
+	case "list":
+		err = cmdList(args[1:], stdout, stderr)
+	case "member":
+		err = cmdMember(args[1:], stdout, stderr)
 	case "cvss":
 		err = cmdCVSS(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

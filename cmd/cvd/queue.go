@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cvd-project/cvd/config"
+	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/mailserver"
 	"github.com/cvd-project/cvd/store"
 )
@@ -114,7 +115,7 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 // startDelivery starts the delivery worker on db's queue; stop ends it
 // and waits for it. The worker is not yet told about bounces or failures
 // of incident notices (no incidents yet): failures are only logged.
-func startDelivery(ctx context.Context, c *config.Config, db *store.DB, outbox *mailserver.Maildir, log *slog.Logger) (w *mailserver.DeliveryWorker, stop func(), err error) {
+func startDelivery(ctx context.Context, c *config.Config, db *store.DB, outbox *mailserver.Maildir, svc *lists.Service, log *slog.Logger) (w *mailserver.DeliveryWorker, stop func(), err error) {
 	opts := mailserver.DeliveryOptions{
 		Mode:           c.Delivery.Mode,
 		Hostname:       c.Hostname,
@@ -126,6 +127,11 @@ func startDelivery(ctx context.Context, c *config.Config, db *store.DB, outbox *
 		MaxAge:         c.Delivery.MaxAge,
 		PerDestination: c.Delivery.PerDestination,
 		Logger:         log,
+		OnFailure: func(ctx context.Context, f mailserver.FailedDelivery) {
+			if err := svc.DeliveryFailed(ctx, f.Kind, f.Ref, f.Rcpt, f.Reply); err != nil {
+				log.Error("record delivery failure", "queue_id", f.ID, "err", err)
+			}
+		},
 	}
 	if c.Delivery.PasswordFile != "" {
 		b, err := os.ReadFile(c.Delivery.PasswordFile)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cvd-project/cvd/config"
 	"github.com/cvd-project/cvd/crypto"
+	"github.com/cvd-project/cvd/embargo"
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/mailserver"
 	"github.com/cvd-project/cvd/store"
@@ -90,7 +91,8 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 			}
 		}
 	}
-	if err := checkProjectKey(c); err != nil {
+	key, err := loadProjectKey(c)
+	if err != nil {
 		return err
 	}
 	tlsConfig, err := mailserver.LoadTLS(c.TLS.CertFile, c.TLS.KeyFile)
@@ -110,7 +112,8 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 			log.Error("close database", "err", err)
 		}
 	}()
-	_, stopDelivery, err := startDelivery(ctx, c, db, outbox, log)
+	svc := listService(c, db, key, log)
+	worker, stopDelivery, err := startDelivery(ctx, c, db, outbox, svc, log)
 	if err != nil {
 		return err
 	}
@@ -120,7 +123,12 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("%s: smtp.listen: %w", c.File, err)
 	}
-	smtpSrv := mailserver.NewSMTPServer(&intake{domain: c.Domain, db: db}, mailserver.SMTPOptions{
+	router := &embargo.Router{DB: db, Domain: c.Domain, Lists: svc, Log: log.With("part", "router"),
+		Bounce: bounceHandler(db, svc, c.Domain, log), Routed: worker.Wake}
+	wakeRouter, stopRouter := startRouter(ctx, router)
+	defer stopRouter()
+
+	smtpSrv := mailserver.NewSMTPServer(&intake{domain: c.Domain, db: db, wake: wakeRouter}, mailserver.SMTPOptions{
 		Hostname:            c.Hostname,
 		MaxMessageBytes:     c.SMTP.MaxMessageBytes,
 		MaxRecipients:       c.SMTP.MaxRecipients,
@@ -163,27 +171,11 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// checkProjectKey refuses to start with a project key that cannot sign or
-// encrypt, so the problem shows at start and not at the first notice.
-func checkProjectKey(c *config.Config) error {
-	b, err := os.ReadFile(c.PGP.KeyFile)
-	if err != nil {
-		return fmt.Errorf("%s: pgp.key_file: %w", c.File, err)
-	}
-	k, err := crypto.ParseKey(b)
-	if err != nil {
-		return fmt.Errorf("%s: pgp.key_file %s: %w", c.File, c.PGP.KeyFile, err)
-	}
-	if err := crypto.CheckUsable(k, time.Now()); err != nil {
-		return fmt.Errorf("%s: pgp.key_file %s: %w", c.File, c.PGP.KeyFile, err)
-	}
-	return nil
-}
-
 // intake connects the SMTP server to cvd's addresses and spool.
 type intake struct {
 	domain string
 	db     *store.DB
+	wake   func()
 }
 
 func (i *intake) CheckRecipient(addr string) mailserver.Recipient {
@@ -209,5 +201,6 @@ func (i *intake) Accept(ctx context.Context, m *mailserver.Message) (string, err
 	if err != nil {
 		return "", err
 	}
+	i.wake()
 	return strconv.FormatInt(id, 10), nil
 }

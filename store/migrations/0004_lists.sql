@@ -38,13 +38,13 @@ CREATE TABLE post (
 );
 CREATE UNIQUE INDEX post_message_id ON post (list_id, message_id) WHERE message_id != '';
 
--- Each member's copy of a post, exactly as sent (their own ciphertext).
+-- Each member's copy of a post, exactly as sent (their own ciphertext):
+-- the queued message, which is kept while a copy refers to it.
 CREATE TABLE post_copy (
 	id        INTEGER PRIMARY KEY,
 	post_id   INTEGER NOT NULL REFERENCES post (id) ON DELETE CASCADE,
 	member_id INTEGER NOT NULL REFERENCES member (id) ON DELETE CASCADE,
-	queue_msg INTEGER NOT NULL,
-	raw       BLOB    NOT NULL,
+	queue_msg INTEGER NOT NULL REFERENCES queue_msg (id),
 	UNIQUE (post_id, member_id)
 );
 CREATE INDEX post_copy_member ON post_copy (member_id, id);
