@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Runs cvd's whole test suite with the race detector. The tests drive real
-# clients (swaks, gpg); this script installs them from Debian when missing.
+# programs (swaks, gpg, gpg-wks-client, Postfix's smtp-sink, headless
+# Chromium); this script installs them from Debian when missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 need=()
 command -v swaks >/dev/null 2>&1 || need+=(swaks)
 command -v gpg >/dev/null 2>&1 || need+=(gnupg)
+command -v gpg-wks-client >/dev/null 2>&1 || [ -x /usr/lib/gnupg/gpg-wks-client ] || need+=(gpg-wks-client)
+command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ((${#need[@]})); then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
 	echo "test.sh: installing ${need[*]}" >&2
+	# Postfix is wanted for its smtp-sink test server only: no mail system.
+	echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
