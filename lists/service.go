@@ -48,6 +48,9 @@ type Service struct {
 	Limits crypto.Limits
 	// FreezeAfter is DefaultFreezeAfter when zero.
 	FreezeAfter int
+	// Keywords handles keywords lists does not know itself (incident
+	// keywords); nil refuses them.
+	Keywords KeywordHandler
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	Log *slog.Logger
