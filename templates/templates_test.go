@@ -12,6 +12,7 @@ func TestEveryNoticeRenders(t *testing.T) {
 		"Address": "security+2026-001@example.org", "Intake": "security@example.org",
 		"Held": true, "From": "Alice <alice@example.net>", "Signature": "good", "Signer": "ABCD",
 		"Encrypted": true, "NotVerified": false, "Notes": []string{"1 unencrypted part dropped"},
+		"Results": []string{"x-list-members: ok"}, "Distributed": true,
 	}
 	for _, tpl := range parsed.Templates() {
 		name := strings.TrimSuffix(tpl.Name(), ".txt")
