@@ -159,6 +159,9 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 	case p.sender == nil:
 		return p.hold(ctx, "sender is not a member")
 	case p.verified():
+		if kws, stripped := stripKeywords(o.Entity, 0); kws != nil {
+			return p.commands(ctx, kws, stripped)
+		}
 		return p.distribute(ctx, false)
 	case p.list.AllowUnsigned && o.Signature == crypto.Unsigned:
 		return p.distribute(ctx, true)
@@ -381,7 +384,17 @@ func (p *postJob) hold(ctx context.Context, reason string) (*PostResult, error) 
 	return p.send(ctx, PostHeld, reason, to, false)
 }
 
-func (p *postJob) send(ctx context.Context, status, reason string, to []*member, notVerified bool) (*PostResult, error) {
+// delivery is a post sealed and ready to be recorded and queued.
+type delivery struct {
+	status, reason string
+	sealTo, missed []*member
+	copies         [][]byte
+	archive        []byte
+}
+
+// prepare seals the post to the members in to that have a usable key (and
+// to the list key, for the archive); the others will get a notice.
+func (p *postJob) prepare(status, reason string, to []*member, notVerified bool) (*delivery, error) {
 	held := status == PostHeld
 	inner, err := p.inner(held, notVerified)
 	if err != nil {
@@ -391,80 +404,99 @@ func (p *postJob) send(ctx context.Context, status, reason string, to []*member,
 	if err != nil {
 		return nil, err
 	}
+	d := &delivery{status: status, reason: reason}
 	var keys []*crypto.Key
-	var sealTo, missed []*member
 	for _, m := range to {
 		if m.problem == "" {
 			keys = append(keys, m.key)
-			sealTo = append(sealTo, m)
+			d.sealTo = append(d.sealTo, m)
 		} else {
-			missed = append(missed, m)
+			d.missed = append(d.missed, m)
 		}
 	}
-	// The archive copy is one more recipient: the list key itself.
 	keys = append(keys, p.s.Key)
 	copies, err := crypto.SealFanout(inner, outer, p.s.Key, keys, p.now)
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	archive := copies[len(copies)-1]
-	copies = copies[:len(copies)-1]
+	d.archive = copies[len(copies)-1]
+	d.copies = copies[:len(copies)-1]
+	return d, nil
+}
 
-	var notices []*notice
-	var frozen []*member
-	err = p.s.DB.Write(ctx, func(tx *sql.Tx) error {
-		p.post.Status = status
-		p.post.Archive = archive
-		if err := store.AddPostTx(ctx, tx, &p.post); err != nil {
-			return err
-		}
-		for i, m := range sealTo {
-			qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: copies[i],
-				Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now})
-			if err != nil {
-				return err
-			}
-			if err := store.AddPostCopyTx(ctx, tx, p.post.ID, m.ID, qid); err != nil {
-				return err
-			}
-			if m.Failures > 0 {
-				if _, err := store.MemberFailureTx(ctx, tx, m.ID, true); err != nil {
-					return err
-				}
-			}
-		}
-		for _, m := range missed {
-			n, err := store.MemberFailureTx(ctx, tx, m.ID, false)
-			if err != nil {
-				return err
-			}
-			if n >= p.s.freezeAfter() {
-				if err := store.SetMemberStateTx(ctx, tx, m.ID, store.MemberFrozen, m.problem, p.now); err != nil {
-					return err
-				}
-				frozen = append(frozen, m)
-			}
-			notices = append(notices, p.s.missedNotice(p.list, m), p.s.keyProblemNotice(p.list, m, n, n >= p.s.freezeAfter()))
-		}
-		if held && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) {
-			notices = append(notices, p.s.receipt(p.list, p.sm.MailFrom))
-		}
-		for _, n := range notices {
-			if err := p.s.queueNotice(ctx, tx, p.list, p.members, n, p.now); err != nil {
-				return err
-			}
-		}
-		return store.MarkRcptTx(ctx, tx, p.sm.ID, p.rcpt, store.SpoolDone, status)
-	})
-	if err != nil {
+// commitTx records the post, queues its copies and notices, and marks the
+// spool recipient done, inside tx. It returns the members it froze.
+func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*member, error) {
+	p.post.Status = d.status
+	p.post.Archive = d.archive
+	if err := store.AddPostTx(ctx, tx, &p.post); err != nil {
 		return nil, err
 	}
-	p.res.PostID, p.res.Status, p.res.Reason, p.res.Copies = p.post.ID, status, reason, len(sealTo)
-	for _, m := range missed {
+	for i, m := range d.sealTo {
+		qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: d.copies[i],
+			Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now})
+		if err != nil {
+			return nil, err
+		}
+		if err := store.AddPostCopyTx(ctx, tx, p.post.ID, m.ID, qid); err != nil {
+			return nil, err
+		}
+		if m.Failures > 0 {
+			if _, err := store.MemberFailureTx(ctx, tx, m.ID, true); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var notices []*notice
+	var frozen []*member
+	for _, m := range d.missed {
+		n, err := store.MemberFailureTx(ctx, tx, m.ID, false)
+		if err != nil {
+			return nil, err
+		}
+		if n >= p.s.freezeAfter() {
+			if err := store.SetMemberStateTx(ctx, tx, m.ID, store.MemberFrozen, m.problem, p.now); err != nil {
+				return nil, err
+			}
+			frozen = append(frozen, m)
+		}
+		notices = append(notices, p.s.missedNotice(p.list, m), p.s.keyProblemNotice(p.list, m, n, n >= p.s.freezeAfter()))
+	}
+	if d.status == PostHeld && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) {
+		notices = append(notices, p.s.receipt(p.list, p.sm.MailFrom))
+	}
+	for _, n := range notices {
+		if err := p.s.queueNotice(ctx, tx, p.list, p.members, n, p.now); err != nil {
+			return nil, err
+		}
+	}
+	return frozen, store.MarkRcptTx(ctx, tx, p.sm.ID, p.rcpt, store.SpoolDone, d.status)
+}
+
+// result fills the post's result after commit.
+func (p *postJob) result(d *delivery, frozen []*member) *PostResult {
+	p.res.PostID, p.res.Status, p.res.Reason, p.res.Copies = p.post.ID, d.status, d.reason, len(d.sealTo)
+	for _, m := range d.missed {
 		p.res.Missed = append(p.res.Missed, m.Email)
 	}
 	for _, m := range frozen {
 		p.s.log().Warn("member frozen", "list", p.list.Name, "member_id", m.ID, "reason", m.problem)
 	}
-	return &p.res, nil
+	return &p.res
+}
+
+func (p *postJob) send(ctx context.Context, status, reason string, to []*member, notVerified bool) (*PostResult, error) {
+	d, err := p.prepare(status, reason, to, notVerified)
+	if err != nil {
+		return nil, err
+	}
+	var frozen []*member
+	err = p.s.DB.Write(ctx, func(tx *sql.Tx) (err error) {
+		frozen, err = p.commitTx(ctx, tx, d)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p.result(d, frozen), nil
 }

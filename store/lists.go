@@ -233,29 +233,42 @@ func (db *DB) PostCopies(ctx context.Context, postID int64) (map[int64][]byte, e
 }
 
 // Posts returns the posts of a list, oldest first.
-func (db *DB) Posts(ctx context.Context, listID int64) ([]Post, error) {
-	var out []Post
-	err := db.Read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, list_id, COALESCE(spool_id, 0), message_id, sender, status, encrypted, signature, signer, received_at, archive FROM post WHERE list_id = ? ORDER BY id`, listID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var p Post
-			var at int64
-			if err := rows.Scan(&p.ID, &p.ListID, &p.SpoolID, &p.MessageID, &p.Sender, &p.Status, &p.Encrypted, &p.Signature, &p.Signer, &at, &p.Archive); err != nil {
-				return err
-			}
-			p.ReceivedAt = time.UnixMilli(at).UTC()
-			out = append(out, p)
-		}
-		return rows.Err()
+func (db *DB) Posts(ctx context.Context, listID int64) (ps []Post, err error) {
+	err = db.Read(ctx, func(tx *sql.Tx) error {
+		ps, err = PostsTx(ctx, tx, listID)
+		return err
 	})
+	return ps, err
+}
+
+// PostsTx returns the posts of a list, oldest first.
+func PostsTx(ctx context.Context, tx *sql.Tx, listID int64) ([]Post, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, list_id, COALESCE(spool_id, 0), message_id, sender, status, encrypted, signature, signer, received_at, archive FROM post WHERE list_id = ? ORDER BY id`, listID)
 	if err != nil {
 		return nil, fmt.Errorf("posts of list %d: %w", listID, err)
 	}
-	return out, nil
+	defer rows.Close()
+	var out []Post
+	for rows.Next() {
+		var p Post
+		var at int64
+		if err := rows.Scan(&p.ID, &p.ListID, &p.SpoolID, &p.MessageID, &p.Sender, &p.Status, &p.Encrypted, &p.Signature, &p.Signer, &at, &p.Archive); err != nil {
+			return nil, fmt.Errorf("posts of list %d: %w", listID, err)
+		}
+		p.ReceivedAt = time.UnixMilli(at).UTC()
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// HasPostCopyTx reports whether the member already has a copy of the post.
+func HasPostCopyTx(ctx context.Context, tx *sql.Tx, postID, memberID int64) (bool, error) {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM post_copy WHERE post_id = ? AND member_id = ?`, postID, memberID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // SignatureSeenTx records a command signature's digest and reports whether

@@ -29,7 +29,7 @@ CREATE TABLE post (
 	spool_id    INTEGER,                       -- the received message
 	message_id  TEXT    NOT NULL,              -- Message-ID of the incoming message
 	sender      TEXT    NOT NULL,              -- From: address
-	status      TEXT    NOT NULL CHECK (status IN ('distributed', 'held', 'duplicate', 'loop', 'refused')),
+	status      TEXT    NOT NULL CHECK (status IN ('distributed', 'held', 'duplicate', 'loop', 'refused', 'command')),
 	encrypted   INTEGER NOT NULL,
 	signature   TEXT    NOT NULL,              -- good, bad, unsigned, ...
 	signer      TEXT    NOT NULL DEFAULT '',   -- signer fingerprint

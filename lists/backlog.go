@@ -1,0 +1,104 @@
+package lists
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/cvd-project/cvd/crypto"
+	"github.com/cvd-project/cvd/store"
+)
+
+// SendBacklog sends a member every distributed post of the list they do
+// not have yet, each re-sealed to their key from the list's archive.
+func (s *Service) SendBacklog(ctx context.Context, listName, email string) (result string, err error) {
+	err = s.DB.Write(ctx, func(tx *sql.Tx) error {
+		l, err := store.ListByNameTx(ctx, tx, listName)
+		if err != nil {
+			return err
+		}
+		result, err = s.sendBacklogTx(ctx, tx, l, email, s.now())
+		return err
+	})
+	return result, err
+}
+
+func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, email string, now time.Time) (string, error) {
+	members, err := s.loadMembers(ctx, tx, l.ID, now)
+	if err != nil {
+		return "", err
+	}
+	var m *member
+	for _, mm := range members {
+		if mm.Email == email {
+			m = mm
+		}
+	}
+	if m == nil {
+		return "refused: " + email + " is not an active member", nil
+	}
+	if m.problem != "" {
+		return "refused: " + email + " has no usable key", nil
+	}
+	posts, err := store.PostsTx(ctx, tx, l.ID)
+	if err != nil {
+		return "", err
+	}
+	sent := 0
+	for _, p := range posts {
+		if p.Status != PostDistributed || len(p.Archive) == 0 {
+			continue
+		}
+		has, err := store.HasPostCopyTx(ctx, tx, p.ID, m.ID)
+		if err != nil {
+			return "", err
+		}
+		if has || p.Sender == m.Email {
+			continue
+		}
+		raw, err := s.reseal(p.Archive, m.key, now)
+		if err != nil {
+			return "", fmt.Errorf("backlog post %d: %w", p.ID, err)
+		}
+		qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: raw, Origin: store.OriginRelay, Kind: "post", Ref: l.Name, CreatedAt: now})
+		if err != nil {
+			return "", err
+		}
+		if err := store.AddPostCopyTx(ctx, tx, p.ID, m.ID, qid); err != nil {
+			return "", err
+		}
+		sent++
+	}
+	return fmt.Sprintf("ok, sent %d earlier posts to %s", sent, email), nil
+}
+
+// reseal opens an archived copy with the list key and seals it to key,
+// keeping its visible header.
+func (s *Service) reseal(archive []byte, key *crypto.Key, now time.Time) ([]byte, error) {
+	o, err := crypto.Open(archive, []*crypto.Key{s.Key}, []*crypto.Key{s.Key}, now, s.Limits)
+	if err != nil {
+		return nil, err
+	}
+	if o.Signature != crypto.Good {
+		return nil, fmt.Errorf("archive copy not signed by the list key (%s)", o.Signature)
+	}
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(archive)))
+	if err != nil {
+		return nil, err
+	}
+	var outer textproto.Header
+	for f := h.Fields(); f.Next(); {
+		switch strings.ToLower(f.Key()) {
+		case "content-type", "mime-version", "content-transfer-encoding", "subject":
+			continue
+		}
+		outer.Add(f.Key(), f.Value())
+	}
+	return crypto.Seal(o.Entity, outer, s.Key, key, now)
+}
