@@ -111,6 +111,9 @@ func (r *Router) fail(ctx context.Context, id int64, rcpt, reason string) error 
 
 func (r *Router) route(ctx context.Context, sm *store.SpooledMessage, rcpt string) error {
 	a := lists.ParseAddress(rcpt, r.Domain)
+	if a.Kind == lists.Announce {
+		return r.Lists.HandleAnnounce(ctx, a.Tag, sm, rcpt)
+	}
 	if a.Kind != lists.Security {
 		return r.fail(ctx, sm.ID, rcpt, "not a local address")
 	}

@@ -14,6 +14,9 @@ const (
 	Unknown
 	// Security is security@DOMAIN (intake) or security+TAG@DOMAIN.
 	Security
+	// Announce is announce@DOMAIN (the public list) or announce+TAG@DOMAIN
+	// (subscribe, unsubscribe, confirm-TOKEN).
+	Announce
 )
 
 // Address is a parsed recipient address.
@@ -26,6 +29,9 @@ type Address struct {
 // SecurityLocalPart is the local part of the intake address.
 const SecurityLocalPart = "security"
 
+// AnnounceLocalPart is the local part of the announce list's address.
+const AnnounceLocalPart = "announce"
+
 // ParseAddress classifies addr (local@domain) for a server of domain. The
 // domain and the local part compare case-insensitively.
 func ParseAddress(addr, domain string) Address {
@@ -35,8 +41,14 @@ func ParseAddress(addr, domain string) Address {
 	}
 	local := strings.ToLower(addr[:at])
 	base, tag, hasTag := strings.Cut(local, "+")
-	if base != SecurityLocalPart || hasTag && tag == "" {
+	if hasTag && tag == "" {
 		return Address{Kind: Unknown}
 	}
-	return Address{Kind: Security, Tag: tag}
+	switch base {
+	case SecurityLocalPart:
+		return Address{Kind: Security, Tag: tag}
+	case AnnounceLocalPart:
+		return Address{Kind: Announce, Tag: tag}
+	}
+	return Address{Kind: Unknown}
 }

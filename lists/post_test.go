@@ -46,7 +46,7 @@ type spoolIntake struct{ db *store.DB }
 
 func (si spoolIntake) CheckRecipient(addr string) mailserver.Recipient {
 	switch lists.ParseAddress(addr, domain).Kind {
-	case lists.Security:
+	case lists.Security, lists.Announce:
 		return mailserver.RecipientLocal
 	case lists.Unknown:
 		return mailserver.RecipientUnknown

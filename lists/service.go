@@ -51,6 +51,9 @@ type Service struct {
 	// Keywords handles keywords lists does not know itself (incident
 	// keywords); nil refuses them.
 	Keywords KeywordHandler
+	// WebBase is the base URL of the project's site, for one-click
+	// unsubscribe links; "https://DOMAIN" when empty.
+	WebBase string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	Log *slog.Logger
@@ -142,8 +145,8 @@ func (s *Service) AddMemberTx(ctx context.Context, tx *sql.Tx, listName string, 
 	if l.Kind == store.ListIncident && !slices.Contains(IncidentRoles, nm.Role) {
 		return nil, fmt.Errorf("add member %s: role %q: use one of %s", email, nm.Role, strings.Join(IncidentRoles, ", "))
 	}
-	if l.Kind == store.ListAnnounce && nm.Role != RoleSubscriber {
-		return nil, fmt.Errorf("add member %s: role on an announce list is %q", email, RoleSubscriber)
+	if l.Kind == store.ListAnnounce && nm.Role != RoleSubscriber && nm.Role != RoleCoordinator {
+		return nil, fmt.Errorf("add member %s: role on an announce list: use %q, or %q for who may post", email, RoleSubscriber, RoleCoordinator)
 	}
 	if nm.Key != nil {
 		if err := s.pinKeyTx(ctx, tx, email, nm.Key, nm.ReplaceKey, nm.Actor, "added to list "+l.Name); err != nil {

@@ -290,3 +290,70 @@ func SetAllowUnsignedTx(ctx context.Context, tx *sql.Tx, listID int64, allow boo
 	}
 	return nil
 }
+
+// ListToken is a token of a list: a pending confirmation or a one-click
+// unsubscribe token.
+type ListToken struct {
+	Token     string
+	ListID    int64
+	Email     string
+	Action    string // subscribe, unsubscribe, oneclick
+	CreatedAt time.Time
+	ExpiresAt time.Time // zero: never
+}
+
+// AddListTokenTx stores a token.
+func AddListTokenTx(ctx context.Context, tx *sql.Tx, t *ListToken) error {
+	var exp int64
+	if !t.ExpiresAt.IsZero() {
+		exp = t.ExpiresAt.UnixMilli()
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO list_token (token, list_id, email, action, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.Token, t.ListID, strings.ToLower(t.Email), t.Action, t.CreatedAt.UnixMilli(), exp)
+	if err != nil {
+		return fmt.Errorf("store %s token: %w", t.Action, err)
+	}
+	return nil
+}
+
+// ListTokenTx returns a token, or ErrNotFound.
+func ListTokenTx(ctx context.Context, tx *sql.Tx, token string) (*ListToken, error) {
+	t := ListToken{Token: token}
+	var created, exp int64
+	err := tx.QueryRowContext(ctx, `SELECT list_id, email, action, created_at, expires_at FROM list_token WHERE token = ?`, token).
+		Scan(&t.ListID, &t.Email, &t.Action, &created, &exp)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list token: %w", err)
+	}
+	t.CreatedAt = time.UnixMilli(created).UTC()
+	if exp != 0 {
+		t.ExpiresAt = time.UnixMilli(exp).UTC()
+	}
+	return &t, nil
+}
+
+// LatestListTokenTx returns the newest token of an action for an address,
+// or ErrNotFound.
+func LatestListTokenTx(ctx context.Context, tx *sql.Tx, listID int64, email, action string) (*ListToken, error) {
+	var token string
+	err := tx.QueryRowContext(ctx, `SELECT token FROM list_token WHERE list_id = ? AND email = ? AND action = ? ORDER BY created_at DESC LIMIT 1`,
+		listID, strings.ToLower(email), action).Scan(&token)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list token: %w", err)
+	}
+	return ListTokenTx(ctx, tx, token)
+}
+
+// DeleteListTokenTx deletes a token.
+func DeleteListTokenTx(ctx context.Context, tx *sql.Tx, token string) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM list_token WHERE token = ?`, token); err != nil {
+		return fmt.Errorf("delete list token: %w", err)
+	}
+	return nil
+}

@@ -13,6 +13,8 @@ func TestEveryNoticeRenders(t *testing.T) {
 		"Held": true, "From": "Alice <alice@example.net>", "Signature": "good", "Signer": "ABCD",
 		"Encrypted": true, "NotVerified": false, "Notes": []string{"1 unencrypted part dropped"},
 		"Results": []string{"x-list-members: ok"}, "Distributed": true,
+		"Domain": "example.org", "ConfirmAddress": "announce+confirm-abc@example.org", "Expires": "2026-11-24 10:00 UTC",
+		"Fingerprint": "ABCD", "UnsubscribeAddress": "announce+unsubscribe@example.org",
 	}
 	for _, tpl := range parsed.Templates() {
 		name := strings.TrimSuffix(tpl.Name(), ".txt")

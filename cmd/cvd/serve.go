@@ -113,6 +113,9 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		}
 	}()
 	svc := listService(c, db, key, log)
+	if err := svc.EnsureAnnounceList(ctx); err != nil {
+		return err
+	}
 	worker, stopDelivery, err := startDelivery(ctx, c, db, outbox, svc, log)
 	if err != nil {
 		return err
@@ -180,7 +183,7 @@ type intake struct {
 
 func (i *intake) CheckRecipient(addr string) mailserver.Recipient {
 	switch lists.ParseAddress(addr, i.domain).Kind {
-	case lists.Security:
+	case lists.Security, lists.Announce:
 		return mailserver.RecipientLocal
 	case lists.Unknown:
 		return mailserver.RecipientUnknown

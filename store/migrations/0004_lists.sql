@@ -59,3 +59,16 @@ CREATE TABLE seen_signature (
 -- when every recipient is.
 ALTER TABLE spool_rcpt ADD COLUMN state TEXT NOT NULL DEFAULT 'new';
 ALTER TABLE spool_rcpt ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+
+-- Tokens of the announce list: subscription and unsubscription
+-- confirmations (they expire) and each subscriber's one-click
+-- unsubscribe token (RFC 8058; no expiry).
+CREATE TABLE list_token (
+	token      TEXT    PRIMARY KEY,
+	list_id    INTEGER NOT NULL REFERENCES list (id) ON DELETE CASCADE,
+	email      TEXT    NOT NULL,
+	action     TEXT    NOT NULL CHECK (action IN ('subscribe', 'unsubscribe', 'oneclick')),
+	created_at INTEGER NOT NULL,
+	expires_at INTEGER NOT NULL DEFAULT 0      -- 0: never
+);
+CREATE INDEX list_token_email ON list_token (list_id, email, action);
