@@ -1,0 +1,246 @@
+package embargo
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/cvd-project/cvd/lists"
+	"github.com/cvd-project/cvd/publish"
+	"github.com/cvd-project/cvd/store"
+)
+
+// Notify sends the pre-notification to the selected downstreams of the
+// roster (names or addresses; none selects the whole roster), each copy
+// encrypted to that downstream only. They become members of the incident
+// list, and the public date is armed: the incident is released at that
+// date.
+func (p *Op) Notify(selection []string) error {
+	o := p.o
+	if err := o.editable("notify"); err != nil {
+		return err
+	}
+	if o.in.Privacy != Private {
+		return refuse("incident %s is %s: the fast path has no pre-notification; publish it when a fix or work-around exists", o.in.ID, o.in.Privacy)
+	}
+	switch o.in.State {
+	case store.IncidentConfirmed, store.IncidentFixing, store.IncidentPrenotified:
+	default:
+		return refuse("incident %s is %s; confirm it before notifying downstreams", o.in.ID, o.in.State)
+	}
+	if o.in.EmbargoAt.IsZero() {
+		return refuse("incident %s has no public date: set one first (the pre-notification always states it), e.g. embargo %s",
+			o.in.ID, o.d.Policy.Propose(o.now).Format("2006-01-02T15:04Z"))
+	}
+	first := o.in.FirstNoticeAt.IsZero()
+	if first {
+		if _, err := o.d.Policy.check(o.in.EmbargoAt, o.now, o.now, o.in.EmbargoOverride); err != nil {
+			return err
+		}
+	} else if !o.in.EmbargoAt.After(o.now) {
+		return refuse("the public date %s has passed", utc(o.in.EmbargoAt))
+	}
+	people, err := o.d.selectRoster(selection)
+	if err != nil {
+		return err
+	}
+	if len(people) == 0 && len(o.d.Roster) > 0 {
+		return refuse("no downstream selected")
+	}
+	if !first && o.in.EmbargoAt.Sub(o.now) < o.d.Policy.MinNotice {
+		o.note("warning: these downstreams get less than %s of notice", human(o.d.Policy.MinNotice))
+	}
+	// Members first: their keys are pinned from the roster when none is.
+	var keep = map[string]bool{}
+	for _, ps := range people {
+		if err := o.d.addPerson(o.ctx, o.tx, o.in.ID, ps, lists.RoleDownstream); err != nil {
+			return err
+		}
+		keep[strings.ToLower(ps.Email)] = true
+	}
+	if len(people) > 0 {
+		r, err := render("prenotify", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
+			"DateISO": o.in.EmbargoAt.Format("2006-01-02T15:04Z"), "ListAddress": o.d.ListAddress(o.in.ID), "Project": o.d.Project.Name,
+			"Title": orDefault(o.in.Facts.Title, "security issue "+o.in.ID), "Facts": o.d.factsText(o.in), "MinNotice": human(o.d.Policy.MinNotice),
+			"Announce": strings.Join(o.d.publicLists(), ", ")})
+		if err != nil {
+			return err
+		}
+		sent, missed, err := o.sealToMembers("prenotify", r, func(m recipient) bool {
+			return keep[m.Email] && m.Role == lists.RoleDownstream
+		})
+		if err != nil {
+			return err
+		}
+		if len(sent) == 0 {
+			return refuse("no selected downstream has a usable key (%s): nothing was sent", strings.Join(missed, ", "))
+		}
+		for _, e := range sent {
+			if err := store.AddDownstreamTx(o.ctx, o.tx, &store.Downstream{Incident: o.in.ID, Email: e, Name: o.d.rosterName(e), NotifiedAt: o.now}); err != nil {
+				return err
+			}
+		}
+		if err := o.event("notify", "pre-notification for %s sent to %s", utc(o.in.EmbargoAt), strings.Join(sent, ", ")); err != nil {
+			return err
+		}
+		o.note("%s: pre-notification for %s sent to %s", o.in.ID, utc(o.in.EmbargoAt), strings.Join(sent, ", "))
+		if len(missed) > 0 {
+			o.note("not notified (no usable key): %s", strings.Join(missed, ", "))
+		}
+	} else {
+		if err := o.event("notify", "no downstream in the roster; release armed for %s", utc(o.in.EmbargoAt)); err != nil {
+			return err
+		}
+		o.note("%s: the roster is empty, no downstream notified; the release is armed for %s", o.in.ID, utc(o.in.EmbargoAt))
+	}
+	if first {
+		o.in.FirstNoticeAt = o.now
+	}
+	if o.in.State == store.IncidentConfirmed {
+		if err := o.to(store.IncidentFixing); err != nil {
+			return err
+		}
+	}
+	if err := o.to(store.IncidentPrenotified); err != nil {
+		return err
+	}
+	if _, err := o.d.advisory(o.in, publish.Released, o.in.EmbargoAt); err != nil {
+		o.note("warning: the announcement is not complete yet: %v", err)
+	}
+	return o.save()
+}
+
+func orDefault(s, def string) string {
+	if strings.TrimSpace(s) == "" {
+		return def
+	}
+	return s
+}
+
+// selectRoster returns the roster entries named by sel (all when empty).
+func (d *Desk) selectRoster(sel []string) ([]Person, error) {
+	if len(sel) == 0 {
+		return d.Roster, nil
+	}
+	var out []Person
+	for _, s := range sel {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		found := false
+		for _, p := range d.Roster {
+			if strings.EqualFold(p.Name, s) || strings.EqualFold(p.Email, s) {
+				out = append(out, p)
+				found = true
+			}
+		}
+		if !found {
+			var names []string
+			for _, p := range d.Roster {
+				names = append(names, p.Name)
+			}
+			return nil, refuse("%q is not in the downstream roster (%s)", s, strings.Join(names, ", "))
+		}
+	}
+	return out, nil
+}
+
+func (d *Desk) rosterName(email string) string {
+	for _, p := range d.Roster {
+		if strings.EqualFold(p.Email, email) {
+			return p.Name
+		}
+	}
+	return ""
+}
+
+// publicLists are where the announcement goes.
+func (d *Desk) publicLists() []string {
+	var out []string
+	if d.Announce != "" {
+		out = append(out, d.Announce)
+	}
+	return append(out, d.External...)
+}
+
+// factsText is the incident's facts as a block of text for notices.
+func (d *Desk) factsText(in *Incident) string {
+	f := in.Facts
+	var b strings.Builder
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(&b, "%-12s %s\n", k+":", v)
+		}
+	}
+	line("Incident", in.ID)
+	line("Project", d.Project.Name)
+	line("Title", f.Title)
+	line("CVE", orDefault(f.CVE, "not assigned yet"))
+	for _, v := range f.CVSS {
+		if c, err := publish.ParseCVSS(v); err == nil {
+			line("CVSS", fmt.Sprintf("%s %s (v%s)", c.ScoreString(), c.Severity, c.Version))
+			line("Vector", c.Vector)
+		}
+	}
+	line("Type", strings.TrimSpace(f.ProblemType+" "+f.CWE))
+	for _, pk := range f.Packages {
+		for _, r := range pk.Ranges {
+			line("Affected", fmt.Sprintf("%s from %s", pk.Name, r.Introduced))
+			if r.Fixed != "" {
+				line("Fixed", fmt.Sprintf("%s %s", pk.Name, r.Fixed))
+			}
+		}
+	}
+	if len(f.Backports) > 0 {
+		var vs []string
+		for v := range f.Backports {
+			vs = append(vs, v)
+		}
+		sort.Strings(vs)
+		for _, v := range vs {
+			line("Backport", v+": "+f.Backports[v])
+		}
+	}
+	for _, c := range f.Credits {
+		line("Credit", c.DisplayName()+" ("+c.Kind().Words()+")")
+	}
+	line("Upstream", f.UpstreamAdvisory)
+	if f.Workaround != "" {
+		b.WriteString("\nWork-around:\n" + f.Workaround + "\n")
+	}
+	if f.Description != "" {
+		b.WriteString("\nDescription:\n" + f.Description + "\n")
+	}
+	return b.String()
+}
+
+// Ack records an acknowledgement: from a downstream, of the
+// pre-notification; from a coordinator, that the team took the report.
+func (p *Op) Ack() error {
+	o := p.o
+	switch o.actor.Role {
+	case lists.RoleDownstream:
+		ok, err := store.AckDownstreamTx(o.ctx, o.tx, o.in.ID, o.actor.Who, "x-ack", o.now)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			o.note("%s: nothing to acknowledge (not notified, or acknowledged before)", o.in.ID)
+			return nil
+		}
+		o.note("%s: acknowledgement recorded; the public date is %s", o.in.ID, utc(o.in.EmbargoAt))
+		return o.event("ack", "pre-notification acknowledged")
+	case lists.RoleCoordinator, "":
+		if o.in.State != store.IncidentNew {
+			o.note("%s is %s already", o.in.ID, o.in.State)
+			return nil
+		}
+		if err := o.take(); err != nil {
+			return err
+		}
+		o.note("%s taken into triage", o.in.ID)
+		return o.save()
+	}
+	return refuse("ack is for downstreams and coordinators")
+}

@@ -1,0 +1,252 @@
+package embargo
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/cvd-project/cvd/crypto"
+	"github.com/cvd-project/cvd/lists"
+	"github.com/cvd-project/cvd/publish"
+	"github.com/cvd-project/cvd/store"
+)
+
+// addPerson adds a team member or downstream to an incident list,
+// pinning the configured key when the address has none pinned yet (a key
+// pinned before, e.g. rotated by x-add-key, is kept).
+func (d *Desk) addPerson(ctx context.Context, tx *sql.Tx, list string, p Person, role string) error {
+	var key []byte
+	if p.Key != nil {
+		_, err := store.PinnedKeyTx(ctx, tx, strings.ToLower(p.Email))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			key = p.Key
+		case err != nil:
+			return err
+		}
+	}
+	nm := lists.NewMember{Email: p.Email, Name: p.Name, Role: role, Key: key, Actor: "cvd"}
+	_, err := d.Lists.AddMemberTx(ctx, tx, list, nm)
+	if err != nil && key != nil && !errors.Is(err, store.ErrExists) {
+		d.log().Warn("configured key not pinned", "incident", list, "email", p.Email, "err", err)
+		nm.Key = nil
+		_, err = d.Lists.AddMemberTx(ctx, tx, list, nm)
+	}
+	if errors.Is(err, store.ErrExists) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("add %s to %s: %w", p.Email, list, err)
+	}
+	return nil
+}
+
+// advisory builds the incident's advisory as of published.
+func (d *Desk) advisory(in *Incident, status publish.Status, published time.Time) (*publish.Advisory, error) {
+	f := in.Facts
+	a := &publish.Advisory{ID: in.ID, Title: f.Title, Description: f.Description, ProblemType: f.ProblemType, CWE: f.CWE,
+		CVE: f.CVE, CVSS: f.CVSS, Packages: f.Packages, Workaround: f.Workaround, Credits: f.Credits,
+		UpstreamAdvisory: f.UpstreamAdvisory, Published: published, Status: status, Project: d.Project}
+	for _, r := range f.References {
+		a.References = append(a.References, publish.Reference{URL: r})
+	}
+	if err := a.Validate(); err != nil {
+		return a, err
+	}
+	return a, nil
+}
+
+// Advisory returns the incident's advisory: released for a published
+// incident, embargoed otherwise.
+func (d *Desk) Advisory(ctx context.Context, id string) (*publish.Advisory, error) {
+	in, err := d.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if in.State == store.IncidentPublished || in.State == store.IncidentClosed && !in.PublishedAt.IsZero() {
+		return d.advisory(in, publish.Released, in.PublishedAt)
+	}
+	return d.advisory(in, publish.Embargoed, in.EmbargoAt)
+}
+
+// Published returns the advisories of released incidents (for the
+// public site: publish.Source).
+func (d *Desk) Published(ctx context.Context) ([]publish.Advisory, error) {
+	ins, err := d.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []publish.Advisory
+	for _, in := range ins {
+		if in.PublishedAt.IsZero() {
+			continue
+		}
+		a, err := d.advisory(in, publish.Released, in.PublishedAt)
+		if err != nil {
+			d.log().Warn("published incident has an incomplete advisory", "incident", in.ID, "err", err)
+			continue
+		}
+		out = append(out, *a)
+	}
+	return out, nil
+}
+
+// Publish releases the incident. The fast path (public, zero-day)
+// publishes as soon as a fix or work-around is recorded. An embargoed
+// incident is released by the scheduler at its date; before it only
+// breakNow with a reason (a leak, a public fix) publishes, and says so.
+func (p *Op) Publish(breakNow bool, reason string) error {
+	o := p.o
+	if err := o.coordinator("publish"); err != nil {
+		return err
+	}
+	if o.in.State == store.IncidentPublished || o.in.State == store.IncidentClosed {
+		o.note("%s is already %s (%s)", o.in.ID, o.in.State, utc(o.in.PublishedAt))
+		return nil
+	}
+	if err := o.take(); err != nil {
+		return err
+	}
+	switch o.in.State {
+	case store.IncidentConfirmed, store.IncidentFixing, store.IncidentPrenotified:
+	default:
+		return refuse("incident %s is %s; confirm it before publishing", o.in.ID, o.in.State)
+	}
+	if o.in.Privacy != Private {
+		if o.in.Facts.Workaround == "" && !hasFix(o.in.Facts) {
+			return refuse("incident %s is %s: record a fixed version (versions) or a work-around first", o.in.ID, o.in.Privacy)
+		}
+		return o.release("fast path ("+o.in.Privacy+")", false)
+	}
+	if breakNow {
+		reason = strings.TrimSpace(reason)
+		if reason == "" {
+			return refuse("breaking the embargo needs a reason (e.g. leaked, fix public), recorded and announced")
+		}
+		o.in.Facts.BreakReason = reason
+		return o.release("embargo broken early: "+reason, true)
+	}
+	if !o.in.EmbargoAt.IsZero() && !o.now.Before(o.in.EmbargoAt) {
+		return o.release("embargo ended "+utc(o.in.EmbargoAt), false)
+	}
+	if o.in.EmbargoAt.IsZero() {
+		return refuse("incident %s is private and has no public date: set one and notify, or break with --now and a reason", o.in.ID)
+	}
+	return refuse("incident %s is embargoed until %s and is released automatically then; to break the embargo, publish now with a reason",
+		o.in.ID, utc(o.in.EmbargoAt))
+}
+
+func hasFix(f Facts) bool {
+	for _, p := range f.Packages {
+		if len(p.FixedVersions()) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// release is THE release: in the caller's one transaction it marks the
+// incident published (guarded by its previous state, so it happens once)
+// and queues every copy: the signed announcement to each public list,
+// "embargo lifted" to the members, thanks to the reporter.
+func (o *op) release(how string, broken bool) error {
+	if err := o.to(store.IncidentPublished); err != nil {
+		return err
+	}
+	o.in.PublishedAt = o.now
+	if err := o.save(); err != nil {
+		return err
+	}
+	a, verr := o.d.advisory(o.in, publish.Released, o.now)
+	var text string
+	if verr == nil {
+		var err error
+		if text, err = publish.TextAdvisory(a); err != nil {
+			verr = err
+		}
+	}
+	if verr != nil {
+		// The date is the promise: an incomplete record still goes out,
+		// from the facts there are.
+		o.d.log().Warn("release with an incomplete advisory", "incident", o.in.ID, "err", verr)
+		text = o.d.factsText(o.in)
+	}
+	title := orDefault(o.in.Facts.Title, "security issue "+o.in.ID)
+	data := map[string]any{"ID": o.in.ID, "Project": o.d.Project.Name, "Title": title, "CVE": o.in.Facts.CVE,
+		"Advisory": text, "Broken": broken, "Reason": o.in.Facts.BreakReason, "Date": utc(o.now),
+		"Intake": o.d.IntakeAddress(), "ListAddress": o.d.ListAddress(o.in.ID), "URL": a.PageURL()}
+	ann, err := render("announce", data)
+	if err != nil {
+		return err
+	}
+	lists := o.d.publicLists()
+	for _, to := range lists {
+		raw, err := o.d.signedAnnouncement(ann.Subject, ann.Body, to, o.now)
+		if err != nil {
+			return err
+		}
+		if _, err := store.EnqueueTx(o.ctx, o.tx, &store.OutMessage{Rcpts: []string{to}, Raw: raw, Origin: store.OriginNotice,
+			Kind: "announce", Ref: o.in.ID, CreatedAt: o.now}); err != nil {
+			return err
+		}
+	}
+	data["Lists"] = strings.Join(lists, ", ")
+	lifted, err := render("lifted", data)
+	if err != nil {
+		return err
+	}
+	sent, _, err := o.sealToMembers("lifted", lifted, nil)
+	if err != nil {
+		return err
+	}
+	thanked := false
+	if o.in.Reporter != "" {
+		var credits []string
+		for _, c := range o.in.Facts.Credits {
+			credits = append(credits, c.DisplayName())
+		}
+		data["Credits"] = strings.Join(credits, ", ")
+		thanks, err := render("thanks", data)
+		if err != nil {
+			return err
+		}
+		if thanked, _, err = o.sendOne("thanks", o.in.Reporter, thanks, store.OriginNotice, true, ""); err != nil {
+			return err
+		}
+	}
+	if err := o.event("published", "%s; announcement to %s; lifted notice to %d members; reporter thanked: %v",
+		how, orDefault(strings.Join(lists, ", "), "no list"), len(sent), thanked); err != nil {
+		return err
+	}
+	o.note("%s published (%s)", o.in.ID, how)
+	o.released = true
+	return nil
+}
+
+// signedAnnouncement builds the public announcement to one list:
+// PGP/MIME clear-signed by the project key.
+func (d *Desk) signedAnnouncement(subject, body, to string, now time.Time) ([]byte, error) {
+	from := (&mail.Address{Name: orDefault(d.Project.Name, d.Domain) + " security team", Address: d.IntakeAddress()}).String()
+	var inner bytes.Buffer
+	writeField(&inner, "Content-Type", "text/plain; charset=utf-8")
+	writeField(&inner, "Content-Transfer-Encoding", "8bit")
+	inner.WriteString("\r\n" + crlfBody(body))
+	var h textproto.Header
+	h.Set("From", from)
+	h.Set("To", to)
+	h.Set("Subject", subject)
+	h.Set("Date", now.Format(time.RFC1123Z))
+	h.Set("Message-Id", newMessageID(d.Domain))
+	raw, err := crypto.SignClear(inner.Bytes(), h, d.Key, now)
+	if err != nil {
+		return nil, fmt.Errorf("sign announcement: %w", err)
+	}
+	return raw, nil
+}
