@@ -130,6 +130,22 @@ func TestAnnounceList(t *testing.T) {
 		t.Errorf("coordinator's announcement:\n%s", part)
 	}
 
+	// Unsubscribing by mail also takes a confirmation.
+	w.send(reader.Email, "announce+unsubscribe@example.org", "From: Rae <rae@reader.example>\r\nSubject: unsubscribe\r\n\r\n")
+	q = w.queue()
+	uc := regexp.MustCompile(`(?m)^Reply-To: (announce\+confirm-[0-9a-f]+@example\.org)\r$`).FindSubmatch(q[len(q)-1].raw)
+	if q[len(q)-1].kind != "unsubscribe-confirm" || uc == nil {
+		t.Fatalf("unsubscribe request: %+v", q[len(q)-1])
+	}
+	w.send(reader.Email, string(uc[1]), "From: Rae <rae@reader.example>\r\nSubject: Re: confirm\r\n\r\n")
+	if q := w.queue(); q[len(q)-1].kind != "unsubscribed" {
+		t.Fatalf("after confirming unsubscribe: %+v", q[len(q)-1])
+	}
+	w.send(reader.Email, "announce+subscribe@example.org", "From: Rae <rae@reader.example>\r\nSubject: subscribe\r\n\r\n")
+	q = w.queue()
+	c2 := regexp.MustCompile(`(?m)^Reply-To: (announce\+confirm-[0-9a-f]+@example\.org)\r$`).FindSubmatch(q[len(q)-1].raw)
+	w.send(reader.Email, string(c2[1]), "From: Rae <rae@reader.example>\r\nSubject: Re: confirm\r\n\r\n")
+
 	// One-click unsubscribe.
 	known, err := w.svc.OneClickUnsubscribe(ctx, string(tok[1]))
 	if err != nil || !known {

@@ -291,6 +291,24 @@ func TestIncidentListPost(t *testing.T) {
 		t.Error("coordinator not told (encrypted) about the stale member")
 	}
 
+	// An inline PGP post (armored text in a text/plain body) from the fixer.
+	before0 := len(w.queue())
+	inline := "From: Finn Fixer <finn@example.org>\r\nTo: security+2026-001@example.org\r\nSubject: fix\r\nMessage-ID: <inline1@example.org>\r\n" +
+		"Content-Type: text/plain; charset=us-ascii\r\n\r\n" + strings.ReplaceAll(string(fixer.EncryptSign([]byte("INLINE-FIX: bounds check added\n"), w.key.Fingerprint())), "\n", "\r\n")
+	w.send(fixer.Email, "security+2026-001@example.org", inline)
+	for _, m := range w.queue()[before0:] {
+		if m.rcpt == debian.Email && m.kind == "post" {
+			plain, status, err := debian.Decrypt(m.raw)
+			if err != nil || !gpgtest.HasStatus(status, "GOODSIG") || !strings.Contains(plain, "INLINE-FIX") || !strings.Contains(plain, "Signature: good by "+fixer.Fpr) {
+				t.Errorf("inline post as read by debian: %v\n%s", err, plain)
+			}
+			before0 = -1
+		}
+	}
+	if before0 != -1 {
+		t.Error("inline PGP post not distributed to debian")
+	}
+
 	// The same Message-ID again is a duplicate: nothing more is sent.
 	before := len(w.queue())
 	w.send("rita@reporter.example", "security+2026-001@example.org", raw)
