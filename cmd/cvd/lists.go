@@ -16,20 +16,16 @@ import (
 
 // withLists opens the configured database and lists service for a command.
 func withLists(cfgPath string, fn func(ctx context.Context, svc *lists.Service) error) error {
-	c, err := loadConfig(cfgPath)
-	if err != nil {
-		return err
-	}
-	key, err := loadProjectKey(c)
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
-	db, err := store.Open(ctx, c.Database)
+	c, db, err := openDB(ctx, cfgPath, false)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	key, err := loadProjectKey(c)
+	if err != nil {
+		return err
+	}
 	return fn(ctx, listService(c, db, key, slog.New(slog.NewTextHandler(io.Discard, nil))))
 }
 

@@ -55,15 +55,8 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
-	c, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	if !exists(c.Database) {
-		return fmt.Errorf("no database at %s (has 'cvd serve' run with this configuration?)", c.Database)
-	}
 	ctx := context.Background()
-	db, err := store.Open(ctx, c.Database)
+	_, db, err := openDB(ctx, *cfgPath, true)
 	if err != nil {
 		return err
 	}

@@ -6,8 +6,6 @@ import (
 	"io"
 	"text/tabwriter"
 	"time"
-
-	"github.com/cvd-project/cvd/store"
 )
 
 func cmdSpool(args []string, stdout, stderr io.Writer) error {
@@ -20,15 +18,8 @@ func cmdSpool(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	c, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	if !exists(c.Database) {
-		return fmt.Errorf("no database at %s (has 'cvd serve' run with this configuration?)", c.Database)
-	}
 	ctx := context.Background()
-	db, err := store.Open(ctx, c.Database)
+	_, db, err := openDB(ctx, *cfgPath, true)
 	if err != nil {
 		return err
 	}
