@@ -9,13 +9,18 @@ import (
 	"github.com/cvd-project/cvd/store"
 )
 
-// DeliveryFailed counts a permanent delivery failure (a 5xx reply or a
-// bounce) of a list copy to rcpt. After FreezeAfter failures in a row the
-// member is frozen; the coordinators are told each time, encrypted.
-// Failures of cvd's own notices are only logged, so a notice never causes
-// another.
+// quietKinds are notices whose failure is only logged, so that a notice
+// about a failure never causes another.
+var quietKinds = map[string]bool{"missed": true, "keyproblem": true, "undelivered": true, "receipt": true}
+
+// DeliveryFailed handles a permanent delivery failure (a 5xx reply or a
+// bounce) of a message about list listName to rcpt. A list copy counts
+// against the member: after FreezeAfter failures in a row they are frozen;
+// the coordinators are told each time, encrypted. A failed notice of the
+// incident (a pre-notification, say) is reported to the coordinators.
+// Failures of the reports themselves are only logged, so there is no loop.
 func (s *Service) DeliveryFailed(ctx context.Context, kind, listName, rcpt, reply string) error {
-	if kind != "post" || listName == "" {
+	if listName == "" || quietKinds[kind] {
 		s.log().Warn("notice not delivered", "kind", kind, "list", listName)
 		return nil
 	}
@@ -29,6 +34,9 @@ func (s *Service) DeliveryFailed(ctx context.Context, kind, listName, rcpt, repl
 		if err != nil {
 			return err
 		}
+		if l.Kind != store.ListIncident {
+			return nil
+		}
 		members, err := s.loadMembers(ctx, tx, l.ID, now)
 		if err != nil {
 			return err
@@ -39,8 +47,9 @@ func (s *Service) DeliveryFailed(ctx context.Context, kind, listName, rcpt, repl
 				m = mm
 			}
 		}
-		if m == nil {
-			return nil // removed or already frozen
+		if kind != "post" || m == nil {
+			text := mustRender("undelivered", map[string]any{"List": l.Name, "Kind": kind, "Email": rcpt, "Reply": reply})
+			return s.queueNotice(ctx, tx, l, members, &notice{kind: "undelivered", origin: store.OriginNotice, coordinators: true, text: text}, now)
 		}
 		n, err := store.MemberFailureTx(ctx, tx, m.ID, false)
 		if err != nil {

@@ -419,3 +419,41 @@ func TestMemberWithoutKeyIsFrozenAfterRepeatedFailures(t *testing.T) {
 		t.Errorf("member without key got %d notices, want %d then frozen", missed, lists.DefaultFreezeAfter)
 	}
 }
+
+func TestDeliveryFailuresAreReportedWithoutLoops(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.svc.CreateList(ctx, "2026-004", store.ListIncident, "")
+	coord := w.person("Cora", "cora@example.org", "never")
+	deb := w.person("Debian", "security@debian.example", "never")
+	w.join("2026-004", coord, "coordinator")
+	w.join("2026-004", deb, "downstream")
+
+	// A pre-notification bounced: the coordinators hear of it, encrypted.
+	if err := w.svc.DeliveryFailed(ctx, "prenotify", "2026-004", "security@debian.example", "550 5.1.1 user unknown"); err != nil {
+		t.Fatal(err)
+	}
+	got := w.lastTo(coord, "undelivered")
+	if !strings.Contains(got, "prenotify message to security@debian.example") || !strings.Contains(got, "550 5.1.1") {
+		t.Errorf("report:\n%s", got)
+	}
+	// The report failing is only logged: nothing more is queued.
+	n := len(w.queue())
+	for _, kind := range []string{"undelivered", "keyproblem", "missed"} {
+		if err := w.svc.DeliveryFailed(ctx, kind, "2026-004", coord.Email, "550 no"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w.queue()) != n {
+		t.Errorf("a failed report caused another message")
+	}
+	// Three failed list copies freeze the member.
+	for range 3 {
+		if err := w.svc.DeliveryFailed(ctx, "post", "2026-004", deb.Email, "550 5.1.1 user unknown"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := w.lastTo(coord, "keyproblem"); !strings.Contains(got, "now frozen") {
+		t.Errorf("freeze notice:\n%s", got)
+	}
+}

@@ -15,6 +15,7 @@ func TestEveryNoticeRenders(t *testing.T) {
 		"Results": []string{"x-list-members: ok"}, "Distributed": true,
 		"Domain": "example.org", "ConfirmAddress": "announce+confirm-abc@example.org", "Expires": "2026-11-24 10:00 UTC",
 		"Fingerprint": "ABCD", "UnsubscribeAddress": "announce+unsubscribe@example.org",
+		"Kind": "prenotify", "Reply": "550 5.1.1 user unknown",
 		// Incident notices (package embargo).
 		"ID": "2026-001", "Project": "libexample",
 		"KeyKnown": true, "Undecryptable": false, "MinNotice": "48 hours", "MaxEmbargo": "14 days", "Escalation": "1 day",
