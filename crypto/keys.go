@@ -340,6 +340,10 @@ func CheckUsable(k *Key, at time.Time) error {
 	if k.e.Revoked(at) {
 		return &KeyError{Fingerprint: fp, Problem: KeyRevoked, Detail: revocationReason(k.e)}
 	}
+	if at.Before(k.Created()) {
+		return &KeyError{Fingerprint: fp, Problem: KeyInvalid,
+			Detail: "created in the future (" + k.Created().UTC().Format(time.RFC3339) + "): check the clock of the machine that made it"}
+	}
 	if k.e.PrimaryKey.KeyExpired(sig, at) {
 		return &KeyError{Fingerprint: fp, Problem: KeyExpired,
 			Detail: "expired " + k.Expires().UTC().Format(time.RFC3339)}

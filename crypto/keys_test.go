@@ -127,6 +127,17 @@ func TestCheckUsable(t *testing.T) {
 	t.Run("nil", func(t *testing.T) {
 		wantProblem(t, CheckUsable(nil, testNow), KeyInvalid)
 	})
+	t.Run("not yet valid", func(t *testing.T) {
+		k, err := generate("Future", "future@example.org", KindCurve25519, testNow.Add(time.Hour), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = CheckUsable(k.Public(), testNow)
+		wantProblem(t, err, KeyInvalid)
+		if !strings.Contains(err.Error(), "created in the future") {
+			t.Errorf("error %q", err)
+		}
+	})
 }
 
 // TestCheckUsableGPGKeys checks keys made by GnuPG: RSA-1024 and a
