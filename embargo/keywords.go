@@ -19,7 +19,7 @@ var Keywords = []string{"ack", "triage", "confirm", "reject", "duplicate", "fixi
 // an incident list (lists.KeywordHandler). It runs inside the post's
 // transaction through the same functions as the CLI; a refused command
 // changes nothing (its savepoint is rolled back) and is answered with
-// the reason.
+// the reason. The reply is what lists sends back after "x-NAME: ".
 func (d *Desk) HandleKeyword(ctx context.Context, tx *sql.Tx, c *lists.Command) (string, bool, error) {
 	name := c.Keyword.Name
 	known := false
@@ -30,7 +30,7 @@ func (d *Desk) HandleKeyword(ctx context.Context, tx *sql.Tx, c *lists.Command) 
 		return "", false, nil
 	}
 	if c.List == nil || c.List.Kind != store.ListIncident {
-		return fmt.Sprintf("x-%s: only on an incident list", name), true, nil
+		return "refused: only on an incident list", true, nil
 	}
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT embargo_keyword`); err != nil {
 		return "", true, fmt.Errorf("x-%s: %w", name, err)
@@ -53,7 +53,7 @@ func (d *Desk) HandleKeyword(ctx context.Context, tx *sql.Tx, c *lists.Command) 
 		if _, rerr := tx.ExecContext(ctx, `RELEASE embargo_keyword`); rerr != nil {
 			return "", true, fmt.Errorf("x-%s: %w", name, rerr)
 		}
-		return fmt.Sprintf("x-%s: refused: %v", name, err), true, nil
+		return fmt.Sprintf("refused: %v", err), true, nil
 	}
 	if _, err := tx.ExecContext(ctx, `RELEASE embargo_keyword`); err != nil {
 		return "", true, fmt.Errorf("x-%s: %w", name, err)
@@ -61,7 +61,7 @@ func (d *Desk) HandleKeyword(ctx context.Context, tx *sql.Tx, c *lists.Command) 
 	if o.released {
 		d.log().Info("incident released by keyword", "incident", o.in.ID)
 	}
-	return fmt.Sprintf("x-%s: %s", name, strings.Join(o.notes, "\n")), true, nil
+	return orDefault(strings.Join(o.notes, "\n"), "ok"), true, nil
 }
 
 // keyword dispatches one keyword with its arguments.
@@ -102,6 +102,10 @@ func (d *Desk) keyword(p *Op, name, args string, attached []byte) error {
 	case "title", "type", "cwe", "upstream", "reference", "workaround", "description":
 		v := args
 		if v == "" && (name == "description" || name == "workaround") {
+			// The post without its keyword lines: a text entity's body.
+			if _, body, ok := strings.Cut(string(attached), "\r\n\r\n"); ok {
+				attached = []byte(body)
+			}
 			v = strings.TrimSpace(strings.ReplaceAll(string(attached), "\r\n", "\n"))
 		}
 		if name == "type" {

@@ -186,8 +186,11 @@ func (o *op) release(how string, broken bool) error {
 	if err != nil {
 		return err
 	}
-	lists := o.d.publicLists()
-	for _, to := range lists {
+	lists, err := o.announce(ann.Subject, ann.Body)
+	if err != nil {
+		return err
+	}
+	for _, to := range o.d.External {
 		raw, err := o.d.signedAnnouncement(ann.Subject, ann.Body, to, o.now)
 		if err != nil {
 			return err
@@ -230,7 +233,30 @@ func (o *op) release(how string, broken bool) error {
 	return nil
 }
 
-// signedAnnouncement builds the public announcement to one list:
+// announce publishes the announcement on the announce list (signed once,
+// a copy to each subscriber) and returns the public destinations.
+func (o *op) announce(subject, body string) ([]string, error) {
+	var out []string
+	if o.d.Announce != "" {
+		var inner bytes.Buffer
+		writeField(&inner, "Subject", subject)
+		writeField(&inner, "Content-Type", "text/plain; charset=utf-8")
+		writeField(&inner, "Content-Transfer-Encoding", "8bit")
+		inner.WriteString("\r\n" + crlfBody(body))
+		n, err := o.d.Lists.AnnounceTx(o.ctx, o.tx, inner.Bytes(), store.OriginNotice, o.now)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			o.d.log().Warn("no announce list: announcement only to the external lists", "incident", o.in.ID)
+		case err != nil:
+			return nil, fmt.Errorf("announce %s: %w", o.in.ID, err)
+		default:
+			out = append(out, fmt.Sprintf("%s (%d subscribers)", o.d.Announce, n))
+		}
+	}
+	return append(out, o.d.External...), nil
+}
+
+// signedAnnouncement builds the public announcement to one external list:
 // PGP/MIME clear-signed by the project key.
 func (d *Desk) signedAnnouncement(subject, body, to string, now time.Time) ([]byte, error) {
 	from := (&mail.Address{Name: orDefault(d.Project.Name, d.Domain) + " security team", Address: d.IntakeAddress()}).String()

@@ -45,8 +45,9 @@ func (p Policy) Propose(now time.Time) time.Time {
 	return t
 }
 
-// check tests a public date against the rules for notice given (or to be
-// given) at firstNotice, with notice of this date given at now. override
+// check tests a public date against the rules for the first downstream
+// notice given at firstNotice (zero: not yet), with notice of this date
+// given at now. override
 // is the recorded reason for exceeding the maximum embargo. It returns a
 // refusal naming the rule and a compliant date, and warnings.
 func (p Policy) check(date, now, firstNotice time.Time, override string) (warnings []string, err error) {
@@ -58,10 +59,8 @@ func (p Policy) check(date, now, firstNotice time.Time, override string) (warnin
 		return nil, refuse("the public date %s is less than %s after the notice sent now (%s): downstreams need at least %s; the earliest compliant date is %s",
 			utc(date), human(p.MinNotice), utc(now), human(p.MinNotice), utc(p.Propose(now)))
 	}
-	if firstNotice.IsZero() {
-		firstNotice = now
-	}
-	if date.Sub(firstNotice) > p.MaxEmbargo {
+	// Before the first notice the maximum is checked when it is sent.
+	if !firstNotice.IsZero() && date.Sub(firstNotice) > p.MaxEmbargo {
 		if strings.TrimSpace(override) == "" {
 			return nil, refuse("the public date %s is more than %s after the first downstream notice (%s): the latest date is %s; to exceed it, give a reason (override)",
 				utc(date), human(p.MaxEmbargo), utc(firstNotice), utc(firstNotice.Add(p.MaxEmbargo)))
@@ -77,12 +76,8 @@ func (p Policy) check(date, now, firstNotice time.Time, override string) (warnin
 
 // human writes a duration in days or hours.
 func human(d time.Duration) string {
-	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
-		n := int(d / (24 * time.Hour))
-		if n == 1 {
-			return "1 day"
-		}
-		return fmt.Sprintf("%d days", n)
+	if d >= 72*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
 	}
 	if d%time.Hour == 0 {
 		return fmt.Sprintf("%d hours", int(d/time.Hour))

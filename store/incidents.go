@@ -322,7 +322,7 @@ func AckDownstreamsByReplyTx(ctx context.Context, tx *sql.Tx, id string) ([]stri
 		WHERE d.incident = ? AND d.acked_at = 0 AND EXISTS (
 			SELECT 1 FROM post p JOIN list l ON l.id = p.list_id
 			WHERE l.name = d.incident AND p.sender = d.email AND p.received_at >= d.notified_at AND p.status IN ('distributed', 'held'))
-		RETURNING d.email`, id)
+		RETURNING email`, id)
 	if err != nil {
 		return nil, fmt.Errorf("acknowledgements by reply of %s: %w", id, err)
 	}
