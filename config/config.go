@@ -42,6 +42,7 @@ type Config struct {
 	TLS      TLS
 	PGP      PGP
 	Delivery Delivery
+	Embargo  Embargo
 	Log      Log
 }
 
@@ -90,6 +91,41 @@ type Delivery struct {
 	MaxAge time.Duration
 	// PerDestination bounds the connections to one destination.
 	PerDestination int
+}
+
+// Embargo configures incidents: the embargo rules, the security team,
+// the downstream roster and where announcements go.
+type Embargo struct {
+	// MinNotice is the least time between the pre-notification and the
+	// public date; MaxEmbargo the most between the first downstream notice
+	// and the public date (unless overridden with a recorded reason).
+	MinNotice  time.Duration
+	MaxEmbargo time.Duration
+	// ReminderBefore is when silent downstreams are reminded, before the
+	// date; AckEscalation how long a report may wait for the team.
+	ReminderBefore time.Duration
+	AckEscalation  time.Duration
+	// SubjectPrefix tags pre-notifications, e.g. "[vs]".
+	SubjectPrefix string
+	// Project and Vendor name the software and its maintainers in
+	// advisories.
+	Project string
+	Vendor  string
+	// Announce is the announce list address; External are public lists
+	// that get the announcement too (e.g. oss-security).
+	Announce string
+	External []string
+	// Team are the coordinators added to every incident; Roster the
+	// downstreams pre-notified by default.
+	Team   []Contact
+	Roster []Contact
+}
+
+// Contact is a person or team with an OpenPGP key file.
+type Contact struct {
+	Name    string
+	Email   string
+	KeyFile string // absolute; "" when none is configured
 }
 
 // age is a duration that also takes days: "5d", "36h", "90m".
@@ -155,10 +191,29 @@ type raw struct {
 		MaxAge         *age    `toml:"max_age"`
 		PerDestination *int    `toml:"per_destination"`
 	} `toml:"delivery"`
+	Embargo struct {
+		MinNotice      *age         `toml:"min_notice"`
+		MaxEmbargo     *age         `toml:"max_embargo"`
+		ReminderBefore *age         `toml:"reminder_before"`
+		AckEscalation  *age         `toml:"ack_escalation"`
+		SubjectPrefix  *string      `toml:"subject_prefix"`
+		Project        *string      `toml:"project"`
+		Vendor         *string      `toml:"vendor"`
+		Announce       *string      `toml:"announce"`
+		External       []string     `toml:"external"`
+		Team           []rawContact `toml:"team"`
+		Roster         []rawContact `toml:"roster"`
+	} `toml:"embargo"`
 	Log struct {
 		Format *string `toml:"format"`
 		Level  *string `toml:"level"`
 	} `toml:"log"`
+}
+
+type rawContact struct {
+	Name    *string `toml:"name"`
+	Email   *string `toml:"email"`
+	KeyFile *string `toml:"key_file"`
 }
 
 // Error is a configuration error about one key.
@@ -249,6 +304,10 @@ var keys = []string{
 	"pgp", "pgp.key_file", "pgp.public_file",
 	"delivery", "delivery.mode", "delivery.outbox_dir", "delivery.smarthost", "delivery.tls",
 	"delivery.username", "delivery.password_file", "delivery.max_age", "delivery.per_destination",
+	"embargo", "embargo.min_notice", "embargo.max_embargo", "embargo.reminder_before", "embargo.ack_escalation",
+	"embargo.subject_prefix", "embargo.project", "embargo.vendor", "embargo.announce", "embargo.external",
+	"embargo.team", "embargo.team.name", "embargo.team.email", "embargo.team.key_file",
+	"embargo.roster", "embargo.roster.name", "embargo.roster.email", "embargo.roster.key_file",
 	"log", "log.format", "log.level",
 }
 
@@ -403,6 +462,10 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return bad("delivery.per_destination", "%v", err)
 	}
 
+	if err := c.applyEmbargo(r, bad); err != nil {
+		return err
+	}
+
 	c.Log.Format = str(r.Log.Format, "text")
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return bad("log.format", "%q is not a log format; use \"text\" or \"json\"", c.Log.Format)
@@ -414,6 +477,97 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return bad("log.level", "%q is not a log level; use \"debug\", \"info\", \"warn\" or \"error\"", c.Log.Level)
 	}
 	return nil
+}
+
+func (c *Config) applyEmbargo(r *raw, bad func(key, format string, args ...any) error) error {
+	e := &c.Embargo
+	re := &r.Embargo
+	dur := func(p *age, def time.Duration) time.Duration {
+		if p == nil {
+			return def
+		}
+		return time.Duration(*p)
+	}
+	e.MinNotice = dur(re.MinNotice, 48*time.Hour)
+	if e.MinNotice < time.Hour || e.MinNotice > 30*24*time.Hour {
+		return bad("embargo.min_notice", "%v is out of range; use between \"1h\" and \"30d\" (default \"48h\")", e.MinNotice)
+	}
+	e.MaxEmbargo = dur(re.MaxEmbargo, 14*24*time.Hour)
+	if e.MaxEmbargo < e.MinNotice || e.MaxEmbargo > 90*24*time.Hour {
+		return bad("embargo.max_embargo", "%v is out of range; use between embargo.min_notice (%v) and \"90d\" (default \"14d\", the distros list's maximum)", e.MaxEmbargo, e.MinNotice)
+	}
+	e.ReminderBefore = dur(re.ReminderBefore, 24*time.Hour)
+	if e.ReminderBefore < 0 || e.ReminderBefore > e.MinNotice {
+		return bad("embargo.reminder_before", "%v is out of range; use at most embargo.min_notice (%v), e.g. \"24h\"", e.ReminderBefore, e.MinNotice)
+	}
+	e.AckEscalation = dur(re.AckEscalation, 24*time.Hour)
+	if e.AckEscalation < time.Hour || e.AckEscalation > 30*24*time.Hour {
+		return bad("embargo.ack_escalation", "%v is out of range; use between \"1h\" and \"30d\" (default \"24h\")", e.AckEscalation)
+	}
+	e.SubjectPrefix = str(re.SubjectPrefix, "[vs]")
+	if strings.ContainsAny(e.SubjectPrefix, "\r\n") || len(e.SubjectPrefix) > 40 {
+		return bad("embargo.subject_prefix", "must be one short line, e.g. \"[vs]\"")
+	}
+	e.Project = strings.TrimSpace(str(re.Project, c.Domain))
+	if e.Project == "" || strings.ContainsAny(e.Project, "\r\n") {
+		return bad("embargo.project", "must be the project's name on one line, e.g. project = \"libexample\"")
+	}
+	e.Vendor = strings.TrimSpace(str(re.Vendor, e.Project))
+	if e.Vendor == "" || strings.ContainsAny(e.Vendor, "\r\n") {
+		return bad("embargo.vendor", "must be the maintainers' name on one line, e.g. vendor = \"The Example Project\"")
+	}
+	e.Announce = str(re.Announce, "announce@"+c.Domain)
+	if e.Announce != "" && !isAddress(e.Announce) {
+		return bad("embargo.announce", "%q is not an address; use e.g. \"announce@%s\", or \"\" for none", e.Announce, c.Domain)
+	}
+	for _, a := range re.External {
+		if !isAddress(a) {
+			return bad("embargo.external", "%q is not an address; list public lists like [\"oss-security@lists.openwall.com\"]", a)
+		}
+		e.External = append(e.External, strings.ToLower(a))
+	}
+	contacts := func(key string, in []rawContact, needName bool) ([]Contact, error) {
+		var out []Contact
+		seen := map[string]bool{}
+		for i, rc := range in {
+			k := fmt.Sprintf("%s[%d]", key, i+1)
+			ct := Contact{Name: strings.TrimSpace(str(rc.Name, "")), Email: strings.ToLower(strings.TrimSpace(str(rc.Email, "")))}
+			if !isAddress(ct.Email) {
+				return nil, bad(k+".email", "%q is not an address; give the mail address, e.g. email = \"security@distro.example\"", ct.Email)
+			}
+			if seen[ct.Email] {
+				return nil, bad(k+".email", "%s is listed twice; remove one", ct.Email)
+			}
+			seen[ct.Email] = true
+			if needName && ct.Name == "" {
+				return nil, bad(k+".name", "missing; name the downstream, e.g. name = \"Debian\" (used with 'cvd incident notify --to')")
+			}
+			if strings.ContainsAny(ct.Name, "\r\n,") {
+				return nil, bad(k+".name", "must be one line without commas")
+			}
+			if rc.KeyFile != nil && *rc.KeyFile != "" {
+				ct.KeyFile = resolve(c.DataDir, *rc.KeyFile)
+			}
+			out = append(out, ct)
+		}
+		return out, nil
+	}
+	var err error
+	if e.Team, err = contacts("embargo.team", re.Team, false); err != nil {
+		return err
+	}
+	if e.Roster, err = contacts("embargo.roster", re.Roster, true); err != nil {
+		return err
+	}
+	return nil
+}
+
+func isAddress(a string) bool {
+	at := strings.LastIndexByte(a, '@')
+	if at < 1 || strings.ContainsAny(a, " \t\r\n<>,\"") {
+		return false
+	}
+	return checkDomain(strings.ToLower(a[at+1:])) == nil
 }
 
 func resolve(base, p string) string {

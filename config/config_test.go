@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func TestExampleParsesToDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	min.File = c.File
-	if *min != *c {
+	if !reflect.DeepEqual(min, c) {
 		t.Errorf("example differs from defaults:\n%+v\n%+v", c, min)
 	}
 }

@@ -84,6 +84,41 @@ max_age = "5d"
 # Connections at once to one destination (the smarthost, or one domain).
 per_destination = 4
 
+[embargo]
+# The embargo rules cvd enforces. Units: m, h, d.
+# Pre-notification at least this long before the public date.
+min_notice = "48h"
+# At most this long from the first downstream notice to the public date
+# (the distros list's maximum), unless overridden with a recorded reason.
+max_embargo = "14d"
+# Silent downstreams are reminded this long before the date.
+reminder_before = "24h"
+# A report nobody of the team took this long is escalated to the team.
+ack_escalation = "24h"
+# Subject tag of pre-notifications (inside the encryption).
+subject_prefix = "[vs]"
+# The software and its maintainers, as advisories name them (the vendor
+# defaults to the project).
+project = "DOMAIN"
+# vendor = "The Example Project"
+# The announce list, and public lists that get the signed announcement too.
+announce = "announce@DOMAIN"
+external = []
+# external = ["oss-security@lists.openwall.com"]
+
+# The security team: coordinators on every new incident. One block each.
+# [[embargo.team]]
+# name = "Alice Example"
+# email = "alice@DOMAIN"
+# key_file = "keys/alice.asc"
+
+# The downstream roster: pre-notified by default ('cvd incident notify'
+# or x-notify), each encrypted to its own key.
+# [[embargo.roster]]
+# name = "Debian"
+# email = "team@security.debian.org"
+# key_file = "keys/debian.asc"
+
 [log]
 # "text" or "json"; level "debug", "info", "warn" or "error".
 format = "text"
