@@ -39,6 +39,9 @@ Usage:
   cvd member add LIST EMAIL --role ROLE [--key FILE] [--name NAME] [--replace-key]
   cvd member list LIST [--config FILE]
         Add a member (pinning their OpenPGP key) or show a list's members.
+  cvd member password EMAIL [--config FILE]
+        Give a member a new IMAP password (for reading their archive), sent
+        to them sealed to their key; the old one stops working.
   cvd version
         Print the version.
   cvd help
@@ -70,7 +73,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "list":
 		err = cmdList(args[1:], stdout, stderr)
 	case "member":
-		err = cmdMember(args[1:], stdout, stderr)
+		if len(args) > 1 && args[1] == "password" {
+			err = cmdMemberPassword(args[2:], stdout, stderr)
+		} else {
+			err = cmdMember(args[1:], stdout, stderr)
+		}
 	case "cvss":
 		err = cmdCVSS(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -121,13 +121,18 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer stopDelivery()
+	imapSvc, err := startIMAP(ctx, c, db, key, tlsConfig, log)
+	if err != nil {
+		return err
+	}
+	defer imapSvc.stop()
 
 	ln, err := net.Listen("tcp", c.SMTP.Listen)
 	if err != nil {
 		return fmt.Errorf("%s: smtp.listen: %w", c.File, err)
 	}
 	router := &embargo.Router{DB: db, Domain: c.Domain, Lists: svc, Log: log.With("part", "router"),
-		Bounce: bounceHandler(db, svc, c.Domain, log), Routed: worker.Wake}
+		Bounce: bounceHandler(db, svc, c.Domain, log), Routed: func() { worker.Wake(); imapSvc.Notify() }}
 	wakeRouter, stopRouter := startRouter(ctx, router)
 	defer stopRouter()
 
@@ -150,6 +155,7 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		"config", c.File,
 		"domain", c.Domain,
 		"smtp", ln.Addr().String(),
+		"imap", imapSvc.addr,
 		"intake", "security@"+c.Domain,
 		"data", c.DataDir,
 		"database", c.Database,
