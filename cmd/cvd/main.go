@@ -42,6 +42,9 @@ Usage:
   cvd member password EMAIL [--config FILE]
         Give a member a new IMAP password (for reading their archive), sent
         to them sealed to their key; the old one stops working.
+  cvd incident list|show|confirm|reject|cve|cvss|versions|credit|set|embargo|notify|publish|close|report|export ID ...
+        Run incidents: see 'cvd incident' for every command. Works while
+        the server runs.
   cvd version
         Print the version.
   cvd help
@@ -80,6 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	case "cvss":
 		err = cmdCVSS(args[1:], stdout, stderr)
+	case "incident":
+		err = cmdIncident(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "cvd %s (schema %d, %s)\n", versionString(), store.SchemaVersion(), runtime.Version())
 	case "help", "--help", "-help", "-h":

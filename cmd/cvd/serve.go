@@ -127,12 +127,19 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	}
 	defer imapSvc.stop()
 
+	desk, err := newDesk(c, db, key, svc, log)
+	if err != nil {
+		return err
+	}
+	svc.Keywords = desk.HandleKeyword
+	defer startScheduler(ctx, desk, worker.Wake)()
+
 	ln, err := net.Listen("tcp", c.SMTP.Listen)
 	if err != nil {
 		return fmt.Errorf("%s: smtp.listen: %w", c.File, err)
 	}
 	router := &embargo.Router{DB: db, Domain: c.Domain, Lists: svc, Log: log.With("part", "router"),
-		Bounce: bounceHandler(db, svc, c.Domain, log), Routed: func() { worker.Wake(); imapSvc.Notify() }}
+		Bounce: bounceHandler(db, svc, c.Domain, log), Intake: desk.Intake, Routed: func() { worker.Wake(); imapSvc.Notify() }}
 	wakeRouter, stopRouter := startRouter(ctx, router)
 	defer stopRouter()
 
