@@ -46,18 +46,20 @@ func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 // world is cvd without SMTP: a database, the lists service, the desk and
 // the router, with people who have their own GnuPG keys.
 type world struct {
-	t      *testing.T
-	path   string
-	db     *store.DB
-	clock  *clock
-	key    *crypto.Key
-	keyPub []byte
-	svc    *lists.Service
-	desk   *embargo.Desk
-	router *embargo.Router
-	team   []embargo.Person
-	roster []embargo.Person
-	log    *slog.Logger
+	t    *testing.T
+	path string
+	db   *store.DB
+	// closeDB closes db once (restarts close it before the cleanup does).
+	closeDB func() error
+	clock   *clock
+	key     *crypto.Key
+	keyPub  []byte
+	svc     *lists.Service
+	desk    *embargo.Desk
+	router  *embargo.Router
+	team    []embargo.Person
+	roster  []embargo.Person
+	log     *slog.Logger
 }
 
 type testLog struct{ t *testing.T }
@@ -90,7 +92,15 @@ func (w *world) open() {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	w.t.Cleanup(func() { db.Close() })
+	closed := false
+	w.closeDB = func() error {
+		if closed {
+			return nil
+		}
+		closed = true
+		return db.Close()
+	}
+	w.t.Cleanup(func() { w.closeDB() })
 	w.db = db
 	w.svc = &lists.Service{DB: db, Domain: domain, Key: w.key, Now: w.clock.Now, Log: w.log}
 	w.desk = &embargo.Desk{DB: db, Lists: w.svc, Domain: domain, Key: w.key, Policy: embargo.DefaultPolicy(),
@@ -107,7 +117,7 @@ func (w *world) open() {
 // restart closes the database and opens it again.
 func (w *world) restart() {
 	w.t.Helper()
-	if err := w.db.Close(); err != nil {
+	if err := w.closeDB(); err != nil {
 		w.t.Fatal(err)
 	}
 	w.open()

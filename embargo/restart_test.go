@@ -77,7 +77,7 @@ func TestRestartReleasesOnceNeverEarly(t *testing.T) {
 	// once.
 	date2 := w.clock.Now().Add(72 * time.Hour)
 	id2 := w.prenotified(date2)
-	w.db.Close()
+	w.closeDB()
 	w.clock.Set(date2.Add(5 * time.Hour))
 	w.open()
 	if tk, err := w.desk.RunDue(ctx); err != nil || len(tk.Released) != 1 || tk.Released[0] != id2 {
@@ -169,7 +169,7 @@ func TestKill9AfterRelease(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "key.asc"), priv, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w.db.Close()
+	w.closeDB()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestReleaseCrashChild$", "-test.v")
 	cmd.Env = append(os.Environ(), crashEnv+"="+dir, crashEnv+"_AT="+date.Add(time.Second).Format(time.RFC3339))
