@@ -258,7 +258,7 @@ func TestInitThenServe(t *testing.T) {
 	c.Quit()
 
 	code, out, errOut := runCVD(t, dir, nil, "spool", "list", "--config", cfg)
-	if code != 0 || !regexp.MustCompile(`(?m)^1 .*r@example\.net +security@example\.org +\d+ +new$`).MatchString(out) {
+	if code != 0 || !regexp.MustCompile(`(?m)^1 .*r@example\.net +security@example\.org +\d+ +(new|done)$`).MatchString(out) {
 		t.Errorf("cvd spool list: exit %d\n%s%s", code, out, errOut)
 	}
 	s.stop(t)
