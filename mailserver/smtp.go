@@ -13,6 +13,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,12 @@ type SMTPServer struct {
 	srv    *smtp.Server
 	conns  *connTracker
 	nextID atomic.Uint64
+
+	// go-smtp registers a listener only once its Serve runs, so a
+	// Shutdown racing with the start would miss it: cvd tracks them.
+	mu        sync.Mutex
+	listeners []net.Listener
+	closed    bool
 }
 
 // NewSMTPServer returns a server that hands accepted mail to intake.
@@ -105,20 +112,46 @@ func NewSMTPServer(intake Intake, opts SMTPOptions) *SMTPServer {
 
 // Serve accepts connections on l until Shutdown or Close.
 func (s *SMTPServer) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
 	err := s.srv.Serve(s.conns.wrap(l, s.log))
-	if err != nil {
+	if err != nil && !(errors.Is(err, net.ErrClosed) && s.isClosed()) {
 		return fmt.Errorf("smtp serve %s: %w", l.Addr(), err)
 	}
 	return nil
+}
+
+func (s *SMTPServer) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// closeListeners stops accepting connections, also on listeners whose
+// Serve has not started yet.
+func (s *SMTPServer) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, l := range s.listeners {
+		l.Close()
+	}
 }
 
 // Shutdown stops accepting connections, lets messages being transferred
 // finish (and be answered), answers every other connection with 421 and
 // waits for all of them to close or ctx to end.
 func (s *SMTPServer) Shutdown(ctx context.Context) error {
+	s.closeListeners()
 	s.conns.drain()
 	err := s.srv.Shutdown(ctx)
-	if errors.Is(err, smtp.ErrServerClosed) {
+	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	if err != nil {
@@ -130,8 +163,9 @@ func (s *SMTPServer) Shutdown(ctx context.Context) error {
 
 // Close closes the listener and every connection at once.
 func (s *SMTPServer) Close() error {
+	s.closeListeners()
 	err := s.srv.Close()
-	if errors.Is(err, smtp.ErrServerClosed) {
+	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err

@@ -516,3 +516,29 @@ func TestOverlongLineClosesTransaction(t *testing.T) {
 		t.Errorf("%d spooled", n)
 	}
 }
+
+// A shutdown right at start, before Serve has registered its listener,
+// must still stop it.
+func TestShutdownRacingServe(t *testing.T) {
+	for range 50 {
+		srv := NewSMTPServer(&storeIntake{}, SMTPOptions{Hostname: "mx.example.org", MaxConnections: 1, MaxConnectionsPerIP: 1,
+			ReadTimeout: time.Minute, WriteTimeout: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(ln) }()
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Serve: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Serve did not return after Shutdown")
+		}
+	}
+}

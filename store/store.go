@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"modernc.org/sqlite"
 )
@@ -31,7 +33,19 @@ type DB struct {
 	path  string
 	write *sql.DB
 	read  *sql.DB
+
+	// checkpoint copies the write-ahead log into the database in the
+	// background, so that commits never wait for it.
+	checkpoint     *sql.DB
+	stopCheckpoint chan struct{}
+	checkpointDone chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
 }
+
+// checkpointEvery is how often the background checkpoint runs.
+const checkpointEvery = 2 * time.Second
 
 func init() {
 	// DSN pragmas are fixed here, never taken from configuration, but refuse
@@ -49,6 +63,8 @@ func dsn(path string, readOnly bool) string {
 		q.Add("_pragma", "journal_mode(WAL)")
 		// The spool promises that a 250 means the mail is on disk.
 		q.Add("_pragma", "synchronous(FULL)")
+		// Checkpoints run in the background (see checkpointLoop).
+		q.Add("_pragma", "wal_autocheckpoint(0)")
 		q.Set("_txlock", "immediate")
 	}
 	u := url.URL{Scheme: "file", Path: path, RawQuery: q.Encode()}
@@ -90,15 +106,60 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	r.SetMaxOpenConns(8)
 	db.read = r
+	c, err := sql.Open("sqlite", dsn(abs, false))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", abs, err)
+	}
+	c.SetMaxOpenConns(1)
+	db.checkpoint = c
+	db.stopCheckpoint = make(chan struct{})
+	db.checkpointDone = make(chan struct{})
+	go db.checkpointLoop()
 	return db, nil
+}
+
+// checkpointLoop copies committed pages from the write-ahead log into the
+// database file every few seconds, without blocking writers (PASSIVE).
+func (db *DB) checkpointLoop() {
+	defer close(db.checkpointDone)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.stopCheckpoint:
+			return
+		case <-t.C:
+			db.checkpoint.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // Path returns the database file's path.
 func (db *DB) Path() string { return db.path }
 
-// Close closes all connections.
+// Close closes all connections, after a last checkpoint. Closing again
+// does nothing.
 func (db *DB) Close() error {
-	return errors.Join(db.read.Close(), db.write.Close())
+	db.closeOnce.Do(func() { db.closeErr = db.close() })
+	return db.closeErr
+}
+
+func (db *DB) close() error {
+	var errs []error
+	if db.checkpoint != nil {
+		close(db.stopCheckpoint)
+		<-db.checkpointDone
+		errs = append(errs, db.checkpoint.Close())
+	}
+	if db.read != nil {
+		errs = append(errs, db.read.Close())
+	}
+	if _, err := db.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		errs = append(errs, fmt.Errorf("checkpoint %s: %w", db.path, err))
+	}
+	errs = append(errs, db.write.Close())
+	return errors.Join(errs...)
 }
 
 // Write runs fn in one immediate (writing) transaction, committed when fn

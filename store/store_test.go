@@ -151,3 +151,16 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 		t.Errorf("%d rows, want 200", len(list))
 	}
 }
+
+func TestCloseTwice(t *testing.T) {
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "cvd.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

@@ -134,6 +134,12 @@ func (s *server) stop(t *testing.T) {
 	select {
 	case <-s.done:
 	case <-time.After(40 * time.Second):
+		// A goroutine dump for the log, then fail.
+		s.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-s.done:
+		case <-time.After(5 * time.Second):
+		}
 		t.Fatal("cvd did not stop on SIGTERM")
 	}
 	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
