@@ -44,7 +44,12 @@ func cmdServe(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, c, log)
+	if err := serve(ctx, c, log); err != nil {
+		return err
+	}
+	// Logged once every part has stopped and the database is closed.
+	log.Info("stopped")
+	return nil
 }
 
 // loadConfig finds the configuration: the flag, then $CVD_CONFIG, then
@@ -183,7 +188,6 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		log.Error("smtp shutdown", "err", err)
 	}
 	<-errc
-	log.Info("stopped")
 	return nil
 }
 
