@@ -41,6 +41,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 		c.Log.Format = *logFormat
 	}
 	log := newLogger(c.Log, stderr)
+	if err := checkClock(log); err != nil {
+		return err
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -118,6 +121,7 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		}
 	}()
 	svc := listService(c, db, key, log)
+	svc.Now = now
 	if err := svc.EnsureAnnounceList(ctx); err != nil {
 		return err
 	}
@@ -136,6 +140,7 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	desk.Now = now
 	svc.Keywords = desk.HandleKeyword
 	defer startScheduler(ctx, desk, worker.Wake)()
 
