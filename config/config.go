@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,6 +37,9 @@ type Config struct {
 	Hostname string
 	DataDir  string
 	Database string
+	// TemplatesDir holds notice templates (NAME.txt) that replace the
+	// embedded ones; "" uses only the embedded notices.
+	TemplatesDir string
 
 	SMTP     SMTP
 	IMAP     IMAP
@@ -43,6 +47,7 @@ type Config struct {
 	PGP      PGP
 	Delivery Delivery
 	Embargo  Embargo
+	Web      Web
 	Log      Log
 }
 
@@ -149,6 +154,29 @@ func (a *age) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// Web configures the public site: security.txt, the Web Key Directory,
+// advisory pages, the feed and one-click unsubscribe.
+type Web struct {
+	// Listen is the HTTP address; "" disables the server.
+	Listen string
+	// BaseURL is the public URL of the site, without a trailing slash
+	// (security.txt's Canonical, page URLs, one-click unsubscribe links).
+	BaseURL string
+	// Contacts are security.txt's Contact URIs.
+	Contacts []string
+	// PolicyURL is security.txt's Policy ("" for the site's policy page);
+	// PolicyText replaces the default text of that page.
+	PolicyURL  string
+	PolicyText string
+	// Languages are security.txt's Preferred-Languages.
+	Languages []string
+	// ExpiresIn is how far ahead security.txt's Expires lies.
+	ExpiresIn time.Duration
+	// StaticDir, when set, is where 'cvd site build' writes by default and
+	// where 'cvd serve' keeps a static copy of the site current.
+	StaticDir string
+}
+
 // Log configures logging.
 type Log struct {
 	Format string // "text" or "json"
@@ -161,7 +189,9 @@ type raw struct {
 	Hostname *string `toml:"hostname"`
 	DataDir  *string `toml:"data_dir"`
 	Database *string `toml:"database"`
-	SMTP     struct {
+	// TemplatesDir is templates_dir.
+	TemplatesDir *string `toml:"templates_dir"`
+	SMTP         struct {
 		Listen              *string        `toml:"listen"`
 		MaxMessageSize      *Size          `toml:"max_message_size"`
 		MaxRecipients       *int           `toml:"max_recipients"`
@@ -204,6 +234,16 @@ type raw struct {
 		Team           []rawContact `toml:"team"`
 		Roster         []rawContact `toml:"roster"`
 	} `toml:"embargo"`
+	Web struct {
+		Listen     *string  `toml:"listen"`
+		BaseURL    *string  `toml:"base_url"`
+		Contacts   []string `toml:"contacts"`
+		PolicyURL  *string  `toml:"policy_url"`
+		PolicyText *string  `toml:"policy_text"`
+		Languages  []string `toml:"languages"`
+		ExpiresIn  *age     `toml:"expires_in"`
+		StaticDir  *string  `toml:"static_dir"`
+	} `toml:"web"`
 	Log struct {
 		Format *string `toml:"format"`
 		Level  *string `toml:"level"`
@@ -296,7 +336,7 @@ var lastKeyRE = regexp.MustCompile(`^line (\d+) \(last key "([^"]*)"\): (.*)$`)
 
 // keys lists every known key, for unknown-key suggestions.
 var keys = []string{
-	"domain", "hostname", "data_dir", "database",
+	"domain", "hostname", "data_dir", "database", "templates_dir",
 	"smtp", "smtp.listen", "smtp.max_message_size", "smtp.max_recipients", "smtp.max_connections",
 	"smtp.max_connections_per_ip", "smtp.read_timeout", "smtp.write_timeout",
 	"imap", "imap.listen",
@@ -308,6 +348,8 @@ var keys = []string{
 	"embargo.subject_prefix", "embargo.project", "embargo.vendor", "embargo.announce", "embargo.external",
 	"embargo.team", "embargo.team.name", "embargo.team.email", "embargo.team.key_file",
 	"embargo.roster", "embargo.roster.name", "embargo.roster.email", "embargo.roster.key_file",
+	"web", "web.listen", "web.base_url", "web.contacts", "web.policy_url", "web.policy_text", "web.languages",
+	"web.expires_in", "web.static_dir",
 	"log", "log.format", "log.level",
 }
 
@@ -377,6 +419,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 	}
 	c.DataDir = resolve(baseDir, dataDir)
 	c.Database = resolve(c.DataDir, str(r.Database, "cvd.db"))
+	if t := str(r.TemplatesDir, ""); t != "" {
+		c.TemplatesDir = resolve(c.DataDir, t)
+	}
 
 	c.SMTP.Listen = str(r.SMTP.Listen, "127.0.0.1:2525")
 	if err := checkListen(c.SMTP.Listen); err != nil {
@@ -463,6 +508,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 	}
 
 	if err := c.applyEmbargo(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyWeb(r, bad); err != nil {
 		return err
 	}
 
@@ -558,6 +606,103 @@ func (c *Config) applyEmbargo(r *raw, bad func(key, format string, args ...any) 
 	}
 	if e.Roster, err = contacts("embargo.roster", re.Roster, true); err != nil {
 		return err
+	}
+	return nil
+}
+
+func (c *Config) applyWeb(r *raw, bad func(key, format string, args ...any) error) error {
+	w := &c.Web
+	rw := &r.Web
+	w.Listen = str(rw.Listen, "127.0.0.1:8080")
+	if w.Listen != "" {
+		if err := checkListen(w.Listen); err != nil {
+			return bad("web.listen", "%v; use HOST:PORT, e.g. \"127.0.0.1:8080\", or \"\" for no web server", err)
+		}
+	}
+	w.BaseURL = strings.TrimRight(strings.TrimSpace(str(rw.BaseURL, "https://"+c.Domain)), "/")
+	if err := checkWebURL(w.BaseURL); err != nil {
+		return bad("web.base_url", "%v; use the site's public URL, e.g. \"https://%s\" or \"https://%s/security\"", err, c.Domain, c.Domain)
+	}
+	if u, _ := url.Parse(w.BaseURL); u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return bad("web.base_url", "%q has a query, fragment or user; use a plain URL, e.g. \"https://%s\"", w.BaseURL, c.Domain)
+	}
+	w.Contacts = []string{"mailto:security@" + c.Domain}
+	if rw.Contacts != nil {
+		w.Contacts = nil
+		for _, ct := range rw.Contacts {
+			ct = strings.TrimSpace(ct)
+			if err := checkContact(ct); err != nil {
+				return bad("web.contacts", "%v; list URIs like [\"mailto:security@%s\", \"https://%s/security\"]", err, c.Domain, c.Domain)
+			}
+			w.Contacts = append(w.Contacts, ct)
+		}
+		if len(w.Contacts) == 0 {
+			return bad("web.contacts", "empty; security.txt needs at least one Contact, e.g. [\"mailto:security@%s\"]", c.Domain)
+		}
+	}
+	w.PolicyURL = strings.TrimSpace(str(rw.PolicyURL, ""))
+	if w.PolicyURL != "" {
+		if err := checkWebURL(w.PolicyURL); err != nil {
+			return bad("web.policy_url", "%v; use an https URL, or \"\" for the site's own policy page", err)
+		}
+	}
+	w.PolicyText = str(rw.PolicyText, "")
+	w.Languages = []string{"en"}
+	if rw.Languages != nil {
+		w.Languages = nil
+		for _, l := range rw.Languages {
+			if !languageRE.MatchString(l) {
+				return bad("web.languages", "%q is not a language tag; list tags like [\"en\", \"de\"]", l)
+			}
+			w.Languages = append(w.Languages, l)
+		}
+		if len(w.Languages) == 0 {
+			return bad("web.languages", "empty; list at least one language tag, e.g. [\"en\"]")
+		}
+	}
+	w.ExpiresIn = 180 * 24 * time.Hour
+	if rw.ExpiresIn != nil {
+		w.ExpiresIn = time.Duration(*rw.ExpiresIn)
+	}
+	if w.ExpiresIn < 24*time.Hour || w.ExpiresIn > 365*24*time.Hour {
+		return bad("web.expires_in", "%v is out of range; use between \"1d\" and \"365d\" (RFC 9116 asks for less than a year; default \"180d\")", w.ExpiresIn)
+	}
+	if d := str(rw.StaticDir, ""); d != "" {
+		w.StaticDir = resolve(c.DataDir, d)
+	}
+	return nil
+}
+
+var languageRE = regexp.MustCompile(`^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$`)
+
+// checkWebURL accepts an absolute http or https URL on one line.
+func checkWebURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || strings.ContainsAny(s, " \t\r\n") || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", s)
+	}
+	return nil
+}
+
+// checkContact accepts a security.txt Contact: a mailto:, https: or tel: URI.
+func checkContact(s string) error {
+	switch {
+	case strings.ContainsAny(s, " \t\r\n"):
+		return fmt.Errorf("%q is not one URI", s)
+	case strings.HasPrefix(s, "mailto:"):
+		if !isAddress(strings.TrimPrefix(s, "mailto:")) {
+			return fmt.Errorf("%q has no valid address", s)
+		}
+	case strings.HasPrefix(s, "https:"):
+		if err := checkWebURL(s); err != nil {
+			return err
+		}
+	case strings.HasPrefix(s, "tel:"):
+		if len(s) < 6 {
+			return fmt.Errorf("%q has no number", s)
+		}
+	default:
+		return fmt.Errorf("%q is not a mailto:, https: or tel: URI", s)
 	}
 	return nil
 }

@@ -32,6 +32,11 @@ data_dir = "."
 # SQLite database file.
 database = "cvd.db"
 
+# A folder of notice templates (NAME.txt) that replace the embedded ones:
+# 'cvd templates export DIR' writes the defaults to edit, 'cvd templates
+# check DIR' tests them. Default: none, the embedded notices only.
+# templates_dir = "templates"
+
 [smtp]
 # Address for incoming mail. Use ":25" to take mail from the Internet, or a
 # loopback port behind an MTA that hands security* and announce* to cvd.
@@ -118,6 +123,30 @@ external = []
 # name = "Debian"
 # email = "team@security.debian.org"
 # key_file = "keys/debian.asc"
+
+[web]
+# The public site: security.txt, the Web Key Directory (so that
+# 'gpg --locate-keys security@DOMAIN' finds the project key), advisory
+# pages, acknowledgements, an Atom feed, the JSON records, and the
+# one-click unsubscribe links of the announce list. "" for no web server
+# (e.g. with 'cvd site build' and hosting elsewhere).
+listen = "127.0.0.1:8080"
+# The site's public URL (put a TLS proxy in front of listen): used for
+# security.txt's Canonical, page URLs and unsubscribe links.
+base_url = "https://DOMAIN"
+# security.txt: Contact URIs (mailto:, https:, tel:), the policy (default:
+# the site's policy page, whose text policy_text may replace), the
+# preferred languages, and how far ahead Expires lies (units: h, d).
+contacts = ["mailto:security@DOMAIN"]
+# policy_url = "https://DOMAIN/SECURITY.md"
+# policy_text = """
+# Report security issues to security@DOMAIN, encrypted to our key.
+# """
+languages = ["en"]
+expires_in = "180d"
+# A folder for a static copy of the site, kept current by 'cvd serve' and
+# the default of 'cvd site build'. Default: none.
+# static_dir = "site"
 
 [log]
 # "text" or "json"; level "debug", "info", "warn" or "error".
