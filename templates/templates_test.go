@@ -26,11 +26,7 @@ func TestEveryNoticeRenders(t *testing.T) {
 		"URL": "https://example.org/advisories/2026-001", "Lists": "announce@example.org", "Credits": "Rita Reporter",
 		"Age": "1 day", "Received": "Monday 2026-11-23 10:00 UTC",
 	}
-	for _, tpl := range parsed.Templates() {
-		name := strings.TrimSuffix(tpl.Name(), ".txt")
-		if name == "" {
-			continue
-		}
+	for _, name := range Names() {
 		r, err := Render(name, data)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
