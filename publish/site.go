@@ -104,7 +104,7 @@ func NewSite(src Source, cfg SiteConfig) (*Site, error) {
 		"join":       strings.Join,
 		"affected":   affectedText,
 	}
-	for _, page := range []string{"index", "advisory", "acknowledgements", "policy"} {
+	for _, page := range []string{"index", "advisory", "acknowledgements", "policy", "unsubscribe"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(webFS, "web/layout.html", "web/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("publish: template %s: %w", page, err)
@@ -539,9 +539,35 @@ func (s *Site) BuildStatic(ctx context.Context, dir string) error {
 		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 			return fmt.Errorf("publish: build: %w", err)
 		}
-		if err := os.WriteFile(name, body, 0o644); err != nil {
+		if err := writeAtomic(name, body); err != nil {
 			return fmt.Errorf("publish: build: %w", err)
 		}
 	}
 	return nil
+}
+
+// writeAtomic replaces name with data through a temporary file, so that
+// a web server serving the folder never sends half a file.
+func writeAtomic(name string, data []byte) error {
+	if old, err := os.ReadFile(name); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(name), ".build-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
