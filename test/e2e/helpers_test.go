@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/base64"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
