@@ -318,3 +318,11 @@ func (s *Service) SetAllowUnsigned(ctx context.Context, listName string, allow b
 		return store.SetAllowUnsignedTx(ctx, tx, l.ID, allow)
 	})
 }
+
+// PinKey pins an armored public key for email, checked as for a new
+// member; replace allows a different pinned key to be replaced (recorded).
+func (s *Service) PinKey(ctx context.Context, email string, armored []byte, replace bool, actor string) error {
+	return s.DB.Write(ctx, func(tx *sql.Tx) error {
+		return s.pinKeyTx(ctx, tx, strings.ToLower(strings.TrimSpace(email)), armored, replace, actor, "pinned by "+actor)
+	})
+}

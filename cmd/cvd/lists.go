@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -60,12 +61,34 @@ func cmdList(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdMember(args []string, stdout, stderr io.Writer) error {
-	if len(args) < 2 || (args[0] != "add" && args[0] != "list") {
-		return fmt.Errorf("member: use 'cvd member add LIST EMAIL --role ROLE --key FILE' or 'cvd member list LIST': %w", errUsage)
+	if len(args) < 2 || (args[0] != "add" && args[0] != "list" && args[0] != "key") {
+		return fmt.Errorf("member: use 'cvd member add LIST EMAIL --role ROLE --key FILE', 'cvd member list LIST' or 'cvd member key EMAIL --key FILE': %w", errUsage)
 	}
 	sub, list := args[0], args[1]
 	fs := newFlags("member " + sub)
 	cfgPath := fs.String("config", "", "configuration file")
+	if sub == "key" {
+		email := list
+		keyFile := fs.String("key", "", "file with the armored public key")
+		replace := fs.Bool("replace-key", false, "replace a different key pinned for EMAIL (recorded in the key history)")
+		if err := parseFlags(fs, args[2:]); err != nil {
+			return err
+		}
+		if *keyFile == "" {
+			return fmt.Errorf("member key: --key is required: %w", errUsage)
+		}
+		key, err := os.ReadFile(*keyFile)
+		if err != nil {
+			return fmt.Errorf("member key: %w", err)
+		}
+		return withLists(*cfgPath, func(ctx context.Context, svc *lists.Service) error {
+			if err := svc.PinKey(ctx, email, key, *replace, "cli"); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "pinned the key for %s\n", strings.ToLower(email))
+			return nil
+		})
+	}
 	if sub == "list" {
 		if err := parseFlags(fs, args[2:]); err != nil {
 			return err

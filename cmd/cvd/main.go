@@ -20,9 +20,10 @@ const usage = `cvd runs a project's security response over email.
 
 Usage:
   cvd serve [--config FILE] [--log-format text|json]
-        Run the SMTP intake. Without --config (or CVD_CONFIG) cvd reads
-        ./cvd.toml, or else uses the embedded default: domain localhost,
-        data in ./cvd-data, SMTP on 127.0.0.1:2525, outbound mail kept in
+        Run the SMTP intake, IMAP and the public site. Without --config
+        (or CVD_CONFIG) cvd reads ./cvd.toml, or else uses the embedded
+        default: domain localhost, data in ./cvd-data, SMTP on
+        127.0.0.1:2525, the site on 127.0.0.1:8080, outbound mail kept in
         a local Maildir.
   cvd init --dir DIR --domain DOMAIN [--key-type curve25519|rsa4096] [--force]
         Write DIR/cvd.toml, the project's OpenPGP key for security@DOMAIN
@@ -38,6 +39,7 @@ Usage:
         Create a list; an incident list's address is security+NAME@DOMAIN.
   cvd member add LIST EMAIL --role ROLE [--key FILE] [--name NAME] [--replace-key]
   cvd member list LIST [--config FILE]
+  cvd member key EMAIL --key FILE [--replace-key] [--config FILE]
         Add a member (pinning their OpenPGP key) or show a list's members.
   cvd member password EMAIL [--config FILE]
         Give a member a new IMAP password (for reading their archive), sent
@@ -45,6 +47,12 @@ Usage:
   cvd incident list|show|confirm|reject|cve|cvss|versions|credit|set|embargo|notify|publish|close|report|export ID ...
         Run incidents: see 'cvd incident' for every command. Works while
         the server runs.
+  cvd site build [DIR] [--config FILE]
+        Write the public site (security.txt, WKD, advisories, feed) as
+        static files to DIR (default web.static_dir).
+  cvd templates export DIR [--force] | cvd templates check DIR
+        Write the embedded notice templates to DIR for editing, or check
+        the templates in DIR (errors with file and line; exit 1).
   cvd version
         Print the version.
   cvd help
@@ -85,6 +93,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCVSS(args[1:], stdout, stderr)
 	case "incident":
 		err = cmdIncident(args[1:], stdout, stderr)
+	case "site":
+		err = cmdSite(args[1:], stdout, stderr)
+	case "templates":
+		err = cmdTemplates(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "cvd %s (schema %d, %s)\n", versionString(), store.SchemaVersion(), runtime.Version())
 	case "help", "--help", "-help", "-h":

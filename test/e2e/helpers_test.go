@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/base64"
+	"fmt"
+	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -129,3 +134,74 @@ func proposeDate(t time.Time) time.Time {
 	return d
 }
 
+// verifySigned checks a PGP/MIME multipart/signed message with gpg
+// --verify over the exact bytes of its first part, and returns that part.
+func verifySigned(t *testing.T, u *gpgtest.User, raw []byte) string {
+	t.Helper()
+	if !bytes.Contains(raw, []byte("\r\n")) {
+		// Maildirs written by mail clients use LF; the signature is
+		// over the canonical CRLF form.
+		raw = bytes.ReplaceAll(raw, []byte("\n"), []byte("\r\n"))
+	}
+	head, body, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
+	m := regexp.MustCompile(`(?i)boundary="?([^";\r\n]+)"?`).FindSubmatch(head)
+	if m == nil || !bytes.Contains(bytes.ToLower(head), []byte("multipart/signed")) {
+		t.Fatalf("not multipart/signed:\n%s", head)
+	}
+	parts := bytes.Split(body, []byte("--"+string(m[1])))
+	if len(parts) < 4 {
+		t.Fatalf("multipart/signed with %d parts", len(parts)-2)
+	}
+	signed := bytes.TrimSuffix(bytes.TrimPrefix(parts[1], []byte("\r\n")), []byte("\r\n"))
+	i := bytes.Index(parts[2], []byte("-----BEGIN PGP SIGNATURE"))
+	if i < 0 {
+		t.Fatalf("no signature part")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "part"), signed, 0o600)
+	os.WriteFile(filepath.Join(dir, "part.asc"), parts[2][i:], 0o600)
+	_, status, err := u.Try(nil, "--verify", filepath.Join(dir, "part.asc"), filepath.Join(dir, "part"))
+	if err != nil || !gpgtest.HasStatus(status, "GOODSIG") || !strings.Contains(status, "VALIDSIG "+projectFingerprint(t, u)) {
+		t.Fatalf("gpg --verify: %v\n%s", err, status)
+	}
+	return string(signed)
+}
+
+// mbsync syncs an IMAP account into maildir over STARTTLS, trusting cvd's
+// certificate, as a member would set it up.
+func mbsync(t *testing.T, addr, user, password, cert, maildir string) (string, error) {
+	t.Helper()
+	if _, err := exec.LookPath("mbsync"); err != nil {
+		t.Fatal("mbsync is not installed (the test script installs it: apt-get install -y isync)")
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	dir := t.TempDir()
+	os.MkdirAll(maildir, 0o700)
+	rc := fmt.Sprintf("IMAPAccount m\nHost %s\nPort %s\nUser %s\nPass %s\nSSLType STARTTLS\nCertificateFile %s\nAuthMechs LOGIN\n\n"+
+		"IMAPStore m-remote\nAccount m\n\nMaildirStore m-local\nPath %s/\nInbox %s/INBOX\nSubFolders Verbatim\n\n"+
+		"Channel m\nFar :m-remote:\nNear :m-local:\nPatterns *\nCreate Near\nSync Pull\nExpunge None\nSyncState *\n",
+		host, port, user, password, cert, maildir, maildir)
+	conf := filepath.Join(dir, "mbsyncrc")
+	os.WriteFile(conf, []byte(rc), 0o600)
+	cmd := exec.Command("mbsync", "-c", conf, "-a")
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// maildir returns the messages of a Maildir folder.
+func maildir(t *testing.T, folder string) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for _, sub := range []string{"cur", "new"} {
+		files, _ := filepath.Glob(filepath.Join(folder, sub, "*"))
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, b)
+		}
+	}
+	return out
+}

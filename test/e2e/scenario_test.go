@@ -65,6 +65,7 @@ email = "security@ubuntu.example"
 key_file = %q
 `, keyFile(cora), keyFile(debian), keyFile(redhat), keyFile(ubuntu))
 	text = strings.Replace(text, `project = "example.org"`, `project = "libexample"`, 1)
+	text = strings.Replace(text, "external = []", `external = ["oss-security@lists.openwall.example"]`, 1)
 	os.WriteFile(cfgPath, []byte(text), 0o600)
 
 	start := time.Now().UTC()
@@ -159,13 +160,105 @@ key_file = %q
 		t.Errorf("Debian's copy of the patch:\n%s", got)
 	}
 
-	// 6. Nothing public before the date.
+	// 6. Nothing public before the date, even with the server restarted
+	// ten minutes before it.
+	s.stop(t)
+	early := date.Add(-10 * time.Minute).Sub(time.Now()).Round(time.Second)
+	s = startServer(t, cfgPath, "CVD_CLOCK_OFFSET="+early.String())
+	time.Sleep(2 * time.Second)
 	if ms := box.to(sam.Email); len(ms) != 2 {
 		t.Errorf("the subscriber got %d messages before the date (want only the two subscription mails)", len(ms))
 	}
+	if ms := box.to("oss-security@lists.openwall.example"); len(ms) != 0 {
+		t.Errorf("the external list got %d messages before the date", len(ms))
+	}
 	s.stop(t)
 
-	_ = start
+	// 7. The date passes while cvd is down; at start it releases, once.
+	late := date.Add(5 * time.Minute).Sub(time.Now()).Round(time.Second)
+	s = startServer(t, cfgPath, "CVD_CLOCK_OFFSET="+late.String())
+	ann := box.wait(sam.Email, 3)[2]
+	signed := verifySigned(t, sam, ann.raw)
+	for _, want := range []string{"CVE-2026-12345", "libexample", "1.4.2", "Rita Reporter", "9.8"} {
+		if !strings.Contains(signed, want) {
+			t.Errorf("announcement lacks %q:\n%s", want, signed)
+		}
+	}
+	if !strings.Contains(string(ann.raw), "List-Unsubscribe-Post: List-Unsubscribe=One-Click") {
+		t.Errorf("announcement without one-click unsubscribe")
+	}
+	ext := box.wait("oss-security@lists.openwall.example", 1)
+	verifySigned(t, sam, ext[0].raw)
+	if got := waitFor(t, box, rita, 1, "Thank"); !strings.Contains(got, id) {
+		t.Errorf("thanks to the reporter:\n%s", got)
+	}
+	waitFor(t, box, debian, 1, "lifted")
+	s.stop(t)
+
+	// Another restart later: nothing is released twice.
+	s = startServer(t, cfgPath, "CVD_CLOCK_OFFSET="+(late+2*time.Hour).String())
+	time.Sleep(2 * time.Second)
+	if n := len(box.to(sam.Email)); n != 3 {
+		t.Errorf("the subscriber has %d messages after a second restart, want 3", n)
+	}
+	if n := len(box.to("oss-security@lists.openwall.example")); n != 1 {
+		t.Errorf("the external list got %d announcements", n)
+	}
+
+	// 8. Sam and Debian read their archives with mbsync over IMAP.
+	samKey := filepath.Join(t.TempDir(), "sam.asc")
+	os.WriteFile(samKey, sam.Pub, 0o600)
+	cvd(t, nil, "member", "key", sam.Email, "--key", samKey, "--config", cfgPath)
+	password := func(u *gpgtest.User) string {
+		n := len(box.to(u.Email))
+		cvd(t, nil, "member", "password", u.Email, "--config", cfgPath)
+		got := waitFor(t, box, u, n, "IMAP password")
+		m := regexp.MustCompile(`(?m)^\s*password:\s+(\S+)`).FindStringSubmatch(got)
+		if m == nil {
+			t.Fatalf("no password in:\n%s", got)
+		}
+		return m[1]
+	}
+	cert := filepath.Join(dir, "tls", "cert.pem")
+	samDir := filepath.Join(t.TempDir(), "mail")
+	if out, err := mbsync(t, s.imap, sam.Email, password(sam), cert, samDir); err != nil {
+		t.Fatalf("mbsync for Sam: %v\n%s", err, out)
+	}
+	found := false
+	for _, m := range maildir(t, filepath.Join(samDir, "Announce")) {
+		if strings.Contains(verifySigned(t, sam, m), "CVE-2026-12345") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("Sam's Announce folder lacks the announcement")
+	}
+	debDir := filepath.Join(t.TempDir(), "mail")
+	if out, err := mbsync(t, s.imap, debian.Email, password(debian), cert, debDir); err != nil {
+		t.Fatalf("mbsync for Debian: %v\n%s", err, out)
+	}
+	posts := maildir(t, filepath.Join(debDir, "Incidents", id))
+	if len(posts) == 0 {
+		t.Fatalf("Debian's Incidents/%s folder is empty", id)
+	}
+	sawPatch := false
+	for _, m := range posts {
+		plain, status, err := debian.Decrypt(m)
+		if err != nil || !gpgtest.HasStatus(status, "GOODSIG") {
+			t.Errorf("Debian cannot read an archived post: %v", err)
+		}
+		sawPatch = sawPatch || strings.Contains(plain, "fix.patch")
+		if _, _, err := redhat.Decrypt(m); err == nil {
+			t.Errorf("Red Hat can read Debian's archived copy")
+		}
+	}
+	if !sawPatch {
+		t.Errorf("the patch is not in Debian's archive")
+	}
+	if _, err := os.Stat(filepath.Join(samDir, "Incidents")); err == nil {
+		t.Errorf("Sam, a subscriber, sees incident folders")
+	}
+	s.stop(t)
 }
 
 func gpgShow(t *testing.T, file string) string {
