@@ -165,6 +165,7 @@ func initDir(t *testing.T, domain string, extra ...string) (dir, cfg string) {
 	}
 	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:2525"`), []byte(`listen = "127.0.0.1:0"`), 1)
 	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:1143"`), []byte(`listen = "127.0.0.1:0"`), 1)
+	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:8080"`), []byte(`listen = "127.0.0.1:0"`), 1)
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -349,10 +350,12 @@ func swaks(t *testing.T, args ...string) (string, error) {
 
 func TestSwaksAgainstEmbeddedDefault(t *testing.T) {
 	// The README's first command, as a new user runs it: no configuration.
-	if ln, err := net.Listen("tcp", "127.0.0.1:2525"); err != nil {
-		t.Skipf("127.0.0.1:2525 is busy (%v); the embedded default needs it", err)
-	} else {
-		ln.Close()
+	for _, addr := range []string{"127.0.0.1:2525", "127.0.0.1:8080"} {
+		if ln, err := net.Listen("tcp", addr); err != nil {
+			t.Skipf("%s is busy (%v); the embedded default needs it", addr, err)
+		} else {
+			ln.Close()
+		}
 	}
 	wd := t.TempDir()
 	s := startCVD(t, wd, []string{"CVD_CONFIG="})

@@ -39,7 +39,7 @@ const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
   publish ID [--now --reason REASON]
   close ID
   report ID                         the post-mortem
-  export ID [--format text|cve|osv|csaf]`
+  export ID [--format text|cve|osv|csaf|mbox]  (mbox: the public messages, after release)`
 
 // newDesk builds the incident desk from the configuration: the team's and
 // the roster's keys are read from their key files.
@@ -76,7 +76,7 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 	pol.SubjectPrefix = c.Embargo.SubjectPrefix
 	return &embargo.Desk{DB: db, Lists: svc, Domain: c.Domain, Key: key, Limits: svc.Limits, Policy: pol,
 		Team: team, Roster: roster, Announce: c.Embargo.Announce, External: c.Embargo.External,
-		Project: publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain},
+		Project: publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain, URL: c.Web.BaseURL},
 		Log:     log.With("part", "embargo")}, nil
 }
 
@@ -89,6 +89,9 @@ func withDesk(cfgPath string, fn func(ctx context.Context, d *embargo.Desk) erro
 	}
 	key, err := loadProjectKey(c)
 	if err != nil {
+		return err
+	}
+	if err := applyTemplates(c, slog.Default()); err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -144,7 +147,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	propose := fs.Bool("propose", false, "embargo: print a compliant date")
 	now := fs.Bool("now", false, "publish: break the embargo now")
 	reason := fs.String("reason", "", "publish --now: why (recorded and announced)")
-	format := fs.String("format", "text", "export: text, cve, osv or csaf")
+	format := fs.String("format", "text", "export: text, cve, osv, csaf or mbox")
 	pos, err := splitArgs(fs, args[1:])
 	if err != nil {
 		return err
@@ -363,6 +366,13 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 }
 
 func exportIncident(ctx context.Context, d *embargo.Desk, id, format string, w io.Writer) error {
+	if format == "mbox" {
+		msgs, err := d.PublicMessages(ctx, id)
+		if err != nil {
+			return fmt.Errorf("incident export %s: %w", id, err)
+		}
+		return publish.WriteMbox(w, msgs)
+	}
 	a, err := d.Advisory(ctx, id)
 	if err != nil {
 		return err
@@ -380,7 +390,7 @@ func exportIncident(ctx context.Context, d *embargo.Desk, id, format string, w i
 	case "csaf":
 		b, err = publish.CSAF(a)
 	default:
-		return fmt.Errorf("incident export: format %q: use text, cve, osv or csaf: %w", format, errUsage)
+		return fmt.Errorf("incident export: format %q: use text, cve, osv, csaf or mbox: %w", format, errUsage)
 	}
 	if err != nil {
 		return fmt.Errorf("incident export %s: %w", id, err)

@@ -103,6 +103,9 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := applyTemplates(c, log); err != nil {
+		return err
+	}
 	tlsConfig, err := mailserver.LoadTLS(c.TLS.CertFile, c.TLS.KeyFile)
 	if err != nil {
 		return fmt.Errorf("%s: [tls]: %w", c.File, err)
@@ -144,6 +147,19 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	svc.Keywords = desk.HandleKeyword
 	defer startScheduler(ctx, desk, worker.Wake)()
 
+	site, err := newSite(c, desk, key)
+	if err != nil {
+		return err
+	}
+	web, err := startWeb(c, site, svc, log)
+	if err != nil {
+		return err
+	}
+	defer web.stop()
+	if c.Web.StaticDir != "" {
+		defer keepStatic(ctx, site, c.Web.StaticDir, log.With("part", "site"))()
+	}
+
 	ln, err := net.Listen("tcp", c.SMTP.Listen)
 	if err != nil {
 		return fmt.Errorf("%s: smtp.listen: %w", c.File, err)
@@ -173,6 +189,7 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		"domain", c.Domain,
 		"smtp", ln.Addr().String(),
 		"imap", imapSvc.addr,
+		"web", web.addr,
 		"intake", "security@"+c.Domain,
 		"data", c.DataDir,
 		"database", c.Database,
@@ -183,6 +200,8 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 
 	select {
 	case err := <-errc:
+		return err
+	case err := <-web.errc:
 		return err
 	case <-ctx.Done():
 	}
