@@ -11,6 +11,7 @@ command -v gpg >/dev/null 2>&1 || need+=(gnupg)
 command -v gpg-wks-client >/dev/null 2>&1 || [ -x /usr/lib/gnupg/gpg-wks-client ] || need+=(gpg-wks-client)
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v mbsync >/dev/null 2>&1 || need+=(isync)
 if ((${#need[@]})); then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -27,6 +27,8 @@ type IMAPBackend interface {
 	Authenticate(ctx context.Context, username, password string) (account string, err error)
 	// Mailboxes returns the names of the account's mailboxes.
 	Mailboxes(ctx context.Context, account string) ([]string, error)
+	// Access checks, cheaply, that the account may read a mailbox.
+	Access(ctx context.Context, account, mailbox string) error
 	// Status describes one of the account's mailboxes.
 	Status(ctx context.Context, account, mailbox string) (*IMAPStatus, error)
 	// Messages returns the messages with a UID above after, in UID order.

@@ -228,7 +228,7 @@ func (s *imapSession) Subscribe(mailbox string) error {
 	mailbox = canonicalMailbox(mailbox)
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if _, err := s.srv.backend.Status(ctx, s.account, mailbox); err != nil {
+	if err := s.srv.backend.Access(ctx, s.account, mailbox); err != nil {
 		return s.fail("subscribe", mailbox, err)
 	}
 	return nil
@@ -476,7 +476,7 @@ func (s *imapSession) checkSelected(op string) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if _, err := s.srv.backend.Status(ctx, s.account, s.sel.name); err != nil {
+	if err := s.srv.backend.Access(ctx, s.account, s.sel.name); err != nil {
 		if errors.Is(err, ErrMailboxForbidden) || errors.Is(err, ErrNoMailbox) {
 			return s.revoked(err)
 		}
@@ -547,8 +547,17 @@ func staticRange(start, stop, max uint32) (uint32, uint32) {
 // Fetch answers FETCH and UID FETCH. A body section without PEEK sets
 // \Seen for the account (not after EXAMINE).
 func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
-	if err := s.checkSelected("fetch"); err != nil {
-		return err
+	needRaw := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	if s.sel == nil {
+		return errIMAPNoSel
+	}
+	// Bodies checks access itself; metadata comes from the view, so check
+	// here.
+	if !needRaw {
+		if err := s.checkSelected("fetch"); err != nil {
+			return err
+		}
 	}
 	sel := s.sel
 	idx := sel.indexes(numSet)
@@ -572,8 +581,6 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 			return err
 		}
 	}
-	needRaw := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
-		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 	if !needRaw {
 		for _, i := range idx {
 			if err := s.writeFetch(w, i, nil, options, markSeen); err != nil {
@@ -590,20 +597,23 @@ func (s *imapSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, optio
 	}
 	ctx, cancel := context.WithTimeout(s.srv.ctx, imapOpTimeout+time.Duration(len(uids))*10*time.Millisecond)
 	defer cancel()
+	var werr error
 	err := s.srv.backend.Bodies(ctx, s.account, sel.name, uids, func(uid uint32, raw []byte) error {
 		i, ok := pos[uid]
 		if !ok {
 			return nil
 		}
-		return s.writeFetch(w, i, raw, options, markSeen)
+		werr = s.writeFetch(w, i, raw, options, markSeen)
+		return werr
 	})
-	if err != nil {
-		var ie *imap.Error
-		if errors.As(err, &ie) || errors.Is(err, ErrMailboxForbidden) || errors.Is(err, ErrNoMailbox) {
-			return s.fail("fetch", sel.name, err)
-		}
-		// A write error (the client went away) ends the connection.
-		return err
+	switch {
+	case werr != nil:
+		// The client went away: go-imap ends the connection.
+		return werr
+	case errors.Is(err, ErrMailboxForbidden) || errors.Is(err, ErrNoMailbox):
+		return s.revoked(err)
+	case err != nil:
+		return s.fail("fetch", sel.name, err)
 	}
 	return nil
 }

@@ -181,12 +181,7 @@ func resolveIMAPBox(ctx context.Context, tx *sql.Tx, email, name string) (*imapB
 		b.kind = "inbox"
 		b.validity = uint32(inboxValidity)
 	case name == IMAPAnnounce:
-		b.kind = "announce"
-		var v int64
-		if err := tx.QueryRowContext(ctx, `SELECT value FROM imap_setting WHERE name = 'announce_validity'`).Scan(&v); err != nil {
-			return nil, fmt.Errorf("announce uidvalidity: %w", err)
-		}
-		b.validity = uint32(v)
+		b.kind = "announce" // validity: see IMAPMailboxStatus
 	case strings.HasPrefix(name, IMAPIncidentPrefix):
 		b.kind = "incident"
 		list := strings.TrimPrefix(name, IMAPIncidentPrefix)
@@ -282,6 +277,13 @@ func (db *DB) IMAPMailboxStatus(ctx context.Context, email, name string) (*IMAPS
 		b, err := resolveIMAPBox(ctx, tx, email, name)
 		if err != nil {
 			return err
+		}
+		if b.kind == "announce" {
+			var v int64
+			if err := tx.QueryRowContext(ctx, `SELECT value FROM imap_setting WHERE name = 'announce_validity'`).Scan(&v); err != nil {
+				return fmt.Errorf("announce uidvalidity: %w", err)
+			}
+			b.validity = uint32(v)
 		}
 		q, args := b.messagesSQL()
 		q = `SELECT COUNT(*), COALESCE(MAX(uid), 0), COALESCE(SUM(size), 0),

@@ -70,6 +70,10 @@ func (b imapBackend) Mailboxes(ctx context.Context, account string) ([]string, e
 	return names, imapErr(err)
 }
 
+func (b imapBackend) Access(ctx context.Context, account, mailbox string) error {
+	return imapErr(b.db.IMAPAccess(ctx, account, mailbox))
+}
+
 func (b imapBackend) Status(ctx context.Context, account, mailbox string) (*mailserver.IMAPStatus, error) {
 	st, err := b.db.IMAPMailboxStatus(ctx, account, mailbox)
 	if err != nil {

@@ -5,8 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -29,7 +33,7 @@ const imapDomain = "example.org"
 // imapWorld is cvd's IMAP side on a real SQLite file: lists with GnuPG
 // members, posts sealed to them, and the IMAP server on loopback.
 type imapWorld struct {
-	t       *testing.T
+	t       testing.TB
 	dbPath  string
 	db      *store.DB
 	key     *crypto.Key
@@ -39,6 +43,7 @@ type imapWorld struct {
 	srv     *mailserver.IMAPServer
 	addr    string
 	tlsConf *tls.Config
+	certPEM []byte
 	log     *syncBuffer
 	opts    mailserver.IMAPOptions
 }
@@ -60,7 +65,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newIMAPWorld(t *testing.T) *imapWorld {
+func newIMAPWorld(t testing.TB) *imapWorld {
 	t.Helper()
 	priv, pub, err := crypto.GenerateKey("example.org security team", "security@"+imapDomain, crypto.KindCurve25519)
 	if err != nil {
@@ -79,7 +84,7 @@ func newIMAPWorld(t *testing.T) *imapWorld {
 		t.Fatal(err)
 	}
 	w := &imapWorld{t: t, dbPath: filepath.Join(t.TempDir(), "cvd.db"), key: key, keyPub: pub, log: &syncBuffer{},
-		tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}}}
+		tlsConf: &tls.Config{Certificates: []tls.Certificate{cert}}, certPEM: certPEM}
 	w.opts = mailserver.IMAPOptions{TLSConfig: w.tlsConf, InsecureLoopbackAuth: true, FailDelay: -1}
 	w.open()
 	t.Cleanup(w.close)
@@ -678,5 +683,293 @@ func TestIMAPLoginSecurity(t *testing.T) {
 	}
 	if strings.Contains(w.log.String(), pw) || strings.Contains(w.log.String(), malPW) {
 		t.Error("a password is in the log")
+	}
+}
+
+// mbsync syncs one account into maildir with isync's mbsync over
+// STARTTLS, trusting the test certificate, and returns its output.
+func (w *imapWorld) mbsync(u *gpgtest.User, password, maildir string) (string, error) {
+	w.t.Helper()
+	if _, err := exec.LookPath("mbsync"); err != nil {
+		w.t.Fatal("mbsync is not installed (the test script installs it: apt-get install -y isync)")
+	}
+	dir := w.t.TempDir()
+	if err := os.MkdirAll(maildir, 0o700); err != nil {
+		w.t.Fatal(err)
+	}
+	cert := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(cert, w.certPEM, 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(w.addr)
+	rc := fmt.Sprintf(`IMAPAccount t
+Host %s
+Port %s
+User %s
+Pass %s
+SSLType STARTTLS
+CertificateFile %s
+AuthMechs LOGIN
+
+IMAPStore t-remote
+Account t
+
+MaildirStore t-local
+Path %s/
+Inbox %s/INBOX
+SubFolders Verbatim
+
+Channel t
+Far :t-remote:
+Near :t-local:
+Patterns *
+Create Near
+Sync Pull
+Expunge None
+SyncState *
+`, host, port, u.Email, password, cert, maildir, maildir)
+	conf := filepath.Join(dir, "mbsyncrc")
+	if err := os.WriteFile(conf, []byte(rc), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	cmd := exec.Command("mbsync", "-c", conf, "-a")
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// maildirFiles returns the messages of one Maildir folder by file name.
+func maildirFiles(t *testing.T, folder string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, sub := range []string{"cur", "new"} {
+		es, _ := os.ReadDir(filepath.Join(folder, sub))
+		for _, e := range es {
+			b, err := os.ReadFile(filepath.Join(folder, sub, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[e.Name()] = b
+		}
+	}
+	return out
+}
+
+func TestIMAPMbsync(t *testing.T) {
+	w := newIMAPWorld(t)
+	p := setupIncidents(w)
+	// Deb reads one message; flags are Deb's own.
+	c := w.login(p.deb, p.pw[p.deb.Email], nil)
+	if _, err := c.Select("Incidents/2026-001", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagSeen}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	debDir := filepath.Join(t.TempDir(), "deb")
+	if out, err := w.mbsync(p.deb, p.pw[p.deb.Email], debDir); err != nil {
+		t.Fatalf("mbsync: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(debDir, "Incidents", "2026-002")); err == nil {
+		t.Error("Deb's Maildir has an incident Deb is not in")
+	}
+	files := maildirFiles(t, filepath.Join(debDir, "Incidents", "2026-001"))
+	if len(files) != 2 {
+		t.Fatalf("Deb's incident folder has %d messages", len(files))
+	}
+	seen := 0
+	for name, b := range files {
+		if strings.HasSuffix(name, ",S") || strings.Contains(name, ":2,S") {
+			seen++
+		}
+		plain, status, err := p.deb.Decrypt(b)
+		if err != nil || !gpgtest.HasStatus(status, "GOODSIG") || !strings.Contains(plain, "heap overflow") && !strings.Contains(plain, "fix in progress") {
+			t.Errorf("Deb cannot read synced %s: %v\n%s", name, err, status)
+		}
+		for _, other := range []*gpgtest.User{p.cora, p.eve} {
+			if _, _, err := other.Decrypt(b); err == nil {
+				t.Errorf("%s decrypted Deb's synced %s", other.Email, name)
+			}
+		}
+	}
+	if seen != 1 {
+		t.Errorf("%d of Deb's synced messages are seen, want 1: %v", seen, keys(files))
+	}
+	if inbox := maildirFiles(t, filepath.Join(debDir, "INBOX")); len(inbox) != 1 {
+		t.Errorf("Deb's INBOX has %d messages, want the password notice", len(inbox))
+	}
+
+	// Cora's sync: both incidents, nothing seen (Deb's flags are Deb's).
+	coraDir := filepath.Join(t.TempDir(), "cora")
+	if out, err := w.mbsync(p.cora, p.pw[p.cora.Email], coraDir); err != nil {
+		t.Fatalf("mbsync: %v\n%s", err, out)
+	}
+	for folder, n := range map[string]int{"Incidents/2026-001": 1, "Incidents/2026-002": 1} {
+		fs := maildirFiles(t, filepath.Join(coraDir, folder))
+		if len(fs) != n {
+			t.Errorf("Cora's %s has %d messages", folder, len(fs))
+		}
+		for name, b := range fs {
+			if strings.Contains(name, ":2,S") {
+				t.Errorf("Cora's %s is seen", name)
+			}
+			if _, _, err := p.cora.Decrypt(b); err != nil {
+				t.Errorf("Cora cannot read %s: %v", name, err)
+			}
+		}
+	}
+
+	// A new post, a restart: the next sync fetches exactly the new message
+	// (same UIDVALIDITY, same UIDs).
+	w.post("2026-001", p.rita, "update", "patch attached")
+	w.restart()
+	out, err := w.mbsync(p.deb, p.pw[p.deb.Email], debDir)
+	if err != nil {
+		t.Fatalf("mbsync after restart: %v\n%s", err, out)
+	}
+	if strings.Contains(strings.ToLower(out), "uidvalidity") {
+		t.Errorf("mbsync complains about UIDVALIDITY:\n%s", out)
+	}
+	after := maildirFiles(t, filepath.Join(debDir, "Incidents", "2026-001"))
+	if len(after) != 3 {
+		t.Errorf("after the restart Deb has %d messages, want 3: %v", len(after), keys(after))
+	}
+	for name := range files {
+		if _, ok := after[name]; !ok {
+			t.Errorf("%s was replaced after the restart", name)
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+const imaplibScript = `
+import imaplib, json, os, ssl, sys
+host, port, user, pw = os.environ["H"], int(os.environ["P"]), os.environ["U"], os.environ["PW"]
+out = {}
+m = imaplib.IMAP4(host, port)
+ctx = ssl.create_default_context(cafile=os.environ["CA"])
+ctx.check_hostname = False
+m.starttls(ssl_context=ctx)
+m.login(user, pw)
+typ, data = m.list()
+out["list"] = [d.decode() for d in data]
+typ, data = m.select('"Incidents/2026-001"', readonly=False)
+out["exists"] = int(data[0])
+typ, data = m.uid("SEARCH", None, "ALL")
+uids = data[0].split()
+out["uids"] = [u.decode() for u in uids]
+bodies = []
+for u in uids:
+    typ, data = m.uid("FETCH", u, "(FLAGS RFC822.SIZE BODY.PEEK[])")
+    bodies.append(data[0][1].decode())
+out["bodies"] = bodies
+typ, data = m.uid("STORE", uids[0], "+FLAGS", "(\\Flagged)")
+out["store"] = typ
+typ, data = m.uid("SEARCH", None, "FLAGGED")
+out["flagged"] = [u.decode() for u in data[0].split()]
+try:
+    typ, data = m.select('"Incidents/2026-002"')
+    out["other"] = typ + " " + data[0].decode()
+except imaplib.IMAP4.error as e:
+    out["other"] = "NO: " + str(e)
+try:
+    m.select('"Incidents/2026-001"')
+    typ, data = m.append('"Incidents/2026-001"', None, None, b"Subject: x\r\n\r\nx\r\n")
+    out["append"] = typ + " " + data[0].decode()
+except imaplib.IMAP4.error as e:
+    out["append"] = "NO: " + str(e)
+m.logout()
+json.dump(out, sys.stdout)
+`
+
+func TestIMAPPythonImaplib(t *testing.T) {
+	w := newIMAPWorld(t)
+	p := setupIncidents(w)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, w.certPEM, 0o600)
+	host, port, _ := net.SplitHostPort(w.addr)
+	cmd := exec.Command("python3", "-c", imaplibScript)
+	cmd.Env = append(os.Environ(), "H="+host, "P="+port, "U="+p.deb.Email, "PW="+p.pw[p.deb.Email], "CA="+ca)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python imaplib: %v\n%s", err, stderr.String())
+	}
+	var out struct {
+		List    []string
+		Exists  int
+		UIDs    []string
+		Bodies  []string
+		Store   string
+		Flagged []string
+		Other   string
+		Append  string
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if out.Exists != 2 || len(out.UIDs) != 2 || len(out.Bodies) != 2 || out.Store != "OK" || len(out.Flagged) != 1 {
+		t.Errorf("imaplib: %+v", out)
+	}
+	if len(out.List) != 4 || strings.Contains(strings.Join(out.List, "\n"), "2026-002") {
+		t.Errorf("imaplib LIST: %q", out.List)
+	}
+	if !strings.Contains(out.Other, "NONEXISTENT") || !strings.Contains(out.Append, "CANNOT") {
+		t.Errorf("imaplib: other incident %q, append %q", out.Other, out.Append)
+	}
+	for i, body := range out.Bodies {
+		if _, _, err := p.deb.Decrypt([]byte(body)); err != nil {
+			t.Errorf("Deb cannot read body %d from imaplib: %v", i, err)
+		}
+		if _, _, err := p.rita.Decrypt([]byte(body)); err == nil && i == 1 {
+			t.Errorf("Rita decrypted Deb's copy")
+		}
+	}
+	// The flag is Deb's only.
+	c := w.login(p.rita, p.pw[p.rita.Email], nil)
+	if _, err := c.Select("Incidents/2026-001", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if sr, err := c.Search(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagFlagged}}, nil).Wait(); err != nil || len(sr.AllSeqNums()) != 0 {
+		t.Errorf("Rita sees Deb's flag: %v %v", sr, err)
+	}
+}
+
+func TestCLIMemberPassword(t *testing.T) {
+	dir, cfg := initDir(t, "example.org")
+	u := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
+	keyFile := filepath.Join(t.TempDir(), "key.asc")
+	os.WriteFile(keyFile, u.Pub, 0o600)
+	if code, out, errOut := runCVD(t, dir, nil, "list", "create", "2026-001", "--config", cfg); code != 0 {
+		t.Fatalf("list create: %s%s", out, errOut)
+	}
+	if code, out, errOut := runCVD(t, dir, nil, "member", "add", "2026-001", u.Email, "--role", "coordinator", "--key", keyFile, "--config", cfg); code != 0 {
+		t.Fatalf("member add: %s%s", out, errOut)
+	}
+	code, out, errOut := runCVD(t, dir, nil, "member", "password", u.Email, "--config", cfg)
+	if code != 0 || !strings.Contains(out, "created an IMAP account for cora@example.org") || !strings.Contains(out, u.Fpr) {
+		t.Fatalf("member password: %d %s%s", code, out, errOut)
+	}
+	code, out, _ = runCVD(t, dir, nil, "member", "password", u.Email, "--config", cfg)
+	if code != 0 || !strings.Contains(out, "replaced the IMAP password") {
+		t.Errorf("second member password: %d %s", code, out)
+	}
+	code, _, errOut = runCVD(t, dir, nil, "member", "password", "nobody@example.org", "--config", cfg)
+	if code != 1 || !strings.Contains(errOut, "not a member") {
+		t.Errorf("password for a non-member: %d %s", code, errOut)
+	}
+	_, out, _ = runCVD(t, dir, nil, "queue", "list", "--config", cfg, "--all")
+	if strings.Count(out, "cora@example.org") != 2 {
+		t.Errorf("queue after two passwords:\n%s", out)
 	}
 }
