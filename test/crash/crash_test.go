@@ -331,14 +331,19 @@ func (w *world) fanoutRound(round int) {
 		w.mu.Unlock()
 	}
 	cl.Quit()
+	// Past the last copy: kill a little after the fan-out finished.
+	target := min(killAfter, posts*(fanoutSize-1))
 	deadline := time.Now().Add(60 * time.Second)
 	got := 0
 	for {
 		got = w.countOutbox("@members.example") - before
-		if got >= killAfter || time.Now().After(deadline) {
+		if got >= target || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(time.Millisecond)
+	}
+	if killAfter > target {
+		time.Sleep(time.Duration(w.rng.IntN(300)) * time.Millisecond)
 	}
 	w.kill(s, 0)
 	w.t.Logf("round %d (fan-out): killed after %d copies (aimed at %d of %d)", round, got, killAfter, posts*(fanoutSize-1))
