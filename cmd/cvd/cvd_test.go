@@ -26,6 +26,8 @@ import (
 var cvdBin string
 
 func TestMain(m *testing.M) {
+	// A race-enabled cvd otherwise sleeps a second at every exit.
+	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	dir, err := os.MkdirTemp("", "cvd-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -119,8 +119,11 @@ func startDelivery(ctx context.Context, c *config.Config, db *store.DB, outbox *
 		Outbox:         outbox,
 		MaxAge:         c.Delivery.MaxAge,
 		PerDestination: c.Delivery.PerDestination,
-		Logger:         log,
-		Now:            now,
+		// Admin commands run in another process and cannot wake the
+		// worker: what they queue waits at most this long.
+		PollInterval: 2 * time.Second,
+		Logger:       log,
+		Now:          now,
 		OnFailure: func(ctx context.Context, f mailserver.FailedDelivery) {
 			if err := svc.DeliveryFailed(ctx, f.Kind, f.Ref, f.Rcpt, f.Reply); err != nil {
 				log.Error("record delivery failure", "queue_id", f.ID, "err", err)
