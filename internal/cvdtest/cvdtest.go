@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,7 +99,7 @@ func MustRun(t testing.TB, dir string, env []string, args ...string) string {
 }
 
 // InitDir runs "cvd init" in a new temporary folder and points the
-// configuration's SMTP and IMAP listeners at free loopback ports.
+// configuration's SMTP, IMAP and web listeners at free loopback ports.
 func InitDir(t testing.TB, domain string, extra ...string) (dir, cfg string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -110,6 +111,7 @@ func InitDir(t testing.TB, domain string, extra ...string) (dir, cfg string) {
 	}
 	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:2525"`), []byte(`listen = "127.0.0.1:0"`), 1)
 	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:1143"`), []byte(`listen = "127.0.0.1:0"`), 1)
+	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:8080"`), []byte(`listen = "127.0.0.1:0"`), 1)
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -295,13 +297,23 @@ var (
 )
 
 // Outbox reads every message in outboxDir/new (cvd's outbox in the default
-// delivery mode), in file name order.
+// delivery mode), oldest first: by the seconds and microseconds that start
+// a Maildir name ("SECONDS.MMICROS..."), compared as numbers.
 func Outbox(t testing.TB, outboxDir string) []Mail {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(outboxDir, "new", "*"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	key := func(f string) [2]int64 {
+		var k [2]int64
+		fmt.Sscanf(filepath.Base(f), "%d.M%d", &k[0], &k[1])
+		return k
+	}
+	sort.SliceStable(files, func(i, j int) bool {
+		a, b := key(files[i]), key(files[j])
+		return a[0] < b[0] || a[0] == b[0] && a[1] < b[1]
+	})
 	var out []Mail
 	for _, f := range files {
 		b, err := os.ReadFile(f)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/internal/gpgtest"
 )
 
@@ -35,12 +36,12 @@ var postN int
 
 // post sends body to the list as u would: encrypted to the list key and
 // signed, over SMTP with swaks.
-func post(t *testing.T, s *server, u *gpgtest.User, list, body, tag string) {
+func post(t *testing.T, s *cvdtest.Server, u *gpgtest.User, list, body, tag string) {
 	t.Helper()
 	postN++
 	inner := "Content-Type: text/plain; charset=utf-8\r\n\r\n" + strings.ReplaceAll(body, "\n", "\r\n")
 	fpr := projectFingerprint(t, u)
-	swaks(t, s.smtp, u.Email, list, pgpmime(
+	swaks(t, s.Addr, u.Email, list, pgpmime(
 		"From: "+u.Name+" <"+u.Email+">\r\nTo: "+list+"\r\nSubject: ...\r\nMessage-ID: <"+tag+strconv.Itoa(postN)+"@"+strings.Split(u.Email, "@")[1]+">\r\n",
 		u.EncryptSign([]byte(inner), fpr)))
 }
@@ -205,3 +206,5 @@ func maildir(t *testing.T, folder string) [][]byte {
 	}
 	return out
 }
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }

@@ -73,12 +73,12 @@ key_file = %q
 	box := outbox{t: t, dir: filepath.Join(dir, "outbox")}
 
 	// Sam subscribes to the announce list: double opt-in by mail.
-	swaks(t, s.smtp, sam.Email, "announce+subscribe@example.org", []byte("From: Sam <sam@users.example>\r\nTo: announce+subscribe@example.org\r\nSubject: subscribe\r\n\r\n"))
+	swaks(t, s.Addr, sam.Email, "announce+subscribe@example.org", []byte("From: Sam <sam@users.example>\r\nTo: announce+subscribe@example.org\r\nSubject: subscribe\r\n\r\n"))
 	confirm := regexp.MustCompile(`(?m)^Reply-To: (announce\+confirm-\S+@example\.org)\r?$`).FindSubmatch(box.wait(sam.Email, 1)[0].raw)
 	if confirm == nil {
 		t.Fatal("no confirmation address in the subscription mail")
 	}
-	swaks(t, s.smtp, sam.Email, string(confirm[1]), []byte("From: Sam <sam@users.example>\r\nSubject: Re: confirm\r\n\r\nyes\r\n"))
+	swaks(t, s.Addr, sam.Email, string(confirm[1]), []byte("From: Sam <sam@users.example>\r\nSubject: Re: confirm\r\n\r\nyes\r\n"))
 	if welcome := box.wait(sam.Email, 2)[1].raw; !strings.Contains(string(welcome), projectFpr) {
 		t.Errorf("welcome mail does not name the project key:\n%s", welcome)
 	}
@@ -86,7 +86,7 @@ key_file = %q
 	// 1. Rita reports, encrypted and signed with gpg, her key in Autocrypt.
 	report := "Content-Type: text/plain; charset=utf-8\r\n\r\nlibexample 1.4.1: heap overflow in parse_header() with a 70000-byte field.\r\nRSA-TOKEN-7741\r\n"
 	autocrypt := "addr=rita@reporter.example; prefer-encrypt=mutual; keydata=" + binaryKey(t, rita)
-	swaks(t, s.smtp, rita.Email, "security@example.org", pgpmime(
+	swaks(t, s.Addr, rita.Email, "security@example.org", pgpmime(
 		"From: Rita Reporter <rita@reporter.example>\r\nTo: security@example.org\r\nSubject: ...\r\nMessage-ID: <report@reporter.example>\r\nAutocrypt: "+autocrypt+"\r\n",
 		rita.EncryptSign([]byte(report), projectFpr)))
 	ack := readAs(t, rita, box.wait(rita.Email, 1)[0])
@@ -153,7 +153,7 @@ key_file = %q
 		"--P\r\nContent-Type: text/x-diff; name=\"fix.patch\"\r\nContent-Disposition: attachment; filename=\"fix.patch\"\r\n\r\n" +
 		strings.ReplaceAll(patch, "\n", "\r\n") + "--P--\r\n"
 	n = len(box.to(debian.Email))
-	swaks(t, s.smtp, finn.Email, list, pgpmime("From: Finn Fixer <finn@example.org>\r\nTo: "+list+"\r\nSubject: ...\r\nMessage-ID: <patch@example.org>\r\n",
+	swaks(t, s.Addr, finn.Email, list, pgpmime("From: Finn Fixer <finn@example.org>\r\nTo: "+list+"\r\nSubject: ...\r\nMessage-ID: <patch@example.org>\r\n",
 		finn.EncryptSign([]byte(inner), projectFpr)))
 	got := waitFor(t, box, debian, n, "fix.patch")
 	if !strings.Contains(got, "filename=\"fix.patch\"") || !strings.Contains(got, "if (len > sizeof buf)") || !strings.Contains(got, "Signature: good by "+finn.Fpr) {
@@ -162,7 +162,7 @@ key_file = %q
 
 	// 6. Nothing public before the date, even with the server restarted
 	// ten minutes before it.
-	s.stop(t)
+	s.Stop(t)
 	early := date.Add(-10 * time.Minute).Sub(time.Now()).Round(time.Second)
 	s = startServer(t, cfgPath, "CVD_CLOCK_OFFSET="+early.String())
 	time.Sleep(2 * time.Second)
@@ -172,7 +172,7 @@ key_file = %q
 	if ms := box.to("oss-security@lists.openwall.example"); len(ms) != 0 {
 		t.Errorf("the external list got %d messages before the date", len(ms))
 	}
-	s.stop(t)
+	s.Stop(t)
 
 	// 7. The date passes while cvd is down; at start it releases, once.
 	late := date.Add(5 * time.Minute).Sub(time.Now()).Round(time.Second)
@@ -193,7 +193,7 @@ key_file = %q
 		t.Errorf("thanks to the reporter:\n%s", got)
 	}
 	waitFor(t, box, debian, 1, "lifted")
-	s.stop(t)
+	s.Stop(t)
 
 	// Another restart later: nothing is released twice.
 	s = startServer(t, cfgPath, "CVD_CLOCK_OFFSET="+(late+2*time.Hour).String())
@@ -221,7 +221,7 @@ key_file = %q
 	}
 	cert := filepath.Join(dir, "tls", "cert.pem")
 	samDir := filepath.Join(t.TempDir(), "mail")
-	if out, err := mbsync(t, s.imap, sam.Email, password(sam), cert, samDir); err != nil {
+	if out, err := mbsync(t, s.IMAP, sam.Email, password(sam), cert, samDir); err != nil {
 		t.Fatalf("mbsync for Sam: %v\n%s", err, out)
 	}
 	found := false
@@ -234,7 +234,7 @@ key_file = %q
 		t.Errorf("Sam's Announce folder lacks the announcement")
 	}
 	debDir := filepath.Join(t.TempDir(), "mail")
-	if out, err := mbsync(t, s.imap, debian.Email, password(debian), cert, debDir); err != nil {
+	if out, err := mbsync(t, s.IMAP, debian.Email, password(debian), cert, debDir); err != nil {
 		t.Fatalf("mbsync for Debian: %v\n%s", err, out)
 	}
 	posts := maildir(t, filepath.Join(debDir, "Incidents", id))
@@ -258,7 +258,7 @@ key_file = %q
 	if _, err := os.Stat(filepath.Join(samDir, "Incidents")); err == nil {
 		t.Errorf("Sam, a subscriber, sees incident folders")
 	}
-	s.stop(t)
+	s.Stop(t)
 }
 
 func gpgShow(t *testing.T, file string) string {
