@@ -19,159 +19,43 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/store"
 )
 
-// cvdBin is the cvd binary built once for these tests.
-var cvdBin string
-
-func TestMain(m *testing.M) {
-	// A race-enabled cvd otherwise sleeps a second at every exit.
-	os.Setenv("GORACE", "atexit_sleep_ms=0")
-	dir, err := os.MkdirTemp("", "cvd-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	cvdBin = filepath.Join(dir, "cvd")
-	args := []string{"build", "-o", cvdBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build cvd: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { cvdtest.Main(m, raceEnabled) }
 
 // runCVD runs cvd to completion and returns its exit code and output.
 func runCVD(t *testing.T, dir string, env []string, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(cvdBin, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, stdout.String(), stderr.String()
+	return cvdtest.Run(t, dir, env, args...)
 }
 
 // server is a running "cvd serve".
 type server struct {
-	cmd  *exec.Cmd
+	*cvdtest.Server
 	addr string
-	mu   sync.Mutex
-	log  bytes.Buffer
-	done chan struct{}
 }
 
-func (s *server) logs() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-var readyRE = regexp.MustCompile(`msg="cvd ready".* smtp=(\S+)`)
-
-// startCVD starts "cvd serve" and waits for its ready line.
-func startCVD(t *testing.T, dir string, env []string, args ...string) *server {
-	t.Helper()
-	cmd := exec.Command(cvdBin, append([]string{"serve"}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, done: make(chan struct{})}
-	ready := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.log.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-			if m := readyRE.FindStringSubmatch(sc.Text()); m != nil {
-				ready <- m[1]
-			}
-		}
-	}()
-	go func() {
-		cmd.Wait()
-		pw.Close()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-s.done
-		if t.Failed() {
-			t.Logf("cvd log:\n%s", s.logs())
-		}
-	})
-	select {
-	case s.addr = <-ready:
-	case <-s.done:
-		t.Fatalf("cvd serve exited before it was ready:\n%s", s.logs())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("cvd serve not ready after 60s:\n%s", s.logs())
-	}
-	return s
-}
+func (s *server) logs() string { return s.Logs() }
 
 // stop sends SIGTERM and waits for a clean exit.
 func (s *server) stop(t *testing.T) {
 	t.Helper()
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(40 * time.Second):
-		// A goroutine dump for the log, then fail.
-		s.cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-s.done:
-		case <-time.After(5 * time.Second):
-		}
-		t.Fatal("cvd did not stop on SIGTERM")
-	}
-	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("cvd exited %d after SIGTERM", code)
-	}
-	if !strings.Contains(s.logs(), `msg=stopped`) {
-		t.Errorf("no clean stop in the log")
-	}
+	s.Stop(t)
 }
 
-// initDir runs "cvd init" and points the config at a free loopback port.
+// startCVD starts "cvd serve" and waits for its ready line.
+func startCVD(t *testing.T, dir string, env []string, args ...string) *server {
+	t.Helper()
+	s := cvdtest.Start(t, dir, env, args...)
+	return &server{Server: s, addr: s.Addr}
+}
+
+// initDir runs "cvd init" and points the listeners at free loopback ports.
 func initDir(t *testing.T, domain string, extra ...string) (dir, cfg string) {
 	t.Helper()
-	dir = t.TempDir()
-	code, out, errOut := runCVD(t, dir, nil, append([]string{"init", "--dir", dir, "--domain", domain}, extra...)...)
-	if code != 0 {
-		t.Fatalf("cvd init exited %d: %s%s", code, out, errOut)
-	}
-	cfg = filepath.Join(dir, "cvd.toml")
-	b, err := os.ReadFile(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:2525"`), []byte(`listen = "127.0.0.1:0"`), 1)
-	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:1143"`), []byte(`listen = "127.0.0.1:0"`), 1)
-	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:8080"`), []byte(`listen = "127.0.0.1:0"`), 1)
-	if err := os.WriteFile(cfg, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir, cfg
+	return cvdtest.InitDir(t, domain, extra...)
 }
 
 func TestUsageErrorsExit2(t *testing.T) {
@@ -321,7 +205,7 @@ func TestConfigDiscovery(t *testing.T) {
 
 func TestJSONLogs(t *testing.T) {
 	_, cfg := initDir(t, "example.org")
-	cmd := exec.Command(cvdBin, "serve", "--config", cfg, "--log-format", "json")
+	cmd := exec.Command(cvdtest.Bin, "serve", "--config", cfg, "--log-format", "json")
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
@@ -473,10 +357,10 @@ func TestKill9KeepsAcceptedMail(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := s.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-s.done
+	<-s.Done
 	close(stop)
 	wg.Wait()
 	if len(accepted) < 50 {
