@@ -229,17 +229,6 @@ func (w *world) decrypt(u *gpgtest.User, m queued) string {
 	return plain
 }
 
-// pgpmime wraps an armored PGP message as RFC 3156 multipart/encrypted.
-func pgpmime(header string, armored []byte) string {
-	return header +
-		"MIME-Version: 1.0\r\n" +
-		"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"XX\"\r\n\r\n" +
-		"--XX\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n" +
-		"--XX\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n" +
-		strings.ReplaceAll(string(armored), "\n", "\r\n") +
-		"\r\n--XX--\r\n"
-}
-
 var msgN int
 
 // post sends a signed, encrypted post from u to incident id's list.
@@ -248,7 +237,7 @@ func (w *world) post(u *gpgtest.User, id, text string) {
 	msgN++
 	inner := "Content-Type: text/plain; charset=utf-8\r\n\r\n" + strings.ReplaceAll(text, "\n", "\r\n")
 	list := "security+" + id + "@" + domain
-	raw := pgpmime(fmt.Sprintf("From: %s <%s>\r\nTo: %s\r\nSubject: ...\r\nMessage-ID: <m%d-%d@client.example>\r\n", u.Name, u.Email, list, msgN, time.Now().UnixNano()),
+	raw := gpgtest.PGPMIME(fmt.Sprintf("From: %s <%s>\r\nTo: %s\r\nSubject: ...\r\nMessage-ID: <m%d-%d@client.example>\r\n", u.Name, u.Email, list, msgN, time.Now().UnixNano()),
 		u.EncryptSign([]byte(inner), w.key.Fingerprint()))
 	w.deliver(u.Email, list, raw)
 }

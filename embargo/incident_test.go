@@ -24,7 +24,7 @@ func (w *world) report(u *gpgtest.User, msgID string) string {
 		"--in\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + secret + "\r\n" +
 		"--in\r\nContent-Type: application/pgp-keys; name=\"key.asc\"\r\nContent-Disposition: attachment\r\n\r\n" +
 		strings.ReplaceAll(string(u.Pub), "\n", "\r\n") + "\r\n--in--\r\n"
-	return pgpmime("From: "+u.Name+" <"+u.Email+">\r\nTo: security@"+domain+"\r\nSubject: ...\r\nMessage-ID: "+msgID+"\r\n",
+	return gpgtest.PGPMIME("From: "+u.Name+" <"+u.Email+">\r\nTo: security@"+domain+"\r\nSubject: ...\r\nMessage-ID: "+msgID+"\r\n",
 		u.EncryptSign([]byte(inner), w.key.Fingerprint()))
 }
 
@@ -91,7 +91,7 @@ func TestFullIncident(t *testing.T) {
 		t.Fatalf("ack has no Message-Id:\n%s", ack.raw)
 	}
 	n := len(w.queue())
-	reply := pgpmime("From: Rita Reporter <rita@reporter.example>\r\nTo: security@"+domain+"\r\nSubject: ...\r\nMessage-ID: <reply-1@reporter.example>\r\nIn-Reply-To: "+string(ackID[1])+"\r\n",
+	reply := gpgtest.PGPMIME("From: Rita Reporter <rita@reporter.example>\r\nTo: security@"+domain+"\r\nSubject: ...\r\nMessage-ID: <reply-1@reporter.example>\r\nIn-Reply-To: "+string(ackID[1])+"\r\n",
 		rita.EncryptSign([]byte("Content-Type: text/plain\r\n\r\nI can also crash it remotely.\r\n"), w.key.Fingerprint()))
 	w.deliver(rita.Email, "security@"+domain, reply)
 	if ins, _ := w.desk.List(ctx); len(ins) != 1 {

@@ -120,7 +120,7 @@ func TestAnnounceList(t *testing.T) {
 		t.Errorf("a non-coordinator's post went out")
 	}
 	w.join(lists.AnnounceList, poster, "coordinator")
-	w.send(poster.Email, "announce@example.org", pgpmime("From: Cora <cora@example.org>\r\nTo: announce@example.org\r\nSubject: ...\r\nMessage-ID: <a2@example.org>\r\n",
+	w.send(poster.Email, "announce@example.org", gpgtest.PGPMIME("From: Cora <cora@example.org>\r\nTo: announce@example.org\r\nSubject: ...\r\nMessage-ID: <a2@example.org>\r\n",
 		poster.EncryptSign([]byte("Subject: Advisory 2\r\nContent-Type: text/plain\r\n\r\nSecond advisory.\r\n"), w.key.Fingerprint())))
 	q = w.queue()
 	if len(q) != before+2 {

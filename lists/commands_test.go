@@ -14,7 +14,7 @@ import (
 func (w *world) post(u *gpgtest.User, list, body string, n int) string {
 	w.t.Helper()
 	inner := "Content-Type: text/plain; charset=utf-8\r\n\r\n" + strings.ReplaceAll(body, "\n", "\r\n")
-	raw := pgpmime(fmt.Sprintf("From: %s <%s>\r\nTo: security+%s@example.org\r\nSubject: ...\r\nMessage-ID: <cmd%d@x.example>\r\n", u.Name, u.Email, list, n),
+	raw := gpgtest.PGPMIME(fmt.Sprintf("From: %s <%s>\r\nTo: security+%s@example.org\r\nSubject: ...\r\nMessage-ID: <cmd%d@x.example>\r\n", u.Name, u.Email, list, n),
 		u.EncryptSign([]byte(inner), w.key.Fingerprint()))
 	w.send(u.Email, "security+"+list+"@example.org", raw)
 	return raw

@@ -23,7 +23,7 @@ func TestHostilePostHeaders(t *testing.T) {
 
 	inner := "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n" +
 		"--b\r\nContent-Type: application/octet-stream; name=\"../../../etc/passwd\"\r\nContent-Disposition: attachment; filename=\"../../../etc/passwd\"\r\n\r\nroot:x:0:0\r\n--b--\r\n"
-	raw := pgpmime("From: =?utf-8?q?Mal=0D=0ABcc=3A_victim=40evil=2Eexample?= <mal@example.net>\r\n"+
+	raw := gpgtest.PGPMIME("From: =?utf-8?q?Mal=0D=0ABcc=3A_victim=40evil=2Eexample?= <mal@example.net>\r\n"+
 		"To: security+2026-050@example.org\r\n"+
 		"Subject: =?utf-8?q?hello=0D=0ABcc=3A_victim=40evil=2Eexample=0D=0A=0D=0Abody?=\r\n"+
 		"References: <a@x>\r\n\tBcc: victim@evil.example\r\nMessage-ID: <evil1@example.net>\r\n",

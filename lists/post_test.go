@@ -184,17 +184,6 @@ func (w *world) posts(list string) []store.Post {
 	return ps
 }
 
-// pgpmime wraps an armored PGP message as RFC 3156 multipart/encrypted.
-func pgpmime(header string, armored []byte) string {
-	return header +
-		"MIME-Version: 1.0\r\n" +
-		"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"XX\"\r\n\r\n" +
-		"--XX\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n" +
-		"--XX\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n" +
-		strings.ReplaceAll(string(armored), "\n", "\r\n") +
-		"\r\n--XX--\r\n"
-}
-
 func TestIncidentListPost(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
@@ -214,7 +203,7 @@ func TestIncidentListPost(t *testing.T) {
 
 	secret := "SECRET-DETAIL: overflow in parse_header() at offset 0x41"
 	inner := "Content-Type: text/plain; charset=utf-8\r\n\r\n" + secret + "\r\n"
-	raw := pgpmime("From: Rita Reporter <rita@reporter.example>\r\nTo: security+2026-001@example.org\r\nSubject: ...\r\nMessage-ID: <p1@reporter.example>\r\n",
+	raw := gpgtest.PGPMIME("From: Rita Reporter <rita@reporter.example>\r\nTo: security+2026-001@example.org\r\nSubject: ...\r\nMessage-ID: <p1@reporter.example>\r\n",
 		reporter.EncryptSign([]byte(inner), w.key.Fingerprint()))
 	w.send("rita@reporter.example", "security+2026-001@example.org", raw)
 
@@ -336,7 +325,7 @@ func TestNonMemberAndUnsignedPostsAreHeld(t *testing.T) {
 	outsider := w.person("Otto Outsider", "otto@upstream.example", "never")
 
 	// A signed, encrypted post from someone who is not a member.
-	raw := pgpmime("From: Otto <otto@upstream.example>\r\nTo: security+2026-002@example.org\r\nSubject: ...\r\nMessage-ID: <o1@upstream.example>\r\n",
+	raw := gpgtest.PGPMIME("From: Otto <otto@upstream.example>\r\nTo: security+2026-002@example.org\r\nSubject: ...\r\nMessage-ID: <o1@upstream.example>\r\n",
 		outsider.EncryptSign([]byte("Content-Type: text/plain\r\n\r\nOUTSIDER-TEXT\r\n"), w.key.Fingerprint()))
 	w.send("otto@upstream.example", "security+2026-002@example.org", raw)
 	// A plain, unsigned post from a member.
@@ -403,7 +392,7 @@ func TestMemberWithoutKeyIsFrozenAfterRepeatedFailures(t *testing.T) {
 	}
 	for i := range 4 {
 		inner := fmt.Sprintf("Content-Type: text/plain\r\n\r\nupdate %d\r\n", i)
-		raw := pgpmime(fmt.Sprintf("From: Cora <cora@example.org>\r\nSubject: ...\r\nMessage-ID: <c%d@example.org>\r\n", i), coord.EncryptSign([]byte(inner), w.key.Fingerprint()))
+		raw := gpgtest.PGPMIME(fmt.Sprintf("From: Cora <cora@example.org>\r\nSubject: ...\r\nMessage-ID: <c%d@example.org>\r\n", i), coord.EncryptSign([]byte(inner), w.key.Fingerprint()))
 		w.send(coord.Email, "security+2026-003@example.org", raw)
 	}
 	missed := 0

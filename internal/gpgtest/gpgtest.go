@@ -106,3 +106,14 @@ func (u *User) Decrypt(raw []byte) (string, string, error) {
 func HasStatus(status, word string) bool {
 	return strings.Contains(status, "[GNUPG:] "+word)
 }
+
+// PGPMIME wraps an armored PGP message and the header lines (each ending
+// in CRLF) into an RFC 3156 multipart/encrypted message, as mail clients
+// send it.
+func PGPMIME(header string, armored []byte) string {
+	return header + "MIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"XX\"\r\n\r\n" +
+		"--XX\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n" +
+		"--XX\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n" +
+		strings.ReplaceAll(string(armored), "\n", "\r\n") + "\r\n--XX--\r\n"
+}

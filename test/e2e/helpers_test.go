@@ -23,15 +23,6 @@ func execOut(name string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// pgpmime wraps an armored PGP message as RFC 3156 multipart/encrypted.
-func pgpmime(header string, armored []byte) []byte {
-	return []byte(header + "MIME-Version: 1.0\r\n" +
-		"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"XX\"\r\n\r\n" +
-		"--XX\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n" +
-		"--XX\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n" +
-		strings.ReplaceAll(string(armored), "\n", "\r\n") + "\r\n--XX--\r\n")
-}
-
 var postN int
 
 // post sends body to the list as u would: encrypted to the list key and
@@ -208,3 +199,8 @@ func maildir(t *testing.T, folder string) [][]byte {
 }
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
+
+// pgpmime is gpgtest.PGPMIME as bytes, for swaks.
+func pgpmime(header string, armored []byte) []byte {
+	return []byte(gpgtest.PGPMIME(header, armored))
+}
