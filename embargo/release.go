@@ -196,7 +196,7 @@ func (o *op) release(how string, broken bool) error {
 			return err
 		}
 		if _, err := store.EnqueueTx(o.ctx, o.tx, &store.OutMessage{Rcpts: []string{to}, Raw: raw, Origin: store.OriginNotice,
-			Kind: "announce", Ref: o.in.ID, CreatedAt: o.now}); err != nil {
+			Kind: "announce", Ref: o.in.ID, CreatedAt: o.now, Urgent: true}); err != nil {
 			return err
 		}
 	}

@@ -324,7 +324,7 @@ func (s *Service) AnnounceTx(ctx context.Context, tx *sql.Tx, inner []byte, orig
 		writeField(&b, "List-Unsubscribe", "<"+s.UnsubscribeURL(t.Token)+">, <mailto:"+s.announceTagAddress("unsubscribe")+"?subject=unsubscribe>")
 		writeField(&b, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 		b.Write(signed)
-		qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: b.Bytes(), Origin: origin, Kind: "announce", Ref: l.Name, CreatedAt: now})
+		qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: b.Bytes(), Origin: origin, Kind: "announce", Ref: l.Name, CreatedAt: now, Urgent: true})
 		if err != nil {
 			return 0, err
 		}

@@ -57,6 +57,9 @@ type OutMessage struct {
 	Ref  string
 	// CreatedAt is the enqueue time; time.Now() when zero.
 	CreatedAt time.Time
+	// Urgent messages are claimed before all others that are due (the
+	// public announcement at the end of an embargo).
+	Urgent bool
 }
 
 // QueueRcpt is one recipient row handed to the delivery worker.
@@ -117,6 +120,13 @@ func newToken() string {
 	return tokenEncoding.EncodeToString(b[:])
 }
 
+func priority(urgent bool) int {
+	if urgent {
+		return 1
+	}
+	return 0
+}
+
 // EnqueueTx queues m inside tx, so that the change that caused the message
 // and the message commit together. It returns the message's ID.
 func EnqueueTx(ctx context.Context, tx *sql.Tx, m *OutMessage) (int64, error) {
@@ -164,13 +174,13 @@ func EnqueueTx(ctx context.Context, tx *sql.Tx, m *OutMessage) (int64, error) {
 		return 0, fmt.Errorf("enqueue: %w", err)
 	}
 	stmt, err := tx.PrepareContext(ctx,
-		`INSERT INTO queue (msg_id, rcpt, domain, token, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+		`INSERT INTO queue (msg_id, rcpt, domain, token, next_attempt_at, created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
 	}
 	defer stmt.Close()
 	for i, r := range rcpts {
-		if _, err := stmt.ExecContext(ctx, id, r, domains[i], newToken(), ms, ms, ms); err != nil {
+		if _, err := stmt.ExecContext(ctx, id, r, domains[i], newToken(), ms, ms, ms, priority(m.Urgent)); err != nil {
 			return 0, fmt.Errorf("enqueue for %s: %w", r, err)
 		}
 	}
@@ -263,7 +273,7 @@ func (db *DB) ClaimQueue(ctx context.Context, now time.Time, limit int, skip []s
 				args = append(args, d)
 			}
 		}
-		q += ` ORDER BY next_attempt_at, id LIMIT ?) RETURNING id, msg_id, rcpt, domain, token, attempts`
+		q += ` ORDER BY priority DESC, next_attempt_at, id LIMIT ?) RETURNING id, msg_id, rcpt, domain, token, attempts`
 		args = append(args, limit)
 		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {

@@ -264,3 +264,25 @@ func TestRecordOnlyTouchesSendingRows(t *testing.T) {
 		t.Errorf("released row = %+v", e)
 	}
 }
+
+func TestUrgentMessagesAreClaimedFirst(t *testing.T) {
+	db := openTemp(t)
+	ctx := context.Background()
+	for i := range 5 {
+		if _, err := db.Enqueue(ctx, testMsg(fmt.Sprintf("notice%d@example.net", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := testMsg("subscriber@example.net")
+	m.Urgent = true
+	if _, err := db.Enqueue(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := db.ClaimQueue(ctx, t0.Add(time.Minute), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 1 || bs[0].Rcpts[0].Addr != "subscriber@example.net" {
+		t.Errorf("claimed %+v first; the urgent message was queued last but must go first", bs)
+	}
+}

@@ -18,6 +18,7 @@ CREATE TABLE queue (
 	state           TEXT    NOT NULL DEFAULT 'queued'
 	                CHECK (state IN ('queued', 'sending', 'sent', 'deferred', 'failed')),
 	attempts        INTEGER NOT NULL DEFAULT 0,
+	priority        INTEGER NOT NULL DEFAULT 0,  -- higher first: 1 for announcements
 	next_attempt_at INTEGER NOT NULL,
 	last_reply      TEXT    NOT NULL DEFAULT '',
 	created_at      INTEGER NOT NULL,
@@ -25,5 +26,5 @@ CREATE TABLE queue (
 	UNIQUE (msg_id, rcpt)
 );
 -- The worker's claim: due rows in order.
-CREATE INDEX queue_due ON queue (next_attempt_at, id) WHERE state IN ('queued', 'deferred');
+CREATE INDEX queue_due ON queue (priority DESC, next_attempt_at, id) WHERE state IN ('queued', 'deferred');
 CREATE INDEX queue_state ON queue (state, id);
