@@ -6,26 +6,7 @@ import (
 )
 
 func TestEveryNoticeRenders(t *testing.T) {
-	data := map[string]any{
-		"List": "2026-001", "ListAddress": "security+2026-001@example.org", "Reason": "the key expired",
-		"Email": "dev@example.net", "Role": "fixer", "Frozen": true, "Failures": 3,
-		"Address": "security+2026-001@example.org", "Intake": "security@example.org",
-		"Held": true, "From": "Alice <alice@example.net>", "Signature": "good", "Signer": "ABCD",
-		"Encrypted": true, "NotVerified": false, "Notes": []string{"1 unencrypted part dropped"},
-		"Results": []string{"x-list-members: ok"}, "Distributed": true,
-		"Domain": "example.org", "ConfirmAddress": "announce+confirm-abc@example.org", "Expires": "2026-11-24 10:00 UTC",
-		"Fingerprint": "ABCD", "UnsubscribeAddress": "announce+unsubscribe@example.org",
-		"Kind": "prenotify", "Reply": "550 5.1.1 user unknown",
-		// Incident notices (package embargo).
-		"ID": "2026-001", "Project": "libexample",
-		"KeyKnown": true, "Undecryptable": false, "MinNotice": "48 hours", "MaxEmbargo": "14 days", "Escalation": "1 day",
-		"Decision": "confirmed", "Privacy": "private", "Prefix": "[vs]", "Date": "Tuesday 2026-12-01 10:00 UTC",
-		"DateISO": "2026-12-01T10:00Z", "Title": "Heap overflow in the frobnicator", "Facts": "CVE:   CVE-2026-12345\n",
-		"Announce": "announce@example.org", "OldDate": "Monday 2026-11-30 10:00 UTC", "Notified": "Friday 2026-11-27 10:00 UTC",
-		"CVE": "CVE-2026-12345", "Advisory": "EXAMPLE-2026-001: Heap overflow\n", "Broken": false,
-		"URL": "https://example.org/advisories/2026-001", "Lists": "announce@example.org", "Credits": "Rita Reporter",
-		"Age": "1 day", "Received": "Monday 2026-11-23 10:00 UTC",
-	}
+	data := Sample()
 	for _, name := range Names() {
 		r, err := Render(name, data)
 		if err != nil {
