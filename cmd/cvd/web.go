@@ -50,6 +50,9 @@ func newSite(c *config.Config, desk *embargo.Desk, key *crypto.Key) (*publish.Si
 		Languages:  c.Web.Languages,
 		ExpiresIn:  c.Web.ExpiresIn,
 		Now:        now,
+		// RFC 9116 §2.3: security.txt should be signed; the project key
+		// (the one in the Encryption field) signs it.
+		Sign: func(text []byte) ([]byte, error) { return crypto.ClearSign(text, key, now()) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: [web]: %w", c.File, err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cvd-project/cvd/internal/gpgtest"
 	"github.com/cvd-project/cvd/publish"
 )
 
@@ -99,6 +100,16 @@ func TestPublicSiteAndOneClick(t *testing.T) {
 	if code != 200 || !strings.Contains(txt, "Contact: mailto:security@example.org\n") || !strings.Contains(txt, "Canonical: https://example.org/.well-known/security.txt\n") ||
 		!regexp.MustCompile(`(?m)^Expires: \d{4}-\d\d-\d\dT`).MatchString(txt) {
 		t.Errorf("security.txt: %d\n%s", code, txt)
+	}
+	// Signed with the project key, as RFC 9116 recommends; gpg agrees.
+	if !strings.HasPrefix(txt, "-----BEGIN PGP SIGNED MESSAGE-----\n") {
+		t.Errorf("security.txt is not signed:\n%s", txt)
+	}
+	reader := gpgtest.New(t, "Reader", "reader@example.net", "never")
+	projectPub, _ := os.ReadFile(filepath.Join(dir, "keys/project.pub.asc"))
+	reader.Import(projectPub)
+	if _, status, err := reader.Try([]byte(txt), "--decrypt"); err != nil || !gpgtest.HasStatus(status, "GOODSIG") {
+		t.Errorf("gpg does not verify security.txt: %v\n%s", err, status)
 	}
 	enc := regexp.MustCompile(`(?m)^Encryption: https://example\.org(/\.well-known/openpgpkey/hu/[a-z0-9]+)\?l=security$`).FindStringSubmatch(txt)
 	if enc == nil || enc[1] != publish.WKDPath("security@example.org") {
