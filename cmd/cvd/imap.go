@@ -343,7 +343,7 @@ func startIMAP(ctx context.Context, c *config.Config, db *store.DB, key *crypto.
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = c.Hostname
 	}
-	acc := &imapAccounts{db: db, key: key, domain: c.Domain, host: host, port: port, tls: mode, now: time.Now, log: ilog, warned: map[string]bool{}}
+	acc := &imapAccounts{db: db, key: key, domain: c.Domain, host: host, port: port, tls: mode, now: now, log: ilog, warned: map[string]bool{}}
 	s := &imapService{srv: srv, accounts: acc, addr: ln.Addr().String(), wake: make(chan struct{}, 1), auto: auto}
 	errc := make(chan error, 1)
 	go func() {
