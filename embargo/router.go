@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cvd-project/cvd/lists"
@@ -31,7 +32,8 @@ type Router struct {
 	// the delivery worker for the mail it queued).
 	Routed func()
 
-	wake chan struct{}
+	wakeOnce sync.Once
+	wake     chan struct{}
 }
 
 // Wake makes Run look at the spool now.
@@ -43,9 +45,7 @@ func (r *Router) Wake() {
 }
 
 func (r *Router) wakeChan() chan struct{} {
-	if r.wake == nil {
-		r.wake = make(chan struct{}, 1)
-	}
+	r.wakeOnce.Do(func() { r.wake = make(chan struct{}, 1) })
 	return r.wake
 }
 
