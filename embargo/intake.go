@@ -63,13 +63,10 @@ func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 	return d.post(ctx, id, sm, rcpt)
 }
 
-// post hands a message for incident id to its list. The message is marked
-// as having passed the intake (X-Loop: security@DOMAIN): lists then sends
-// no receipt of its own, since the intake acknowledged it already.
+// post hands a message for incident id to its list, without a receipt of
+// the list's own: the intake acknowledged it already.
 func (d *Desk) post(ctx context.Context, id string, sm *store.SpooledMessage, rcpt string) error {
-	cp := *sm
-	cp.Raw = append([]byte("X-Loop: "+d.IntakeAddress()+"\r\n"), sm.Raw...)
-	if _, err := d.Lists.HandlePost(ctx, id, &cp, rcpt); err != nil {
+	if _, err := d.Lists.HandlePostWith(ctx, id, sm, rcpt, lists.PostOptions{NoReceipt: true}); err != nil {
 		return fmt.Errorf("post to incident %s: %w", id, err)
 	}
 	return nil

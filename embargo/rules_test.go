@@ -230,6 +230,10 @@ func TestPlainReportAndEscalation(t *testing.T) {
 		strings.Contains(string(ack.raw), "SECRET") {
 		t.Errorf("plain ack:\n%s", ack.raw)
 	}
+	// The acknowledgement is all the reporter gets: no list receipt too.
+	if r := find(q, "rita@reporter.example", "receipt"); len(r) != 0 {
+		t.Errorf("the reporter got a receipt besides the acknowledgement")
+	}
 	// The unsigned report is held for the coordinators, encrypted.
 	if got := w.decrypt(cora, one(t, q, cora.Email, "post")); !strings.Contains(got, secret) {
 		t.Errorf("coordinator's copy:\n%s", got)

@@ -47,6 +47,18 @@ type PostResult struct {
 // (post, copies, notices, the spool row's state) commits in one
 // transaction.
 func (s *Service) HandlePost(ctx context.Context, listName string, sm *store.SpooledMessage, rcpt string) (*PostResult, error) {
+	return s.HandlePostWith(ctx, listName, sm, rcpt, PostOptions{})
+}
+
+// PostOptions change how HandlePostWith treats a post.
+type PostOptions struct {
+	// NoReceipt sends the sender no receipt for a held post (the intake
+	// has acknowledged the message already).
+	NoReceipt bool
+}
+
+// HandlePostWith is HandlePost with options.
+func (s *Service) HandlePostWith(ctx context.Context, listName string, sm *store.SpooledMessage, rcpt string, opts PostOptions) (*PostResult, error) {
 	now := s.now()
 	var l *store.List
 	var members []*member
@@ -64,7 +76,7 @@ func (s *Service) HandlePost(ctx context.Context, listName string, sm *store.Spo
 	if l.Kind != store.ListIncident {
 		return nil, fmt.Errorf("post to %s: not an incident list", listName)
 	}
-	p := &postJob{s: s, list: l, members: members, sm: sm, rcpt: rcpt, now: now, listAddr: s.Address(l.Name)}
+	p := &postJob{s: s, list: l, members: members, sm: sm, rcpt: rcpt, now: now, listAddr: s.Address(l.Name), opts: opts}
 	res, err := p.run(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("post to %s (spool %d): %w", listName, sm.ID, err)
@@ -80,6 +92,7 @@ type postJob struct {
 	members  []*member
 	sm       *store.SpooledMessage
 	rcpt     string
+	opts     PostOptions
 	now      time.Time
 	listAddr string
 
@@ -462,7 +475,7 @@ func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*mem
 		}
 		notices = append(notices, p.s.missedNotice(p.list, m), p.s.keyProblemNotice(p.list, m, n, n >= p.s.freezeAfter()))
 	}
-	if d.status == PostHeld && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) {
+	if d.status == PostHeld && !p.opts.NoReceipt && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) {
 		notices = append(notices, p.s.receipt(p.list, p.sm.MailFrom))
 	}
 	for _, n := range notices {
