@@ -69,6 +69,11 @@ type Opened struct {
 	Signer string
 	// SignedAt is the signature creation time.
 	SignedAt time.Time
+	// SignatureID identifies the signature itself (signer, hashed
+	// metadata, covered data), the same however the message around it
+	// is re-encoded; "" when the message is unsigned. Replay records
+	// use it.
+	SignatureID string
 	// Protection is the header protection scheme of Entity: "cipher" or
 	// "clear" (RFC 9788 hp=), "v1" (legacy protected-headers), or "".
 	// It is only reported inside a PGP layer, and the protected fields
@@ -475,6 +480,17 @@ func (o *opener) decrypt(ct []byte) ([]byte, error) {
 		o.note("PGP message was signed but not encrypted")
 	}
 	o.classifyMessage(md)
+	if md.IsSigned {
+		sig := md.Signature
+		if sig == nil {
+			for _, s := range md.UnverifiedSignatures {
+				if s.IssuerKeyId != nil && *s.IssuerKeyId == md.SignedByKeyId {
+					sig = s
+				}
+			}
+		}
+		o.res.SignatureID = signatureID(o.res.Signer, sig, plain)
+	}
 	return plain, nil
 }
 
@@ -537,6 +553,14 @@ func (o *opener) verifyBinary(signed, sig []byte) {
 		}
 	}
 	s, signer, err := openpgp.VerifyDetachedSignature(o.ver, bytes.NewReader(signed), bytes.NewReader(sig), o.config())
+	defer func() {
+		if s == nil {
+			if p, err := packet.Read(bytes.NewReader(sig)); err == nil {
+				s, _ = p.(*packet.Signature)
+			}
+		}
+		o.res.SignatureID = signatureID(o.res.Signer, s, signed)
+	}()
 	switch {
 	case errors.Is(err, pgperrors.ErrUnknownIssuer):
 		o.setSig(UnknownSigner, issuer, created)
@@ -603,7 +627,7 @@ func (o *opener) freshEnough(sig *packet.Signature, key *openpgp.Key) bool {
 }
 
 func (o *opener) setSig(s SigStatus, signer string, at time.Time) {
-	o.res.Signature, o.res.Signer, o.res.SignedAt = s, signer, at
+	o.res.Signature, o.res.Signer, o.res.SignedAt, o.res.SignatureID = s, signer, at, ""
 }
 
 func fingerprint(e *openpgp.Entity) string {
