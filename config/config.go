@@ -47,8 +47,16 @@ type Config struct {
 	PGP      PGP
 	Delivery Delivery
 	Embargo  Embargo
+	Lists    Lists
 	Web      Web
 	Log      Log
+}
+
+// Lists configures the lists' posting rules.
+type Lists struct {
+	// MaxSignatureAge is the oldest a signature on a command or an
+	// announcement may be; older ones are refused.
+	MaxSignatureAge time.Duration
 }
 
 // SMTP configures the SMTP intake listener.
@@ -234,6 +242,9 @@ type raw struct {
 		Team           []rawContact `toml:"team"`
 		Roster         []rawContact `toml:"roster"`
 	} `toml:"embargo"`
+	Lists struct {
+		MaxSignatureAge *age `toml:"max_signature_age"`
+	} `toml:"lists"`
 	Web struct {
 		Listen     *string  `toml:"listen"`
 		BaseURL    *string  `toml:"base_url"`
@@ -348,6 +359,7 @@ var keys = []string{
 	"embargo.subject_prefix", "embargo.project", "embargo.vendor", "embargo.announce", "embargo.external",
 	"embargo.team", "embargo.team.name", "embargo.team.email", "embargo.team.key_file",
 	"embargo.roster", "embargo.roster.name", "embargo.roster.email", "embargo.roster.key_file",
+	"lists", "lists.max_signature_age",
 	"web", "web.listen", "web.base_url", "web.contacts", "web.policy_url", "web.policy_text", "web.languages",
 	"web.expires_in", "web.static_dir",
 	"log", "log.format", "log.level",
@@ -505,6 +517,14 @@ func (c *Config) apply(r *raw, baseDir string) error {
 	}
 	if c.Delivery.PerDestination, err = positive(r.Delivery.PerDestination, 4); err != nil {
 		return bad("delivery.per_destination", "%v", err)
+	}
+
+	c.Lists.MaxSignatureAge = 7 * 24 * time.Hour
+	if r.Lists.MaxSignatureAge != nil {
+		c.Lists.MaxSignatureAge = time.Duration(*r.Lists.MaxSignatureAge)
+	}
+	if c.Lists.MaxSignatureAge < time.Hour || c.Lists.MaxSignatureAge > 90*24*time.Hour {
+		return bad("lists.max_signature_age", "%v is out of range; use between \"1h\" and \"90d\" (default \"7d\")", c.Lists.MaxSignatureAge)
 	}
 
 	if err := c.applyEmbargo(r, bad); err != nil {

@@ -124,6 +124,11 @@ external = []
 # email = "team@security.debian.org"
 # key_file = "keys/debian.asc"
 
+[lists]
+# A signed command (x-...) or announcement counts once, and only while its
+# signature is younger than this (and at most 15 minutes in the future).
+max_signature_age = "7d"
+
 [web]
 # The public site: security.txt, the Web Key Directory (so that
 # 'gpg --locate-keys security@DOMAIN' finds the project key), advisory

@@ -48,6 +48,9 @@ type Service struct {
 	Limits crypto.Limits
 	// FreezeAfter is DefaultFreezeAfter when zero.
 	FreezeAfter int
+	// MaxSignatureAge bounds the age of signatures on commands and
+	// announcements; DefaultMaxSignatureAge when zero.
+	MaxSignatureAge time.Duration
 	// Keywords handles keywords lists does not know itself (incident
 	// keywords); nil refuses them.
 	Keywords KeywordHandler

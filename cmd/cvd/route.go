@@ -42,7 +42,8 @@ func loadProjectKey(c *config.Config) (*crypto.Key, error) {
 // listService builds the lists service on db with the project key.
 func listService(c *config.Config, db *store.DB, key *crypto.Key, log *slog.Logger) *lists.Service {
 	return &lists.Service{DB: db, Domain: c.Domain, Key: key, Log: log.With("part", "lists"),
-		Limits: crypto.Limits{MaxMessageBytes: c.SMTP.MaxMessageBytes}, WebBase: c.Web.BaseURL}
+		Limits: crypto.Limits{MaxMessageBytes: c.SMTP.MaxMessageBytes}, WebBase: c.Web.BaseURL,
+		MaxSignatureAge: c.Lists.MaxSignatureAge}
 }
 
 // startRouter routes spooled mail in the background. wake makes it look
