@@ -49,9 +49,11 @@ func (r BounceRecipient) Addr() string {
 	return r.FinalRecipient
 }
 
-// Permanent reports whether delivery to the recipient failed for good.
+// Permanent reports whether delivery to the recipient failed for good:
+// an RFC 3464 "failed" action whatever its status code (a relay that gave
+// up after retrying reports 4.x.x), or, with no action, a 5.x.x status.
 func (r BounceRecipient) Permanent() bool {
-	return strings.HasPrefix(r.Status, "5") && (r.Action == "failed" || r.Action == "")
+	return r.Action == "failed" || r.Action == "" && strings.HasPrefix(r.Status, "5")
 }
 
 // BounceToken finds the VERP token a bounce belongs to: from the envelope
@@ -302,9 +304,15 @@ func plainBounce(h message.Header, texts [][]byte) (*Bounce, error) {
 	if len(addrs) == 0 {
 		return nil, ErrNotBounce
 	}
+	// A plain bounce with only a 4xx code may be a delay warning: it is
+	// not taken as a failure.
+	action := "failed"
+	if !strings.HasPrefix(status, "5") {
+		action = "delayed"
+	}
 	b := &Bounce{}
 	for _, a := range addrs {
-		b.Recipients = append(b.Recipients, BounceRecipient{FinalRecipient: a, Action: "failed", Status: status, Diagnostic: diag})
+		b.Recipients = append(b.Recipients, BounceRecipient{FinalRecipient: a, Action: action, Status: status, Diagnostic: diag})
 	}
 	return b, nil
 }

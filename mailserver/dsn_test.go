@@ -32,6 +32,7 @@ func TestParseBounceSamples(t *testing.T) {
 		{"lhost-gmail-01.eml", false, []r{{"userunknown@example.jp", "", "failed", "5.1.1"}}, "550 5.1.1"},
 		{"lhost-sendmail-01.eml", true, []r{{"userunknown@bouncehammer.jp", "", "failed", "5.1.1"}}, ""},
 		{"lhost-sendmail-29.eml", true, []r{{"this-local-part-does-not-exist-on-the-system@y-mobile.ne.jp", "", "delayed", "4.5.0"}}, ""},
+		{"postfix/expired-4.4.1.eml", true, []r{{"team@downstream.example", "team@downstream.example", "failed", "4.4.1"}}, "Connection"},
 		{"rfc3464-35.eml", true, []r{
 			{"kijitora@nyaan.example.com", "kijitora@nyaan.example.com", "failed", "5.0.0"},
 			{"sabatora@cat.example.net", "sabatora@cat.example.net", "delayed", "4.0.0"},
@@ -58,7 +59,7 @@ func TestParseBounceSamples(t *testing.T) {
 				if !strings.EqualFold(g.FinalRecipient, w.final) || !strings.EqualFold(g.OriginalRecipient, w.orig) || g.Action != w.action || g.Status != w.status {
 					t.Errorf("recipient %d = %+v, want %+v", i, g, w)
 				}
-				if g.Permanent() != (w.status[0] == '5') {
+				if g.Permanent() != (w.action == "failed") {
 					t.Errorf("recipient %d: Permanent() = %v", i, g.Permanent())
 				}
 			}

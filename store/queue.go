@@ -574,10 +574,11 @@ func (db *DB) QueueEntryByToken(ctx context.Context, token string) (*QueueEntry,
 // RecordBounce ties a bounce to its queue row: the row of token, or, when
 // rcpt names another recipient of the same message (one SMTP transaction
 // carries several recipients under the first one's token), that row. A
-// permanent status (5.x.x) marks the row failed; any other status only
-// updates its last reply. failed reports whether the row became failed now,
-// so the caller tells the failure hook once.
-func (db *DB) RecordBounce(ctx context.Context, token, rcpt, status, diagnostic string, now time.Time) (e *QueueEntry, failed bool, err error) {
+// permanent failure (a "failed" DSN action, whatever the status code)
+// marks the row failed; a delay report only updates its last reply.
+// failed reports whether the row became failed now, so the caller tells
+// the failure hook once.
+func (db *DB) RecordBounce(ctx context.Context, token, rcpt, status, diagnostic string, permanent bool, now time.Time) (e *QueueEntry, failed bool, err error) {
 	err = db.Write(ctx, func(tx *sql.Tx) error {
 		var err error
 		e, err = queueEntryTx(ctx, tx, `q.token = ?`, strings.ToLower(token))
@@ -594,7 +595,7 @@ func (db *DB) RecordBounce(ctx context.Context, token, rcpt, status, diagnostic 
 		}
 		reply := strings.TrimSpace("bounce " + status + " " + diagnostic)
 		state := e.State
-		if strings.HasPrefix(status, "5") && state != QueueFailed {
+		if permanent && state != QueueFailed {
 			state, failed = QueueFailed, true
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE queue SET state = ?, last_reply = ?, updated_at = ? WHERE id = ?`,

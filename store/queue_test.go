@@ -208,23 +208,23 @@ func TestRetryDropAndBounce(t *testing.T) {
 	}
 
 	// A bounce under a's token naming b (same transaction) lands on b.
-	e, failed, err := db.RecordBounce(ctx, strings.ToUpper(a.Token), "B@example.net", "5.1.1", "smtp; 550 5.1.1 unknown", t0)
+	e, failed, err := db.RecordBounce(ctx, strings.ToUpper(a.Token), "B@example.net", "5.1.1", "smtp; 550 5.1.1 unknown", true, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e.ID != b.ID || !failed || e.State != QueueFailed || !strings.Contains(e.LastReply, "5.1.1") {
 		t.Errorf("bounce = %+v failed=%v", e, failed)
 	}
-	if _, failed, _ := db.RecordBounce(ctx, a.Token, "", "5.1.1", "", t0); !failed {
+	if _, failed, _ := db.RecordBounce(ctx, a.Token, "", "5.1.1", "", true, t0); !failed {
 		t.Error("bounce for a queued row did not fail it")
 	}
-	if _, failed, _ := db.RecordBounce(ctx, a.Token, "", "5.1.1", "", t0); failed {
+	if _, failed, _ := db.RecordBounce(ctx, a.Token, "", "5.1.1", "", true, t0); failed {
 		t.Error("second bounce reported a new failure")
 	}
-	if e, failed, _ := db.RecordBounce(ctx, b.Token, "", "4.4.7", "delayed", t0); failed || e.State != QueueFailed || !strings.Contains(e.LastReply, "4.4.7") {
+	if e, failed, _ := db.RecordBounce(ctx, b.Token, "", "4.4.7", "delayed", false, t0); failed || e.State != QueueFailed || !strings.Contains(e.LastReply, "4.4.7") {
 		t.Errorf("delay report changed state: %+v", e)
 	}
-	if _, _, err := db.RecordBounce(ctx, "nosuchtoken", "", "5.0.0", "", t0); !errors.Is(err, ErrNotFound) {
+	if _, _, err := db.RecordBounce(ctx, "nosuchtoken", "", "5.0.0", "", true, t0); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown token: %v", err)
 	}
 

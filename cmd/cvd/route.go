@@ -79,7 +79,7 @@ func bounceHandler(db *store.DB, svc *lists.Service, domain string, log *slog.Lo
 				tok = token
 			}
 			for _, r := range b.Recipients {
-				e, failed, err := db.RecordBounce(ctx, tok, r.Addr(), r.Status, r.Diagnostic, now())
+				e, failed, err := db.RecordBounce(ctx, tok, r.Addr(), r.Status, r.Diagnostic, r.Permanent(), now())
 				if errors.Is(err, store.ErrNotFound) {
 					reason = "bounce for an unknown token"
 					continue
