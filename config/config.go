@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/x509"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -98,6 +99,11 @@ type Delivery struct {
 	// "none"; Username and PasswordFile enable AUTH.
 	Smarthost    string
 	TLS          string
+	// CAFile, when set, holds the PEM certificates the smarthost's chain
+	// must lead to, instead of the system's roots; ServerName is the name
+	// its certificate must carry (default: the host of Smarthost).
+	CAFile     string
+	ServerName string
 	Username     string
 	PasswordFile string
 	// MaxAge is how long a message is retried.
@@ -224,6 +230,8 @@ type raw struct {
 		OutboxDir      *string `toml:"outbox_dir"`
 		Smarthost      *string `toml:"smarthost"`
 		TLS            *string `toml:"tls"`
+		CAFile         *string `toml:"ca_file"`
+		ServerName     *string `toml:"server_name"`
 		Username       *string `toml:"username"`
 		PasswordFile   *string `toml:"password_file"`
 		MaxAge         *age    `toml:"max_age"`
@@ -354,6 +362,7 @@ var keys = []string{
 	"tls", "tls.cert_file", "tls.key_file",
 	"pgp", "pgp.key_file", "pgp.public_file",
 	"delivery", "delivery.mode", "delivery.outbox_dir", "delivery.smarthost", "delivery.tls",
+	"delivery.ca_file", "delivery.server_name",
 	"delivery.username", "delivery.password_file", "delivery.max_age", "delivery.per_destination",
 	"embargo", "embargo.min_notice", "embargo.max_embargo", "embargo.reminder_before", "embargo.ack_escalation",
 	"embargo.subject_prefix", "embargo.project", "embargo.vendor", "embargo.announce", "embargo.external",
@@ -500,6 +509,25 @@ func (c *Config) apply(r *raw, baseDir string) error {
 	case "starttls", "tls", "none":
 	default:
 		return bad("delivery.tls", "%q is not a TLS mode; use \"starttls\", \"tls\" (implicit, port 465) or \"none\"", c.Delivery.TLS)
+	}
+	if r.Delivery.CAFile != nil && *r.Delivery.CAFile != "" {
+		c.Delivery.CAFile = resolve(c.DataDir, *r.Delivery.CAFile)
+		pem, err := os.ReadFile(c.Delivery.CAFile)
+		if err != nil {
+			return bad("delivery.ca_file", "%v; name a PEM file with the relay's CA certificate", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return bad("delivery.ca_file", "%s holds no PEM certificate; name a PEM file with the relay's CA certificate", c.Delivery.CAFile)
+		}
+	}
+	c.Delivery.ServerName = strings.ToLower(str(r.Delivery.ServerName, ""))
+	if c.Delivery.ServerName != "" {
+		if err := checkDomain(c.Delivery.ServerName); err != nil {
+			return bad("delivery.server_name", "%v; use the host name in the relay's certificate, e.g. \"relay.example.org\"", err)
+		}
+	}
+	if (c.Delivery.CAFile != "" || c.Delivery.ServerName != "") && c.Delivery.TLS == "none" {
+		return bad("delivery.tls", "\"none\" while delivery.ca_file or delivery.server_name is set; use \"starttls\" or \"tls\"")
 	}
 	c.Delivery.Username = str(r.Delivery.Username, "")
 	if r.Delivery.PasswordFile != nil && *r.Delivery.PasswordFile != "" {

@@ -83,6 +83,9 @@ func TestErrorsNameFileKeyAndFix(t *testing.T) {
 		{"mode", "domain = \"a.org\"\n[delivery]\nmode = \"carrier-pigeon\"\n", []string{"delivery.mode", "outbox"}},
 		{"per ip", "domain = \"a.org\"\n[smtp]\nmax_connections = 5\nmax_connections_per_ip = 6\n", []string{"smtp.max_connections_per_ip", "smtp.max_connections"}},
 		{"log", "domain = \"a.org\"\n[log]\nformat = \"xml\"\n", []string{"log.format", "json"}},
+		{"ca file missing", "domain = \"a.org\"\n[delivery]\nca_file = \"nope.pem\"\n", []string{"delivery.ca_file", "nope.pem", "PEM"}},
+		{"server name", "domain = \"a.org\"\n[delivery]\nserver_name = \"not a name\"\n", []string{"delivery.server_name", "certificate"}},
+		{"signature age", "domain = \"a.org\"\n[lists]\nmax_signature_age = \"1m\"\n", []string{"lists.max_signature_age", "7d"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

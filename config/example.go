@@ -79,6 +79,11 @@ outbox_dir = "outbox"
 # "starttls" (port 587/25), "tls" (implicit TLS, port 465), or "none" (only
 # for a relay on this machine or a trusted network).
 tls = "starttls"
+# A relay with a private CA, or reached by IP address: the PEM file of the
+# CA its certificate must lead to (instead of the system's roots), and the
+# name its certificate carries (default: the host of smarthost).
+# ca_file = "relay-ca.pem"
+# server_name = "relay.DOMAIN"
 # AUTH PLAIN/LOGIN at the smarthost: the user name, and a file holding only
 # the password (keep it 0600).
 # username = "cvd"

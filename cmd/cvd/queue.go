@@ -130,6 +130,11 @@ func startDelivery(ctx context.Context, c *config.Config, db *store.DB, outbox *
 			}
 		},
 	}
+	if c.Delivery.CAFile != "" || c.Delivery.ServerName != "" {
+		if opts.TLSConfig, err = mailserver.RelayTLSConfig(c.Delivery.CAFile, c.Delivery.ServerName); err != nil {
+			return nil, nil, fmt.Errorf("%s: delivery.ca_file: %w", c.File, err)
+		}
+	}
 	if c.Delivery.PasswordFile != "" {
 		b, err := os.ReadFile(c.Delivery.PasswordFile)
 		if err != nil {
