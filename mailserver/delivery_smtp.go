@@ -2,6 +2,7 @@ package mailserver
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -131,7 +132,14 @@ func (s *smtpSender) transaction(j *job) (out []rcptStatus, broken bool) {
 	c, host := s.c, s.host
 	n := len(j.rcpts)
 	from := ReturnPath(j.rcpts[0].Token, s.w.opts.Domain)
-	if err := c.Mail(from, &smtp.MailOptions{Size: int64(len(j.batch.Raw))}); err != nil {
+	opts := &smtp.MailOptions{Size: int64(len(j.batch.Raw))}
+	if needsSMTPUTF8(j) {
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			return all(n, rcptStatus{perm: true, reply: host + ": does not offer SMTPUTF8 (RFC 6531), which this internationalised address or header needs"}), false
+		}
+		opts.UTF8 = true
+	}
+	if err := c.Mail(from, opts); err != nil {
 		st, broken := statusOf(host, err)
 		if !broken {
 			broken = c.Reset() != nil
@@ -442,4 +450,28 @@ func (o *outboxSender) send(ctx context.Context, j *job) []rcptStatus {
 		out[i] = rcptStatus{ok: true, reply: "outbox: " + name}
 	}
 	return out
+}
+
+// needsSMTPUTF8 reports whether a job carries an internationalised
+// address (RFC 6531) or UTF-8 in its header (RFC 6532).
+func needsSMTPUTF8(j *job) bool {
+	for _, r := range j.rcpts {
+		if !isASCII(r.Addr) {
+			return true
+		}
+	}
+	head := j.batch.Raw
+	if i := bytes.Index(head, []byte("\r\n\r\n")); i >= 0 {
+		head = head[:i]
+	}
+	return !isASCII(string(head))
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

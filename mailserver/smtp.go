@@ -105,6 +105,9 @@ func NewSMTPServer(intake Intake, opts SMTPOptions) *SMTPServer {
 	srv.ReadTimeout = opts.ReadTimeout
 	srv.WriteTimeout = opts.WriteTimeout
 	srv.TLSConfig = opts.TLSConfig
+	// Reports from internationalised addresses (RFC 6531): an MX in front
+	// of cvd refuses to hand them over unless cvd offers SMTPUTF8.
+	srv.EnableSMTPUTF8 = true
 	srv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.srv = srv
 	return s

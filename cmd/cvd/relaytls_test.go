@@ -45,10 +45,12 @@ func privateCA(t *testing.T, name string) (caPEM []byte, server tls.Certificate)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// recordingRelay is an SMTP relay that keeps the recipients it accepted.
+// recordingRelay is an SMTP relay that keeps the recipients it accepted,
+// and whether each came in a SMTPUTF8 transaction.
 type recordingRelay struct {
 	mu    sync.Mutex
 	rcpts []string
+	utf8  map[string]bool
 }
 
 func (r *recordingRelay) NewSession(*smtp.Conn) (smtp.Session, error) {
@@ -69,11 +71,15 @@ func (r *recordingRelay) got(rcpt string) bool {
 type relaySession struct {
 	r     *recordingRelay
 	rcpts []string
+	utf8  bool
 }
 
-func (s *relaySession) Reset()                               { s.rcpts = nil }
-func (s *relaySession) Logout() error                        { return nil }
-func (s *relaySession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *relaySession) Reset()        { s.rcpts, s.utf8 = nil, false }
+func (s *relaySession) Logout() error { return nil }
+func (s *relaySession) Mail(_ string, o *smtp.MailOptions) error {
+	s.utf8 = o != nil && o.UTF8
+	return nil
+}
 func (s *relaySession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.rcpts = append(s.rcpts, to)
 	return nil
@@ -84,6 +90,12 @@ func (s *relaySession) Data(r io.Reader) error {
 	}
 	s.r.mu.Lock()
 	s.r.rcpts = append(s.r.rcpts, s.rcpts...)
+	if s.r.utf8 == nil {
+		s.r.utf8 = map[string]bool{}
+	}
+	for _, r := range s.rcpts {
+		s.r.utf8[r] = s.utf8
+	}
 	s.r.mu.Unlock()
 	return nil
 }
