@@ -120,3 +120,19 @@ func readCapped(r io.Reader, max int64, limitErr error) ([]byte, error) {
 	cr := &cappedReader{r: r, n: max, err: limitErr}
 	return io.ReadAll(cr)
 }
+
+// MaxCleartextFor is the largest message whose sealed copy (ASCII-armored
+// PGP/MIME: base64 grows 4/3, lines of 64 characters add 2 of 64, and
+// up to 64 KiB of headers, the post's header block, key and signature
+// packets) still fits in sealed bytes: 0 when sealed is 0 (no limit
+// known), 1 when nothing fits.
+func MaxCleartextFor(sealed int64) int64 {
+	const overhead = 64 << 10
+	switch {
+	case sealed <= 0:
+		return 0
+	case sealed <= overhead:
+		return 1
+	}
+	return (sealed - overhead) * 64 * 3 / (66 * 4)
+}

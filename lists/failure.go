@@ -55,7 +55,6 @@ func (s *Service) DeliveryFailed(ctx context.Context, kind, listName, rcpt, repl
 		if err != nil {
 			return err
 		}
-		m.problem = "delivery failed: " + reply
 		frozen := n >= s.freezeAfter()
 		if frozen {
 			if err := store.SetMemberStateTx(ctx, tx, m.ID, store.MemberFrozen, "delivery failed", now); err != nil {
@@ -63,6 +62,8 @@ func (s *Service) DeliveryFailed(ctx context.Context, kind, listName, rcpt, repl
 			}
 			s.log().Warn("member frozen", "list", l.Name, "member_id", m.ID, "reason", "delivery failed")
 		}
-		return s.queueNotice(ctx, tx, l, members, s.keyProblemNotice(l, m, n, frozen), now)
+		// The member's key is not in question: a coordinator whose copy
+		// was refused (too big, say) is told too, by a small notice.
+		return s.queueNotice(ctx, tx, l, members, s.copyProblemNotice(l, m, "delivery failed: "+reply, true, n, frozen), now)
 	})
 }

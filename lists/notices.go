@@ -36,9 +36,15 @@ func (s *Service) missedNotice(l *store.List, m *member) *notice {
 }
 
 func (s *Service) keyProblemNotice(l *store.List, m *member, failures int, frozen bool) *notice {
+	return s.copyProblemNotice(l, m, m.problem, false, failures, frozen)
+}
+
+// copyProblemNotice tells the coordinators that m did not get a post:
+// for a reason about the key, or (delivery) refused at delivery.
+func (s *Service) copyProblemNotice(l *store.List, m *member, reason string, delivery bool, failures int, frozen bool) *notice {
 	return &notice{kind: "keyproblem", origin: store.OriginNotice, coordinators: true,
-		text: mustRender("keyproblem", map[string]any{"List": l.Name, "Email": m.Email, "Role": m.Role, "Reason": m.problem,
-			"Frozen": frozen, "Failures": failures}),
+		text: mustRender("keyproblem", map[string]any{"List": l.Name, "Email": m.Email, "Role": m.Role, "Reason": reason,
+			"Frozen": frozen, "Failures": failures, "Delivery": delivery}),
 	}
 }
 
@@ -92,7 +98,7 @@ func (s *Service) queueNotice(ctx context.Context, tx *sql.Tx, l *store.List, me
 		}
 	}
 	if len(to) == 0 {
-		s.log().Warn("no coordinator with a usable key to tell", "list", l.Name, "notice", n.kind)
+		s.log().Warn("notice not sent: the list has no active coordinator with a usable key", "list", l.Name, "notice", n.kind)
 		return nil
 	}
 	var inner bytes.Buffer

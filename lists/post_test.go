@@ -442,7 +442,19 @@ func TestDeliveryFailuresAreReportedWithoutLoops(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := w.lastTo(coord, "keyproblem"); !strings.Contains(got, "now frozen") {
+	if got := w.lastTo(coord, "keyproblem"); !strings.Contains(got, "now frozen") || strings.Contains(got, "asking for a valid key") {
 		t.Errorf("freeze notice:\n%s", got)
+	}
+	// The only coordinator's own copy refused for its size: she is told
+	// by a small notice all the same (her key is fine).
+	before := len(w.queue())
+	if err := w.svc.DeliveryFailed(ctx, "post", "2026-004", coord.Email, "552 5.3.4 message size exceeds fixed limit"); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.queue()) != before+1 {
+		t.Fatalf("the coordinator was not told that her copy was refused")
+	}
+	if got := w.lastTo(coord, "keyproblem"); !strings.Contains(got, "5.3.4") || !strings.Contains(got, "smaller parts") {
+		t.Errorf("size notice:\n%s", got)
 	}
 }

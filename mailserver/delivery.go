@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // Delivery states of a queue row, as the queue stores them.
@@ -170,6 +174,42 @@ type DeliveryWorker struct {
 	mu       sync.Mutex
 	inflight int // rows claimed and not yet recorded
 	dests    map[string]*destination
+
+	relaySize atomic.Int64 // the smarthost's SIZE (RFC 1870); 0 when unknown
+}
+
+// RelayMaxSize is the largest message the smarthost said it takes (the
+// SIZE of its EHLO reply), or 0 when unknown or unlimited.
+func (w *DeliveryWorker) RelayMaxSize() int64 { return w.relaySize.Load() }
+
+// ProbeRelay connects to the smarthost once to learn its SIZE, so the
+// intake knows the limit before the first delivery. Failures are only
+// logged: delivery retries on its own.
+func (w *DeliveryWorker) ProbeRelay(ctx context.Context) {
+	if w.opts.Mode != ModeSmarthost {
+		return
+	}
+	c, _, err := w.connect(ctx, "")
+	if err != nil {
+		w.log.Warn("smarthost not reachable at start", "err", err)
+		return
+	}
+	c.Quit()
+}
+
+// learnSize records the SIZE a server announced.
+func (w *DeliveryWorker) learnSize(c *smtp.Client) {
+	ok, v := c.Extension("SIZE")
+	if !ok {
+		return
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 {
+		return
+	}
+	if old := w.relaySize.Swap(n); old != n {
+		w.log.Info("smarthost message size limit", "bytes", n)
+	}
 }
 
 type job struct {

@@ -213,6 +213,7 @@ func (w *DeliveryWorker) connect(ctx context.Context, domain string) (*smtp.Clie
 		if err != nil {
 			return nil, "", fmt.Errorf("smarthost %s: %w", w.opts.Smarthost, err)
 		}
+		w.learnSize(c)
 		if w.opts.Username != "" {
 			if err := w.auth(c, host); err != nil {
 				c.Close()

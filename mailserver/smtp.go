@@ -61,6 +61,11 @@ type SMTPOptions struct {
 	MaxConnectionsPerIP int
 	ReadTimeout         time.Duration
 	WriteTimeout        time.Duration
+	// Forwardable, when set, is the largest message cvd can pass on now
+	// (the relay's limit less the growth of encryption); larger messages
+	// get 552 5.3.4 at MAIL (SIZE=) or after DATA. A result of 0 or above
+	// MaxMessageBytes leaves MaxMessageBytes.
+	Forwardable func() int64
 	// TLSConfig enables STARTTLS when set.
 	TLSConfig *tls.Config
 	Logger    *slog.Logger
@@ -209,8 +214,26 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		se.log.Info("refused sender", "from", from, "err", err)
 		return errBadAddress
 	}
+	if opts != nil && opts.Size > 0 && opts.Size > se.srv.forwardable() {
+		se.log.Info("message too big to forward", "from", addr, "size", opts.Size, "limit", se.srv.forwardable())
+		return errTooBigToForward
+	}
 	se.from, se.hasFrom = addr, true
 	return nil
+}
+
+// forwardable is the largest message accepted now.
+func (s *SMTPServer) forwardable() int64 {
+	max := s.opts.MaxMessageBytes
+	if s.opts.Forwardable != nil {
+		if f := s.opts.Forwardable(); f > 0 && (max <= 0 || f < max) {
+			return f
+		}
+	}
+	if max <= 0 {
+		return 1<<63 - 1
+	}
+	return max
 }
 
 func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
@@ -250,6 +273,10 @@ func (se *session) Data(r io.Reader) error {
 		}
 		se.log.Info("message transfer failed", "err", err)
 		return errTransfer
+	}
+	if int64(len(raw)) > se.srv.forwardable() {
+		se.log.Info("message too big to forward", "from", se.from, "size", len(raw), "limit", se.srv.forwardable())
+		return errTooBigToForward
 	}
 	msg := &Message{
 		ReceivedAt: se.srv.opts.Now(),

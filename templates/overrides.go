@@ -152,7 +152,7 @@ func Sample() map[string]any {
 	return map[string]any{
 		// List notices (package lists).
 		"List": "2026-001", "ListAddress": "security+2026-001@example.org", "Reason": "the key expired",
-		"Email": "dev@example.net", "Role": "fixer", "Frozen": true, "Failures": 3,
+		"Email": "dev@example.net", "Role": "fixer", "Frozen": true, "Failures": 3, "Delivery": false,
 		"Address": "security+2026-001@example.org", "Intake": "security@example.org",
 		"Held": true, "From": "Alice <alice@example.net>", "Signature": "good", "Signer": "ABCD",
 		"Encrypted": true, "NotVerified": false, "Notes": []string{"1 unencrypted part dropped"},

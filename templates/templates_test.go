@@ -24,7 +24,7 @@ func TestEveryNoticeRenders(t *testing.T) {
 
 func TestSubjectCannotInjectHeaders(t *testing.T) {
 	r, err := Render("keyproblem", map[string]any{"List": "2026-001\r\nBcc: victim@example.com", "Email": "a@b\nX-Evil: 1",
-		"Role": "fixer", "Reason": "r", "Frozen": false, "Failures": 0})
+		"Role": "fixer", "Reason": "r", "Frozen": false, "Failures": 0, "Delivery": false})
 	if err != nil {
 		t.Fatal(err)
 	}

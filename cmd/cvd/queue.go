@@ -149,6 +149,11 @@ func startDelivery(ctx context.Context, c *config.Config, db *store.DB, outbox *
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() { done <- w.Run(wctx) }()
+	go func() {
+		pctx, cancel := context.WithTimeout(wctx, 30*time.Second)
+		defer cancel()
+		w.ProbeRelay(pctx)
+	}()
 	stop = func() {
 		cancel()
 		if err := <-done; err != nil {

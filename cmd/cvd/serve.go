@@ -177,8 +177,10 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		MaxConnectionsPerIP: c.SMTP.MaxConnectionsPerIP,
 		ReadTimeout:         c.SMTP.ReadTimeout,
 		WriteTimeout:        c.SMTP.WriteTimeout,
-		TLSConfig:           tlsConfig,
-		Logger:              log,
+		// A report is forwarded sealed: it must fit the relay once grown.
+		Forwardable: func() int64 { return crypto.MaxCleartextFor(worker.RelayMaxSize()) },
+		TLSConfig:   tlsConfig,
+		Logger:      log,
 	})
 	errc := make(chan error, 1)
 	go func() { errc <- smtpSrv.Serve(ln) }()
