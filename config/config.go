@@ -97,13 +97,13 @@ type Delivery struct {
 	OutboxDir string
 	// Smarthost is HOST:PORT of the relay; TLS is "starttls", "tls" or
 	// "none"; Username and PasswordFile enable AUTH.
-	Smarthost    string
-	TLS          string
+	Smarthost string
+	TLS       string
 	// CAFile, when set, holds the PEM certificates the smarthost's chain
 	// must lead to, instead of the system's roots; ServerName is the name
 	// its certificate must carry (default: the host of Smarthost).
-	CAFile     string
-	ServerName string
+	CAFile       string
+	ServerName   string
 	Username     string
 	PasswordFile string
 	// MaxAge is how long a message is retried.
