@@ -435,6 +435,9 @@ func SignClear(inner []byte, outer textproto.Header, signer *Key, at time.Time) 
 
 	boundary := randomBoundary()
 	oh := nonStructural(outer)
+	// A clear-signed message shows its protected fields outside too
+	// (RFC 9788): a Subject only given inside still reaches mail clients.
+	copyMissing(&oh, h)
 	oh.Set("MIME-Version", "1.0")
 	oh.Del("Content-Type")
 	oh.AddRaw(foldField("Content-Type", formatMediaType("multipart/signed", map[string]string{

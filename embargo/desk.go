@@ -113,23 +113,31 @@ func (d *Desk) ListAddress(id string) string {
 	return lists.SecurityLocalPart + "+" + id + "@" + d.Domain
 }
 
-// Facts are what the team records about an incident.
+// Facts are what the team records about an incident. Each field says
+// whether it may leave (vis:"public") or stays with the incident's
+// members (vis:"internal"); this is the one place that decides it, and
+// every public output is built from Facts.Public (see public.go).
 type Facts struct {
-	Title            string            `json:"title,omitempty"`
-	Description      string            `json:"description,omitempty"`
-	ProblemType      string            `json:"problem_type,omitempty"`
-	CWE              string            `json:"cwe,omitempty"`
-	CVE              string            `json:"cve,omitempty"`
-	CVSS             []string          `json:"cvss,omitempty"`
-	Packages         []publish.Package `json:"packages,omitempty"`
-	Backports        map[string]string `json:"backports,omitempty"` // version -> decision
-	Workaround       string            `json:"workaround,omitempty"`
-	Credits          []publish.Credit  `json:"credits,omitempty"`
-	References       []string          `json:"references,omitempty"`
-	UpstreamAdvisory string            `json:"upstream_advisory,omitempty"`
-	RejectReason     string            `json:"reject_reason,omitempty"`
-	DuplicateOf      string            `json:"duplicate_of,omitempty"`
-	BreakReason      string            `json:"break_reason,omitempty"`
+	Title            string            `json:"title,omitempty" vis:"public"`
+	Description      string            `json:"description,omitempty" vis:"public"`
+	ProblemType      string            `json:"problem_type,omitempty" vis:"public"`
+	CWE              string            `json:"cwe,omitempty" vis:"public"`
+	CVE              string            `json:"cve,omitempty" vis:"public"`
+	CVSS             []string          `json:"cvss,omitempty" vis:"public"`
+	Packages         []publish.Package `json:"packages,omitempty" vis:"public"`
+	Backports        map[string]string `json:"backports,omitempty" vis:"internal"` // version -> decision
+	Workaround       string            `json:"workaround,omitempty" vis:"public"`
+	Credits          []publish.Credit  `json:"credits,omitempty" vis:"public"`
+	References       []string          `json:"references,omitempty" vis:"public"`
+	UpstreamAdvisory string            `json:"upstream_advisory,omitempty" vis:"public"`
+	Notes            []string          `json:"notes,omitempty" vis:"internal"`
+	RejectReason     string            `json:"reject_reason,omitempty" vis:"internal"`
+	DuplicateOf      string            `json:"duplicate_of,omitempty" vis:"internal"`
+	// BreakReason is announced with an embargo broken early.
+	BreakReason string `json:"break_reason,omitempty" vis:"public"`
+	// ReleaseHeld says what the advisory lacked when the scheduler held
+	// its release at the public date; empty once released.
+	ReleaseHeld string `json:"release_held,omitempty" vis:"internal"`
 }
 
 // Incident is an incident with its decoded facts.

@@ -13,7 +13,7 @@ import (
 
 // Keywords are the incident keywords HandleKeyword knows.
 var Keywords = []string{"ack", "triage", "confirm", "reject", "duplicate", "fixing", "cve", "cvss", "versions", "backport",
-	"credit", "title", "description", "type", "cwe", "workaround", "upstream", "reference", "embargo", "notify", "publish", "close", "status"}
+	"credit", "title", "description", "type", "cwe", "workaround", "upstream", "reference", "note", "embargo", "notify", "publish", "close", "status"}
 
 // HandleKeyword runs an incident keyword from a verified, signed post to
 // an incident list (lists.KeywordHandler). It runs inside the post's
@@ -99,9 +99,9 @@ func (d *Desk) keyword(p *Op, name, args string, attached []byte) error {
 			n, typ = strings.TrimSpace(args[:i]), args[i+1:len(args)-1]
 		}
 		return p.Credit(n, typ, false)
-	case "title", "type", "cwe", "upstream", "reference", "workaround", "description":
+	case "title", "type", "cwe", "upstream", "reference", "workaround", "description", "note":
 		v := args
-		if v == "" && (name == "description" || name == "workaround") {
+		if v == "" && (name == "description" || name == "workaround" || name == "note") {
 			// The post without its keyword lines: a text entity's body.
 			if _, body, ok := strings.Cut(string(attached), "\r\n\r\n"); ok {
 				attached = []byte(body)
@@ -133,8 +133,12 @@ func (d *Desk) keyword(p *Op, name, args string, attached []byte) error {
 		}
 		return p.Notify(sel)
 	case "publish":
+		force := false
+		if f, rest, _ := strings.Cut(args, " "); strings.EqualFold(f, "force") {
+			force, args = true, strings.TrimSpace(rest)
+		}
 		first, reason, _ := strings.Cut(args, " ")
-		return p.Publish(strings.EqualFold(first, "now"), reason)
+		return p.Publish(strings.EqualFold(first, "now"), reason, force)
 	case "close":
 		return p.Close()
 	case "status":

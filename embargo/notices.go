@@ -57,7 +57,7 @@ type mailOut struct {
 
 func (m *mailOut) inner() []byte {
 	var b bytes.Buffer
-	writeField(&b, "Subject", templates.HeaderSafe(m.subject))
+	writeField(&b, "Subject", templates.EncodeHeader(m.subject))
 	writeField(&b, "From", m.from)
 	writeField(&b, "To", m.to)
 	writeField(&b, "MIME-Version", "1.0")
@@ -72,7 +72,7 @@ func (m *mailOut) outer(now time.Time, loop string) textproto.Header {
 	var h textproto.Header
 	h.Set("From", m.from)
 	h.Set("To", m.to)
-	h.Set("Subject", templates.HeaderSafe(m.subject))
+	h.Set("Subject", templates.EncodeHeader(m.subject))
 	h.Set("Date", now.Format(time.RFC1123Z))
 	h.Set("Message-Id", m.messageID)
 	if m.replyTo != "" {

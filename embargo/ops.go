@@ -265,6 +265,11 @@ func (p *Op) Versions(pkg, introduced, fixed, typ string) error {
 	if pkg == "" || strings.ContainsAny(pkg, "\r\n") {
 		return refuse("versions: name the package, e.g. 'versions libexample introduced=1.0 fixed=1.4.2'")
 	}
+	for _, v := range [][2]string{{"package", pkg}, {"introduced version", introduced}, {"fixed version", fixed}} {
+		if err := checkText(v[0], v[1], false); err != nil {
+			return err
+		}
+	}
 	rt := publish.RangeType(strings.ToUpper(typ))
 	if rt == "" {
 		rt = publish.RangeSemver
@@ -302,6 +307,9 @@ func (p *Op) ClearVersions() error {
 	if err := o.editable("versions"); err != nil {
 		return err
 	}
+	if !o.in.PublishedAt.IsZero() {
+		return refuse("the versions of published incident %s cannot be cleared: its advisory page would disappear; add corrected ranges", o.in.ID)
+	}
 	o.in.Facts.Packages = nil
 	o.note("%s: versions cleared", o.in.ID)
 	if err := o.event("versions", "cleared"); err != nil {
@@ -316,6 +324,9 @@ func (p *Op) Backport(version, decision string) error {
 	version, decision = strings.TrimSpace(version), strings.TrimSpace(decision)
 	if version == "" || decision == "" {
 		return refuse("backport: give a version and a decision, e.g. 'backport 1.3 yes'")
+	}
+	if err := checkText("backport", version+" "+decision, false); err != nil {
+		return err
 	}
 	if err := o.editable("backport"); err != nil {
 		return err
@@ -348,6 +359,9 @@ func (p *Op) Credit(name, typ string, anonymous bool) error {
 	if name == "" && !anonymous || strings.ContainsAny(name, "\r\n") {
 		return refuse("credit: give a name on one line, or 'anonymous'")
 	}
+	if err := checkText("credit", name, false); err != nil {
+		return err
+	}
 	c := publish.Credit{Name: name, Type: publish.CreditType(strings.ToUpper(strings.ReplaceAll(strings.TrimSpace(typ), " ", "_"))), Anonymous: anonymous}
 	if c.Kind().Words() == "" {
 		return refuse("credit type %q: use finder, reporter, analyst, coordinator, remediation_developer, remediation_reviewer, remediation_verifier, tool, sponsor or other", typ)
@@ -364,25 +378,27 @@ func (p *Op) Credit(name, typ string, anonymous bool) error {
 }
 
 // Set records a text fact: title, description, type, cwe, workaround,
-// upstream (advisory URL) or reference (URL, added).
+// upstream (advisory URL), reference (URL, added) or note (internal,
+// added). Text that would spoof or break a public output (bidirectional
+// formatting and control characters) is refused.
 func (p *Op) Set(field, value string) error {
 	o := p.o
-	value = strings.TrimSpace(value)
+	value = strings.TrimSpace(strings.ReplaceAll(value, "\r\n", "\n"))
 	f := &o.in.Facts
-	oneLine := func() error {
-		if strings.ContainsAny(value, "\r\n") {
-			return refuse("%s must be one line", field)
-		}
-		return nil
-	}
 	switch field {
 	case "title", "type", "cwe", "upstream", "reference":
-		if err := oneLine(); err != nil {
+		if err := checkText(field, value, false); err != nil {
 			return err
 		}
-	case "description", "workaround":
+	case "description", "workaround", "note":
+		if err := checkText(field, value, true); err != nil {
+			return err
+		}
 	default:
-		return refuse("unknown fact %q: use title, description, type, cwe, workaround, upstream or reference", field)
+		return refuse("unknown fact %q: use title, description, type, cwe, workaround, upstream, reference or note", field)
+	}
+	if value == "" && (field == "title" || field == "description" || field == "note") && !o.in.PublishedAt.IsZero() {
+		return refuse("%s of published incident %s cannot be emptied: its advisory page would disappear; set a new text", field, o.in.ID)
 	}
 	if err := o.editable(field); err != nil {
 		return err
@@ -411,13 +427,29 @@ func (p *Op) Set(field, value string) error {
 			return refuse("reference: give an http(s) URL")
 		}
 		f.References = append(f.References, value)
+	case "note":
+		if value == "" {
+			return refuse("note: give the text of the note")
+		}
+		f.Notes = append(f.Notes, value)
 	}
 	// The timeline says what changed, not the (embargoed) text.
 	if err := o.event("fact", "%s set (%d characters)", field, len(value)); err != nil {
 		return err
 	}
 	o.note("%s: %s recorded", o.in.ID, field)
+	if o.in.Facts.ReleaseHeld != "" {
+		o.note("the release is held for a complete advisory; cvd releases it at its next pass once complete")
+	}
 	return o.save()
+}
+
+// checkText refuses a value CheckText refuses, naming the field.
+func checkText(field, value string, multiline bool) error {
+	if err := publish.CheckText(value, multiline); err != nil {
+		return refuse("%s %v; remove it", field, err)
+	}
+	return nil
 }
 
 // ProposeDate returns a compliant public date for notice sent now.

@@ -4,12 +4,63 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"reflect"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/publish"
 	"github.com/cvd-project/cvd/store"
 )
+
+// What is public. An incident's public outputs (the announcement on the
+// announce list and to the external lists, the advisory pages, feed and
+// records of the site, the text, CVE, OSV and CSAF exports, the mbox of
+// public messages) are built from one value: the advisory of
+// Desk.advisory, which reads nothing but Facts.Public. The Facts fields
+// tagged vis:"internal" (backport decisions, notes, triage reasons) and
+// everything the incident keeps outside Facts (the reporter's address and
+// name, which appear only as a credit the team records; the downstreams
+// and members; the timeline; the posts on the incident list) never reach
+// them.
+
+// Public returns the facts that may leave: f with every field tagged
+// vis:"internal" cleared. A field without a vis tag panics, so that a new
+// fact cannot be added without deciding.
+func (f Facts) Public() Facts {
+	v := reflect.ValueOf(&f).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		switch vis := t.Field(i).Tag.Get("vis"); vis {
+		case "public":
+		case "internal":
+			v.Field(i).SetZero()
+		default:
+			panic(fmt.Sprintf("embargo: Facts.%s has vis %q: tag it public or internal", t.Field(i).Name, vis))
+		}
+	}
+	return f
+}
+
+// incomplete refuses a release whose public advisory is not complete,
+// listing what is missing (or what else is wrong with it).
+func incomplete(id string, a *publish.Advisory, verr error, forced bool) error {
+	m := a.Missing()
+	if len(m) == 0 {
+		return refuse("the public advisory of %s cannot be published: %v", id, verr)
+	}
+	how := fmt.Sprintf("Record them (cvd incident set %s title|description TEXT, cvd incident versions %s PACKAGE --fixed VERSION)", id, id)
+	if slices.Contains(m, "affected versions") {
+		return refuse("the public advisory of %s is incomplete, missing: %s. %s; the affected versions cannot be forced", id, strings.Join(m, ", "), how)
+	}
+	if forced {
+		return refuse("the public advisory of %s cannot be published: %v", id, verr)
+	}
+	return refuse("the public advisory of %s is incomplete, missing: %s. %s, or publish with --force "+
+		"(the missing text becomes a placeholder; only public facts are published)", id, strings.Join(m, ", "), how)
+}
 
 // PublicMessages returns the incident's public messages, oldest first:
 // the signed announcement as archived on the announce list (without any

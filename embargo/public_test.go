@@ -26,9 +26,11 @@ func TestPublicMessages(t *testing.T) {
 		t.Errorf("before release: %v", err)
 	}
 	w.mustDo(id, func(p *embargo.Op) error { return p.Set("title", "Crash on empty input") })
+	w.mustDo(id, func(p *embargo.Op) error { return p.Set("description", "An empty file crashes the parser.") })
+	w.mustDo(id, func(p *embargo.Op) error { return p.Versions("libexample", "1.0", "", "") })
 	w.mustDo(id, func(p *embargo.Op) error { return p.Set("workaround", "Reject empty files before parsing.") })
 	w.clock.Advance(90 * time.Second)
-	w.mustDo(id, func(p *embargo.Op) error { return p.Publish(false, "") })
+	w.mustDo(id, func(p *embargo.Op) error { return p.Publish(false, "", false) })
 
 	msgs, err := w.desk.PublicMessages(ctx, id)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/publish"
 	"github.com/cvd-project/cvd/store"
+	"github.com/cvd-project/cvd/templates"
 )
 
 // addPerson adds a team member or downstream to an incident list,
@@ -50,7 +51,7 @@ func (d *Desk) addPerson(ctx context.Context, tx *sql.Tx, list string, p Person,
 
 // advisory builds the incident's advisory as of published.
 func (d *Desk) advisory(in *Incident, status publish.Status, published time.Time) (*publish.Advisory, error) {
-	f := in.Facts
+	f := in.Facts.Public()
 	a := &publish.Advisory{ID: in.ID, Title: f.Title, Description: f.Description, ProblemType: f.ProblemType, CWE: f.CWE,
 		CVE: f.CVE, CVSS: f.CVSS, Packages: f.Packages, Workaround: f.Workaround, Credits: f.Credits,
 		UpstreamAdvisory: f.UpstreamAdvisory, Published: published, Status: status, Project: d.Project}
@@ -102,7 +103,9 @@ func (d *Desk) Published(ctx context.Context) ([]publish.Advisory, error) {
 // publishes as soon as a fix or work-around is recorded. An embargoed
 // incident is released by the scheduler at its date; before it only
 // breakNow with a reason (a leak, a public fix) publishes, and says so.
-func (p *Op) Publish(breakNow bool, reason string) error {
+// An incomplete public advisory is refused with what it lacks, unless
+// force: then the missing title and description become placeholders.
+func (p *Op) Publish(breakNow bool, reason string, force bool) error {
 	o := p.o
 	if err := o.coordinator("publish"); err != nil {
 		return err
@@ -123,18 +126,21 @@ func (p *Op) Publish(breakNow bool, reason string) error {
 		if o.in.Facts.Workaround == "" && !hasFix(o.in.Facts) {
 			return refuse("incident %s is %s: record a fixed version (versions) or a work-around first", o.in.ID, o.in.Privacy)
 		}
-		return o.release("fast path ("+o.in.Privacy+")", false)
+		return o.release("fast path ("+o.in.Privacy+")", false, force)
 	}
 	if breakNow {
 		reason = strings.TrimSpace(reason)
 		if reason == "" {
 			return refuse("breaking the embargo needs a reason (e.g. leaked, fix public), recorded and announced")
 		}
+		if err := publish.CheckText(reason, false); err != nil {
+			return refuse("the reason is announced publicly and %v; remove it", err)
+		}
 		o.in.Facts.BreakReason = reason
-		return o.release("embargo broken early: "+reason, true)
+		return o.release("embargo broken early: "+reason, true, force)
 	}
 	if !o.in.EmbargoAt.IsZero() && !o.now.Before(o.in.EmbargoAt) {
-		return o.release("embargo ended "+utc(o.in.EmbargoAt), false)
+		return o.release("embargo ended "+utc(o.in.EmbargoAt), false, force)
 	}
 	if o.in.EmbargoAt.IsZero() {
 		return refuse("incident %s is private and has no public date: set one and notify, or break with --now and a reason", o.in.ID)
@@ -155,32 +161,38 @@ func hasFix(f Facts) bool {
 // release is THE release: in the caller's one transaction it marks the
 // incident published (guarded by its previous state, so it happens once)
 // and queues every copy: the signed announcement to each public list,
-// "embargo lifted" to the members, thanks to the reporter.
-func (o *op) release(how string, broken bool) error {
+// "embargo lifted" to the members, thanks to the reporter. Everything
+// public comes from the advisory, built from the public facts only; an
+// incomplete one is refused (forced: completed with placeholders), so the
+// announcement always links to a page that exists.
+func (o *op) release(how string, broken, force bool) error {
+	a, verr := o.d.advisory(o.in, publish.Released, o.now)
+	if verr != nil && force {
+		if filled := o.placeholders(a); len(filled) > 0 {
+			if err := o.event("forced", "released incomplete: placeholder %s", strings.Join(filled, ", ")); err != nil {
+				return err
+			}
+			o.note("forced: placeholder %s published; replace it (set %s ...) and the advisory page follows", strings.Join(filled, ", "), o.in.ID)
+			a, verr = o.d.advisory(o.in, publish.Released, o.now)
+		}
+	}
+	if verr != nil {
+		return incomplete(o.in.ID, a, verr, force)
+	}
+	text, err := publish.TextAdvisory(a)
+	if err != nil {
+		return incomplete(o.in.ID, a, err, force)
+	}
 	if err := o.to(store.IncidentPublished); err != nil {
 		return err
 	}
 	o.in.PublishedAt = o.now
+	o.in.Facts.ReleaseHeld = ""
 	if err := o.save(); err != nil {
 		return err
 	}
-	a, verr := o.d.advisory(o.in, publish.Released, o.now)
-	var text string
-	if verr == nil {
-		var err error
-		if text, err = publish.TextAdvisory(a); err != nil {
-			verr = err
-		}
-	}
-	if verr != nil {
-		// The date is the promise: an incomplete record still goes out,
-		// from the facts there are.
-		o.d.log().Warn("release with an incomplete advisory", "incident", o.in.ID, "err", verr)
-		text = o.d.factsText(o.in)
-	}
-	title := orDefault(o.in.Facts.Title, "security issue "+o.in.ID)
-	data := map[string]any{"ID": o.in.ID, "Project": o.d.Project.Name, "Title": title, "CVE": o.in.Facts.CVE,
-		"Advisory": text, "Broken": broken, "Reason": o.in.Facts.BreakReason, "Date": utc(o.now),
+	data := map[string]any{"ID": o.in.ID, "Project": o.d.Project.Name, "Title": a.Title, "CVE": a.CVE,
+		"Advisory": text, "Broken": broken, "Reason": o.in.Facts.Public().BreakReason, "Date": utc(o.now),
 		"Intake": o.d.IntakeAddress(), "ListAddress": o.d.ListAddress(o.in.ID), "URL": a.PageURL()}
 	ann, err := render("announce", data)
 	if err != nil {
@@ -239,7 +251,7 @@ func (o *op) announce(subject, body string) ([]string, error) {
 	var out []string
 	if o.d.Announce != "" {
 		var inner bytes.Buffer
-		writeField(&inner, "Subject", subject)
+		writeField(&inner, "Subject", templates.EncodeHeader(subject))
 		writeField(&inner, "Content-Type", "text/plain; charset=utf-8")
 		writeField(&inner, "Content-Transfer-Encoding", "8bit")
 		inner.WriteString("\r\n" + crlfBody(body))
@@ -267,7 +279,7 @@ func (d *Desk) signedAnnouncement(subject, body, to string, now time.Time) ([]by
 	var h textproto.Header
 	h.Set("From", from)
 	h.Set("To", to)
-	h.Set("Subject", subject)
+	h.Set("Subject", templates.EncodeHeader(subject))
 	h.Set("Date", now.Format(time.RFC1123Z))
 	h.Set("Message-Id", newMessageID(d.Domain))
 	raw, err := crypto.SignClear(inner.Bytes(), h, d.Key, now)
@@ -275,4 +287,31 @@ func (d *Desk) signedAnnouncement(subject, body, to string, now time.Time) ([]by
 		return nil, fmt.Errorf("sign announcement: %w", err)
 	}
 	return raw, nil
+}
+
+// Placeholder texts of a forced release: they say that details follow
+// and nothing else.
+const (
+	placeholderTitle       = "Security issue in %s"
+	placeholderDescription = "The details of this issue are not published yet; they will be added to this advisory."
+)
+
+// placeholders fills the missing title and description of a forced
+// release with placeholder text (recorded in the facts, so the page
+// shows the same) and returns what it filled. It cannot invent affected
+// versions.
+func (o *op) placeholders(a *publish.Advisory) []string {
+	var filled []string
+	f := &o.in.Facts
+	for _, m := range a.Missing() {
+		switch m {
+		case "title":
+			f.Title = fmt.Sprintf(placeholderTitle, orDefault(o.d.Project.Name, o.d.Domain))
+			filled = append(filled, "title")
+		case "description":
+			f.Description = placeholderDescription
+			filled = append(filled, "description")
+		}
+	}
+	return filled
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/cvd-project/cvd/crypto"
 	"github.com/cvd-project/cvd/embargo"
 	"github.com/cvd-project/cvd/lists"
+	"github.com/cvd-project/cvd/publish"
 	"github.com/cvd-project/cvd/store"
 )
 
@@ -21,7 +22,7 @@ import (
 func (w *world) prenotified(date time.Time) string {
 	w.t.Helper()
 	id := w.confirmed(embargo.Private)
-	w.mustDo(id, func(p *embargo.Op) error { return p.Set("title", "Overflow") })
+	w.complete(id)
 	w.mustDo(id, func(p *embargo.Op) error { return p.SetEmbargo(date, "") })
 	w.mustDo(id, func(p *embargo.Op) error { return p.Notify(nil) })
 	return id
@@ -142,6 +143,7 @@ func TestReleaseCrashChild(t *testing.T) {
 	svc := &lists.Service{DB: db, Domain: domain, Key: key, Now: now}
 	d := &embargo.Desk{DB: db, Lists: svc, Domain: domain, Key: key, Policy: embargo.DefaultPolicy(), Announce: "announce@" + domain,
 		External: []string{"oss-security@lists.example.net"}, Now: now,
+		Project:      publish.Project{Name: "libexample", Vendor: "The Example Project", Domain: domain},
 		AfterRelease: func(string) { syscall.Kill(os.Getpid(), syscall.SIGKILL) }}
 	d.RunDue(context.Background())
 	t.Fatal("not killed: nothing was released")

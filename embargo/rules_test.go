@@ -139,14 +139,14 @@ func TestPublicFastPath(t *testing.T) {
 	if _, err := w.do(id, func(p *embargo.Op) error { return p.Notify(nil) }); err == nil {
 		t.Error("pre-notification of a public issue")
 	}
-	if _, err := w.do(id, func(p *embargo.Op) error { return p.Publish(false, "") }); err == nil || !strings.Contains(err.Error(), "work-around") {
+	if _, err := w.do(id, func(p *embargo.Op) error { return p.Publish(false, "", false) }); err == nil || !strings.Contains(err.Error(), "work-around") {
 		t.Errorf("publish without fix: %v", err)
 	}
 	w.mustDo(id, func(p *embargo.Op) error { return p.Set("title", "Crash on empty input") })
 	w.mustDo(id, func(p *embargo.Op) error { return p.Set("description", "An empty file crashes the parser.") })
 	w.mustDo(id, func(p *embargo.Op) error { return p.Set("workaround", "Reject empty files before parsing.") })
 	w.mustDo(id, func(p *embargo.Op) error { return p.Versions("libexample", "2.0", "", "") })
-	out := w.mustDo(id, func(p *embargo.Op) error { return p.Publish(false, "") })
+	out := w.mustDo(id, func(p *embargo.Op) error { return p.Publish(false, "", false) })
 	if !strings.Contains(out, "published (fast path (public))") {
 		t.Errorf("publish: %s", out)
 	}
@@ -168,16 +168,17 @@ func TestPublicFastPath(t *testing.T) {
 func TestBreakEmbargo(t *testing.T) {
 	w := newWorld(t)
 	id := w.confirmed(embargo.Private)
+	w.complete(id)
 	date := w.clock.Now().Add(4 * 24 * time.Hour)
 	w.mustDo(id, func(p *embargo.Op) error { return p.SetEmbargo(date, "") })
 	w.mustDo(id, func(p *embargo.Op) error { return p.Notify(nil) })
-	if _, err := w.do(id, func(p *embargo.Op) error { return p.Publish(false, "") }); err == nil || !strings.Contains(err.Error(), "embargoed until") {
+	if _, err := w.do(id, func(p *embargo.Op) error { return p.Publish(false, "", false) }); err == nil || !strings.Contains(err.Error(), "embargoed until") {
 		t.Errorf("early publish without --now: %v", err)
 	}
-	if _, err := w.do(id, func(p *embargo.Op) error { return p.Publish(true, "") }); err == nil || !strings.Contains(err.Error(), "reason") {
+	if _, err := w.do(id, func(p *embargo.Op) error { return p.Publish(true, "", false) }); err == nil || !strings.Contains(err.Error(), "reason") {
 		t.Errorf("break without a reason: %v", err)
 	}
-	w.mustDo(id, func(p *embargo.Op) error { return p.Publish(true, "the fix was pushed to a public branch") })
+	w.mustDo(id, func(p *embargo.Op) error { return p.Publish(true, "the fix was pushed to a public branch", false) })
 	ann := one(t, w.queue(), "oss-security@lists.example.net", "announce")
 	if !strings.Contains(string(ann.raw), "ended early (the fix was pushed to a public") {
 		t.Errorf("announcement does not say the embargo was broken:\n%s", ann.raw)

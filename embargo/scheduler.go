@@ -1,6 +1,7 @@
 package embargo
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cvd-project/cvd/lists"
+	"github.com/cvd-project/cvd/publish"
 	"github.com/cvd-project/cvd/store"
 )
 
@@ -43,6 +45,7 @@ func (d *Desk) RunDue(ctx context.Context) (Tick, error) {
 	for _, in := range active {
 		now := d.now()
 		switch {
+		case in.State == store.IncidentPrenotified && !now.Before(in.EmbargoAt) && d.held(in):
 		case in.State == store.IncidentPrenotified && !now.Before(in.EmbargoAt):
 			o, err := d.writeOp(ctx, in.ID, func(o *op) error { return o.scheduledRelease() })
 			if err != nil {
@@ -92,12 +95,61 @@ func (d *Desk) writeOp(ctx context.Context, id string, fn func(o *op) error) (*o
 // scheduledRelease releases a pre-notified incident whose date has come;
 // it re-checks both inside the transaction, so a release already done (by
 // another process, or before a restart) or a date moved meanwhile is
-// left alone.
+// left alone. An incomplete public advisory is never released by the
+// scheduler: the release is held, the coordinators are told once what is
+// missing, and the next pass after it is complete releases it.
 func (o *op) scheduledRelease() error {
 	if o.in.State != store.IncidentPrenotified || o.in.EmbargoAt.IsZero() || o.now.Before(o.in.EmbargoAt) {
 		return nil
 	}
-	return o.release("embargo ended "+utc(o.in.EmbargoAt), false)
+	a, err := o.d.advisory(o.in, publish.Released, o.now)
+	if err != nil {
+		return o.hold(a, err)
+	}
+	return o.release("embargo ended "+utc(o.in.EmbargoAt), false, false)
+}
+
+// hold records that the release waits for a complete advisory and tells
+// the coordinators, once.
+func (o *op) hold(a *publish.Advisory, verr error) error {
+	missing := strings.Join(a.Missing(), ", ")
+	if missing == "" {
+		missing = verr.Error()
+	}
+	if o.in.Facts.ReleaseHeld == missing {
+		return nil
+	}
+	o.in.Facts.ReleaseHeld = missing
+	o.d.log().Error("release held at the public date: the public advisory is incomplete", "incident", o.in.ID, "missing", missing)
+	r, err := render("held", map[string]any{"ID": o.in.ID, "Date": utc(o.in.EmbargoAt), "Missing": missing, "ListAddress": o.d.ListAddress(o.in.ID)})
+	if err != nil {
+		return err
+	}
+	sent, missed, err := o.sealToMembers("held", r, func(m recipient) bool { return m.Role == lists.RoleCoordinator })
+	if err != nil {
+		return err
+	}
+	if len(sent) == 0 {
+		o.d.log().Error("release held and no coordinator could be told", "incident", o.in.ID, "without_key", len(missed))
+	}
+	if err := o.event("held", "release held at the public date, the public advisory lacks: %s; %d coordinators told", missing, len(sent)); err != nil {
+		return err
+	}
+	return o.save()
+}
+
+// held reports whether the scheduler holds in's release and its advisory
+// is still incomplete (nothing to do until the team completes it).
+func (d *Desk) held(in *store.Incident) bool {
+	if in.State != store.IncidentPrenotified || !bytes.Contains(in.Facts, []byte(`"release_held"`)) {
+		return false
+	}
+	x, err := decode(in)
+	if err != nil || x.Facts.ReleaseHeld == "" {
+		return false
+	}
+	_, err = d.advisory(x, publish.Released, d.now())
+	return err != nil
 }
 
 // remind records acknowledgements by reply and reminds the downstreams
@@ -194,6 +246,9 @@ func (d *Desk) NextDue(ctx context.Context) (time.Time, error) {
 					earlier(in.CreatedAt.Add(d.Policy.AckEscalation))
 				}
 			case store.IncidentPrenotified:
+				if d.held(in) {
+					continue
+				}
 				earlier(in.EmbargoAt)
 				ds, err := store.DownstreamsTx(ctx, tx, in.ID)
 				if err != nil {

@@ -309,6 +309,7 @@ func (a *Advisory) Validate() error {
 	if strings.TrimSpace(a.Description) == "" {
 		bad("description is empty")
 	}
+	a.checkTexts(bad)
 	if a.CVE != "" && !cvePattern.MatchString(a.CVE) {
 		bad("cve %q is not of the form CVE-YYYY-NNNN", a.CVE)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // TextWidth is the line width of the plain-text advisory and the CVE
@@ -80,7 +81,7 @@ func TextAdvisory(a *Advisory) (string, error) {
 	var b strings.Builder
 	title := a.FullID() + ": " + a.Title
 	b.WriteString(wrap(title, "", TextWidth) + "\n")
-	b.WriteString(strings.Repeat("=", min(len(title), TextWidth)) + "\n\n")
+	b.WriteString(strings.Repeat("=", min(utf8.RuneCountInString(title), TextWidth)) + "\n\n")
 	field(&b, "Project", fmt.Sprintf("%s (%s)", a.Project.Name, a.Project.Vendor))
 	if a.CVE != "" {
 		field(&b, "CVE", a.CVE)

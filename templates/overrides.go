@@ -168,6 +168,6 @@ func Sample() map[string]any {
 		"Announce": "announce@example.org", "OldDate": "Monday 2026-11-30 10:00 UTC", "Notified": "Friday 2026-11-27 10:00 UTC",
 		"CVE": "CVE-2026-12345", "Advisory": "LIBEXAMPLE-2026-001: Heap overflow in the frobnicator\n", "Broken": false,
 		"URL": "https://example.org/advisories/2026-001.html", "Lists": "announce@example.org", "Credits": "Rita Reporter",
-		"Age": "1 day", "Received": "Monday 2026-11-23 10:00 UTC",
+		"Age": "1 day", "Received": "Monday 2026-11-23 10:00 UTC", "Missing": "description",
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"path"
 	"sort"
 	"strings"
@@ -157,12 +158,16 @@ func execute(t *template.Template, data any) (*Rendered, error) {
 }
 
 // HeaderSafe makes s safe as a header field value: line breaks and other
-// control characters become spaces, runs of spaces one, and the result is
-// at most 200 characters.
+// control characters become spaces, runs of spaces one, bidirectional
+// formatting characters are dropped, and the result is at most 200
+// characters.
 func HeaderSafe(s string) string {
 	var b strings.Builder
 	space := false
 	for _, r := range s {
+		if r >= '\u202A' && r <= '\u202E' || r >= '\u2066' && r <= '\u2069' {
+			continue
+		}
 		if unicode.IsControl(r) || unicode.IsSpace(r) || r == '\u2028' || r == '\u2029' {
 			space = true
 			continue
@@ -177,4 +182,11 @@ func HeaderSafe(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// EncodeHeader returns s made HeaderSafe and, when it is not plain ASCII,
+// RFC 2047 encoded (Q encoding, UTF-8), so that a Subject never goes out
+// as raw 8-bit.
+func EncodeHeader(s string) string {
+	return mime.QEncoding.Encode("utf-8", HeaderSafe(s))
 }

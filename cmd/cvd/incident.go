@@ -33,10 +33,10 @@ const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
   versions ID PACKAGE [--introduced V] [--fixed V] [--type SEMVER|ECOSYSTEM|GIT] | versions ID --clear
   backport ID VERSION DECISION
   credit ID NAME|anonymous [--type finder|reporter|...]
-  set ID title|description|type|cwe|workaround|upstream|reference VALUE  (VALUE "-": stdin)
+  set ID title|description|type|cwe|workaround|upstream|reference|note VALUE  (VALUE "-": stdin; note: internal, never published)
   embargo ID DATE [--override REASON] | embargo ID --propose
   notify ID [--to NAME,NAME]        pre-notify the roster (default: all of it)
-  publish ID [--now --reason REASON]
+  publish ID [--now --reason REASON] [--force]  (--force: an incomplete advisory with placeholders)
   close ID
   report ID                         the post-mortem
   export ID [--format text|cve|osv|csaf|mbox]  (mbox: the public messages, after release)`
@@ -102,10 +102,12 @@ func withDesk(cfgPath string, fn func(ctx context.Context, d *embargo.Desk) erro
 	defer db.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := listService(c, db, key, log)
+	svc.Now = now
 	d, err := newDesk(c, db, key, svc, log)
 	if err != nil {
 		return err
 	}
+	d.Now = now
 	return fn(ctx, d)
 }
 
@@ -147,6 +149,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	propose := fs.Bool("propose", false, "embargo: print a compliant date")
 	now := fs.Bool("now", false, "publish: break the embargo now")
 	reason := fs.String("reason", "", "publish --now: why (recorded and announced)")
+	force := fs.Bool("force", false, "publish: release an incomplete advisory, with placeholders for the missing title and description")
 	format := fs.String("format", "text", "export: text, cve, osv, csaf or mbox")
 	pos, err := splitArgs(fs, args[1:])
 	if err != nil {
@@ -278,7 +281,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 		}
 		return change(func(p *embargo.Op) error { return p.Notify(sel) })
 	case "publish":
-		return change(func(p *embargo.Op) error { return p.Publish(*now, *reason) })
+		return change(func(p *embargo.Op) error { return p.Publish(*now, *reason, *force) })
 	case "close":
 		return change(func(p *embargo.Op) error { return p.Close() })
 	}
@@ -349,6 +352,12 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 	}
 	if f.Description != "" {
 		fmt.Fprintf(w, "Description:\n%s\n", f.Description)
+	}
+	for _, n := range f.Notes {
+		fmt.Fprintf(w, "Note (internal):\n%s\n", n)
+	}
+	if f.ReleaseHeld != "" {
+		fmt.Fprintf(w, "%-14s %s\n", "Release held:", "the public advisory lacks "+f.ReleaseHeld)
 	}
 	if len(ds) > 0 {
 		fmt.Fprintln(w, "Downstreams:")

@@ -105,7 +105,7 @@ key_file = %q
 	date := proposeDate(start.Add(4 * 24 * time.Hour))
 	before := len(box.to(cora.Email))
 	post(t, s, cora, list, fmt.Sprintf("x-list: %s\nx-confirm\nx-cve: CVE-2026-12345\nx-cvss: CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H\n"+
-		"x-title: Heap overflow in header parsing\nx-versions: libexample introduced=1.0 fixed=1.4.2\nx-credit: Rita Reporter (finder)\n"+
+		"x-title: Heap overflow in header parsing\nx-description: A crafted header overflows a heap buffer.\nx-versions: libexample introduced=1.0 fixed=1.4.2\nx-credit: Rita Reporter (finder)\n"+
 		"x-add-member: finn@example.org fixer\nx-embargo: %s\nx-notify\n\nFinn, please prepare the fix.\n%s", id, date.Format("2006-01-02T15:04Z"), finn.Pub), "keywords")
 	results := readKind(t, cora, box.wait(cora.Email, before+1)[before:], "Results of your commands")
 	for _, want := range []string{"x-confirm", "x-cve", "x-cvss", "x-add-member: ok", "x-embargo", "x-notify"} {
