@@ -389,7 +389,7 @@ func (s *Service) judgeAnnouncement(raw []byte, outer textproto.Header, members 
 		}
 		named = strings.ToLower(kw.Args)
 	}
-	if named != "" && named != AnnounceList && named != s.AnnounceAddress() {
+	if named != "" && named != AnnounceList && !strings.EqualFold(named, s.AnnounceAddress()) {
 		a.reason = "the signed part names another list (x-list: " + templates.HeaderSafe(named) + ")"
 		return a
 	}
