@@ -68,7 +68,9 @@ func (w *annWorld) send(envFrom, rcpt, raw string) {
 	}
 }
 
-var announceLogRE = regexp.MustCompile(`msg="announce mail" .*?tag=(\S*) state=(\S+) reason=("(?:[^"\\]|\\.)*"|\S+)`)
+// announceLogRE matches complete log lines only (the log may be read while
+// cvd writes it).
+var announceLogRE = regexp.MustCompile(`msg="announce mail" .*?tag=(\S*) state=(\S+) reason=("(?:[^"\\]|\\.)*"|\S+)\n`)
 
 // decisions waits until cvd has decided n messages to the announce list's
 // addresses and returns "state: reason" for each, in order.
