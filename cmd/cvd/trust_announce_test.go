@@ -267,6 +267,9 @@ func TestAnnounceCoordinatorPostRules(t *testing.T) {
 	if !bytes.Contains(first, []byte("ADVISORY-ONE")) || !strings.Contains(string(first), "[SECURITY] libexample 1.2.4") {
 		t.Fatalf("Sam's announcement:\n%s", first)
 	}
+	if bytes.Contains(first, []byte("cora@example.org")) {
+		t.Errorf("the announcement carries the poster's own header fields:\n%s", first)
+	}
 
 	refused := []struct{ name, marker, raw, reason string }{
 		{"replay of the announcement", "ADVISORY-ONE", withHeader(valid, map[string]string{"Message-ID": "<ann-1-again@evil.example>"}), "used before"},
