@@ -92,9 +92,14 @@ func (p *Op) Triage() error {
 }
 
 // Confirm confirms the report with a privacy: private (embargo path),
-// public or zero-day (fast path). The reporter is told.
+// public or zero-day (fast path). An empty privacy keeps the incident's
+// own (a new incident is private), so confirming again never turns a
+// public incident private. The reporter is told.
 func (p *Op) Confirm(privacy string) error {
 	o := p.o
+	if privacy == "" {
+		privacy = o.in.Privacy
+	}
 	if privacy == "" {
 		privacy = Private
 	}

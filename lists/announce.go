@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"mime"
 	"net/mail"
 	"strings"
 	"time"
@@ -75,7 +76,7 @@ func (s *Service) HandleAnnounce(ctx context.Context, tag string, sm *store.Spoo
 		}
 		switch {
 		case tag == "":
-			state, reason, err = s.announcePostTx(ctx, tx, l, sm, now)
+			state, reason, err = s.announcePostTx(ctx, tx, l, sm, h, now)
 		case tag == "subscribe" || tag == "unsubscribe":
 			state, reason, err = s.requestTx(ctx, tx, l, tag, from.Address, now)
 		case strings.HasPrefix(tag, "confirm-"):
@@ -102,11 +103,13 @@ func (s *Service) markRcpt(ctx context.Context, id int64, rcpt, state, reason st
 // requestTx records a subscribe or unsubscribe request and mails a
 // confirmation to the address (not to whoever sent the request).
 func (s *Service) requestTx(ctx context.Context, tx *sql.Tx, l *store.List, action, email string, now time.Time) (string, string, error) {
-	subscribed, err := s.isSubscribed(ctx, tx, l, email)
+	m, err := s.activeMember(ctx, tx, l, email)
 	if err != nil {
 		return "", "", err
 	}
-	if action == "subscribe" && subscribed || action == "unsubscribe" && !subscribed {
+	// A coordinator receives the announcements and cannot unsubscribe:
+	// an administrator removes coordinators.
+	if action == "subscribe" && m != nil || action == "unsubscribe" && (m == nil || m.Role != RoleSubscriber) {
 		return store.SpoolDone, action + ": nothing to do", nil
 	}
 	last, err := store.LatestListTokenTx(ctx, tx, l.ID, email, action)
@@ -129,23 +132,24 @@ func (s *Service) requestTx(ctx context.Context, tx *sql.Tx, l *store.List, acti
 	return store.SpoolDone, action + ": confirmation sent", nil
 }
 
-func (s *Service) isSubscribed(ctx context.Context, tx *sql.Tx, l *store.List, email string) (bool, error) {
+// activeMember returns the active member of l with address email, or nil.
+func (s *Service) activeMember(ctx context.Context, tx *sql.Tx, l *store.List, email string) (*store.Member, error) {
 	ms, err := store.MembersTx(ctx, tx, l.ID)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	for _, m := range ms {
 		if m.Email == strings.ToLower(email) && m.State == store.MemberActive {
-			return true, nil
+			return &m, nil
 		}
 	}
-	return false, nil
+	return nil, nil
 }
 
 // confirmTx carries out a confirmed request.
 func (s *Service) confirmTx(ctx context.Context, tx *sql.Tx, l *store.List, token string, now time.Time) (string, string, error) {
 	t, err := store.ListTokenTx(ctx, tx, token)
-	if errors.Is(err, store.ErrNotFound) || err == nil && (t.ListID != l.ID || t.Action == "oneclick") {
+	if errors.Is(err, store.ErrNotFound) || err == nil && (t.ListID != l.ID || t.Action != "subscribe" && t.Action != "unsubscribe") {
 		return store.SpoolFailed, "confirmation: unknown token", nil
 	}
 	if err != nil {
@@ -183,21 +187,23 @@ func (s *Service) subscribeTx(ctx context.Context, tx *sql.Tx, l *store.List, em
 	return s.queuePlain(ctx, tx, l, "subscribed", email, "", text, now)
 }
 
+// unsubscribeTx removes the subscriber email from l. It removes the
+// subscriber role only: a coordinator's tokens (a one-click link in a
+// forwarded announcement, say) leave the coordinator in place.
 func (s *Service) unsubscribeTx(ctx context.Context, tx *sql.Tx, l *store.List, email, reason string, now time.Time) error {
-	ms, err := store.MembersTx(ctx, tx, l.ID)
-	if err != nil {
+	m, err := s.activeMember(ctx, tx, l, email)
+	if err != nil || m == nil {
 		return err
 	}
-	for _, m := range ms {
-		if m.Email == strings.ToLower(email) && m.State == store.MemberActive {
-			if err := store.SetMemberStateTx(ctx, tx, m.ID, store.MemberRemoved, reason, now); err != nil {
-				return err
-			}
-			text := mustRender("unsubscribed", map[string]any{"Domain": s.Domain, "Email": m.Email})
-			return s.queuePlain(ctx, tx, l, "unsubscribed", m.Email, "", text, now)
-		}
+	if m.Role != RoleSubscriber {
+		s.log().Warn("unsubscribe refused: not a subscriber", "list", l.Name, "member_id", m.ID, "role", m.Role, "how", reason)
+		return nil
 	}
-	return nil
+	if err := store.SetMemberStateTx(ctx, tx, m.ID, store.MemberRemoved, reason, now); err != nil {
+		return err
+	}
+	text := mustRender("unsubscribed", map[string]any{"Domain": s.Domain, "Email": m.Email})
+	return s.queuePlain(ctx, tx, l, "unsubscribed", m.Email, "", text, now)
 }
 
 // OneClickUnsubscribe removes the subscriber of an RFC 8058 token (the
@@ -245,31 +251,223 @@ func (s *Service) queuePlain(ctx context.Context, tx *sql.Tx, l *store.List, kin
 	return err
 }
 
-// announcePostTx takes a post to announce@DOMAIN: only a coordinator of
-// the announce list, with a good signature by their pinned key, may post.
-func (s *Service) announcePostTx(ctx context.Context, tx *sql.Tx, l *store.List, sm *store.SpooledMessage, now time.Time) (string, string, error) {
+// Reasons an announcement is refused, as logged and as told to the
+// coordinators.
+const (
+	refuseEncrypted = "it is encrypted: the announce list publishes clear-signed mail only, and cvd never decrypts mail sent to it"
+	refuseNoList    = "the signed part does not name the announce list: begin the signed text with the line x-list: announce"
+)
+
+// announcement is the verdict on a post to announce@DOMAIN.
+type announcement struct {
+	opened *crypto.Opened
+	// entity is what to publish: the signed part without the x-list line
+	// and without the poster's own header fields.
+	entity []byte
+	// reason is why it is refused; "" when it may be published.
+	reason string
+	// fromCoordinator: the mail claims to come from, or is signed by, a
+	// coordinator, so the coordinators are told of a refusal (a
+	// stranger's mail is only logged).
+	fromCoordinator bool
+	from            string
+}
+
+// announcePostTx takes a post to announce@DOMAIN. It counts only when it
+// is clear-signed (never encrypted: cvd opens it without any decryption
+// key) with a good signature by an announce coordinator's pinned key, its
+// From (the protected From when it has RFC 9788 header protection) is that
+// coordinator's own address, its signed part names announce@DOMAIN, and
+// the signature is fresh and was never used before. A refusal is logged
+// and, when the mail comes from a coordinator's address or key, told to
+// the coordinators without its content.
+func (s *Service) announcePostTx(ctx context.Context, tx *sql.Tx, l *store.List, sm *store.SpooledMessage, outer textproto.Header, now time.Time) (string, string, error) {
 	members, err := s.loadMembers(ctx, tx, l.ID, now)
 	if err != nil {
 		return "", "", err
 	}
-	var verify []*crypto.Key
-	for _, m := range members {
-		if m.Role == RoleCoordinator && m.key != nil {
-			verify = append(verify, m.key)
+	a := s.judgeAnnouncement(sm.Raw, outer, members, now)
+	if a.reason == "" {
+		a.reason, err = s.useSignatureTx(ctx, tx, a.opened, now)
+		if err != nil {
+			return "", "", err
 		}
 	}
-	o, err := crypto.Open(sm.Raw, []*crypto.Key{s.Key}, verify, now, s.Limits)
-	if err != nil {
-		return store.SpoolFailed, "announce post: could not be opened", nil
+	if a.reason != "" {
+		if a.fromCoordinator {
+			n := &notice{kind: "announce-refused", origin: store.OriginNotice, coordinators: true,
+				text: mustRender("announce-refused", map[string]any{"Address": s.AnnounceAddress(), "From": templates.HeaderSafe(a.from),
+					"Received": sm.ReceivedAt.UTC().Format("Monday 2006-01-02 15:04 UTC"), "Reason": a.reason})}
+			if err := s.queueNotice(ctx, tx, l, members, n, now); err != nil {
+				return "", "", err
+			}
+		}
+		return store.SpoolFailed, "announce post refused: " + a.reason, nil
 	}
-	if o.Signature != crypto.Good {
-		return store.SpoolFailed, "announce post: not signed by a coordinator (" + o.Signature.String() + ")", nil
-	}
-	n, err := s.AnnounceTx(ctx, tx, o.Entity, store.OriginRelay, now)
+	n, err := s.AnnounceTx(ctx, tx, a.entity, store.OriginRelay, now)
 	if err != nil {
 		return "", "", err
 	}
 	return store.SpoolDone, fmt.Sprintf("announced to %d", n), nil
+}
+
+// judgeAnnouncement applies the announce list's rules to raw, except the
+// one-use rule (useSignatureTx), which writes.
+func (s *Service) judgeAnnouncement(raw []byte, outer textproto.Header, members []*member, now time.Time) *announcement {
+	a := &announcement{}
+	coordinators := map[string]*member{}
+	var verify []*crypto.Key
+	for _, m := range members {
+		if m.Role == RoleCoordinator {
+			coordinators[m.Email] = m
+			if m.key != nil {
+				verify = append(verify, m.key)
+			}
+		}
+	}
+	from, _ := parseFrom(outer)
+	claim := func(f *mail.Address) {
+		if f != nil {
+			a.from = f.Address
+			if coordinators[f.Address] != nil {
+				a.fromCoordinator = true
+			}
+		}
+	}
+	claim(from)
+	if a.from == "" {
+		a.from = "an unknown sender"
+	}
+	// An armored PGP message is encrypted or opaque-signed: never clear.
+	if bytes.Contains(raw, []byte("-----BEGIN PGP MESSAGE-----")) {
+		a.reason = refuseEncrypted
+		return a
+	}
+	o, err := crypto.Open(raw, nil, verify, now, s.Limits)
+	switch {
+	case errors.Is(err, crypto.ErrDecrypt):
+		a.reason = refuseEncrypted
+		return a
+	case errors.Is(err, crypto.ErrLimit):
+		a.reason = "it exceeds a limit: " + err.Error()
+		return a
+	case err != nil:
+		a.reason = "it could not be opened (malformed MIME or OpenPGP)"
+		return a
+	case o.Encrypted:
+		a.reason = refuseEncrypted
+		return a
+	}
+	a.opened = o
+	if o.Protection != "" {
+		if f, ok := parseFrom(o.Protected); ok {
+			from = f
+			claim(f)
+		}
+	}
+	var signer *member
+	for _, m := range coordinators {
+		if o.Signature == crypto.Good && m.key != nil && strings.EqualFold(o.Signer, m.key.Fingerprint()) {
+			signer = m
+			a.fromCoordinator = true
+		}
+	}
+	switch {
+	case signer == nil:
+		a.reason = "it is not signed by an announce coordinator (" + o.Signature.String() + ")"
+		return a
+	case from == nil || from.Address != signer.Email:
+		a.reason = "its From address (" + a.from + ") is not the address of the coordinator whose key signed it"
+		return a
+	}
+	kws, stripped := stripKeywords(o.Entity, 0)
+	named := ""
+	for _, kw := range kws {
+		if kw.Name != "list" {
+			a.reason = "x-" + kw.Name + " is not a command of the announce list"
+			return a
+		}
+		named = strings.ToLower(kw.Args)
+	}
+	if named != "" && named != AnnounceList && !strings.EqualFold(named, s.AnnounceAddress()) {
+		a.reason = "the signed part names another list (x-list: " + templates.HeaderSafe(named) + ")"
+		return a
+	}
+	if o.Protection != "" && (o.Protected.Has("To") || o.Protected.Has("Cc")) {
+		if !s.namesAnnounce(o.Protected) {
+			a.reason = "the signed To/Cc name other addresses, not " + s.AnnounceAddress()
+			return a
+		}
+	} else if named == "" {
+		a.reason = refuseNoList
+		return a
+	}
+	a.entity = o.Entity
+	if kws != nil {
+		a.entity = stripped
+	}
+	a.entity = publishable(a.entity, headerValue(outer, "Subject"))
+	return a
+}
+
+// namesAnnounce reports whether the To or Cc fields of h name
+// announce@DOMAIN.
+func (s *Service) namesAnnounce(h textproto.Header) bool {
+	for _, k := range []string{"To", "Cc"} {
+		for _, v := range h.Values(k) {
+			as, err := mail.ParseAddressList(v)
+			if err != nil {
+				continue
+			}
+			for _, ad := range as {
+				if strings.EqualFold(ad.Address, s.AnnounceAddress()) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// publishable keeps the Content-* fields and the Subject of a signed
+// entity (the poster's From, To and the like are the project's on the
+// announcement), and takes subject, the unsigned outer Subject, when the
+// signed part has none.
+func publishable(ent []byte, subject string) []byte {
+	head, body := splitEntity(ent)
+	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(head)))
+	if err != nil {
+		return ent
+	}
+	var out bytes.Buffer
+	hasSubject := false
+	for f := h.Fields(); f.Next(); {
+		k := strings.ToLower(f.Key())
+		switch {
+		case k == "subject":
+			hasSubject = true
+		case k == "content-type":
+			if mt, params, err := mime.ParseMediaType(f.Value()); err == nil {
+				delete(params, "hp")
+				delete(params, "protected-headers")
+				writeField(&out, "Content-Type", mime.FormatMediaType(mt, params))
+				continue
+			}
+		case !strings.HasPrefix(k, "content-"):
+			continue
+		}
+		raw, err := f.Raw()
+		if err != nil {
+			return ent
+		}
+		out.Write(raw)
+	}
+	if !hasSubject && subject != "" && subject != crypto.ObscuredSubject && subject != "..." {
+		writeField(&out, "Subject", templates.HeaderSafe(subject))
+	}
+	out.Write(crlf)
+	out.Write(body)
+	return out.Bytes()
 }
 
 // AnnounceTx publishes inner (a MIME entity whose header carries the

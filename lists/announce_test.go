@@ -120,8 +120,17 @@ func TestAnnounceList(t *testing.T) {
 		t.Errorf("a non-coordinator's post went out")
 	}
 	w.join(lists.AnnounceList, poster, "coordinator")
+	// Encrypted: refused unread; the coordinator gets a notice.
 	w.send(poster.Email, "announce@example.org", gpgtest.PGPMIME("From: Cora <cora@example.org>\r\nTo: announce@example.org\r\nSubject: ...\r\nMessage-ID: <a2@example.org>\r\n",
-		poster.EncryptSign([]byte("Subject: Advisory 2\r\nContent-Type: text/plain\r\n\r\nSecond advisory.\r\n"), w.key.Fingerprint())))
+		poster.EncryptSign([]byte("Subject: Advisory 2\r\nContent-Type: text/plain\r\n\r\nx-list: announce\r\n\r\nSecond advisory.\r\n"), w.key.Fingerprint())))
+	q = w.queue()
+	if len(q) != before+1 || q[len(q)-1].kind != "announce-refused" || q[len(q)-1].rcpt != poster.Email {
+		t.Fatalf("coordinator's encrypted announcement: %+v", q[before:])
+	}
+	before++
+	signed, _ := poster.Run([]byte("x-list: announce\n\nSecond advisory.\n"), "--clearsign", "--local-user", poster.Fpr)
+	w.send(poster.Email, "announce@example.org", "From: Cora <cora@example.org>\r\nTo: announce@example.org\r\nSubject: Advisory 2\r\nMessage-ID: <a3@example.org>\r\n"+
+		"Content-Type: text/plain; charset=utf-8\r\n\r\n"+strings.ReplaceAll(signed, "\n", "\r\n"))
 	q = w.queue()
 	if len(q) != before+2 {
 		t.Fatalf("coordinator's announcement: %d new messages, want 2 (subscriber and coordinator)", len(q)-before)

@@ -137,7 +137,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	sub := args[0]
 	fs := newFlags("incident " + sub)
 	cfgPath := fs.String("config", "", "configuration file")
-	privacy := fs.String("privacy", embargo.Private, "private, public or zero-day")
+	privacy := fs.String("privacy", "", "private, public or zero-day (default: the incident's current privacy, private for a new one)")
 	request := fs.Bool("request", false, "print a CVE ID request for the CNA")
 	cna := fs.String("to", "", "CVE request: the CNA's address; notify: downstreams by name or address, comma-separated")
 	introduced := fs.String("introduced", "", "first affected version")
