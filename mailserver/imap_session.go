@@ -134,7 +134,7 @@ func (s *imapSession) Login(username, password string) error {
 	if err != nil {
 		return s.fail("login", "", err)
 	}
-	s.srv.limiter.success(user)
+	s.srv.limiter.success(user, s.ip)
 	s.account = account
 	s.log = s.log.With("user", account)
 	s.srv.register(s)

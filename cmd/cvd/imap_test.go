@@ -610,7 +610,7 @@ func TestIMAPUIDsStableAcrossRestart(t *testing.T) {
 func TestIMAPLoginSecurity(t *testing.T) {
 	w := newIMAPWorld(t)
 	w.close()
-	w.opts = mailserver.IMAPOptions{TLSConfig: w.tlsConf, FailDelay: -1, MaxFailuresPerAccount: 3, MaxFailuresPerIP: 5}
+	w.opts = mailserver.IMAPOptions{TLSConfig: w.tlsConf, FailDelay: -1, MaxFailuresPerAccountIP: 3, MaxFailuresPerIP: 5}
 	w.open()
 	w.list("2026-001")
 	cora := w.person("Cora Coordinator", "cora@example.org")
