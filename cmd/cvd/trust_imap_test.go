@@ -192,3 +192,73 @@ func TestTrustIMAPLockoutFromOneAddress(t *testing.T) {
 		t.Errorf("select after login: %v", err)
 	}
 }
+
+// Cora idles on incident A: mail to incident B, which she also belongs
+// to, does not wake her session; mail to A does.
+func TestTrustIMAPIdleOnlySelectedMailbox(t *testing.T) {
+	b := startIMAPBin(t, "2026-001", "2026-002")
+	cora := b.person("Cora Coordinator", "cora@example.org")
+	rita := b.person("Rita Reporter", "rita@reporter.example")
+	for _, l := range []string{"2026-001", "2026-002"} {
+		b.join(l, cora, "coordinator")
+		b.join(l, rita, "reporter")
+	}
+	pw := b.password(cora)
+	b.post("2026-001", rita, "first on A")
+	waitMail(t, b.dir, cora.Email, 2)
+
+	idleOn := func(mailbox string) (chan uint32, *imapclient.IdleCommand, uint32) {
+		exists := make(chan uint32, 10)
+		c := b.login("127.0.0.1", cora, pw, &imapclient.Options{UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil {
+					exists <- *d.NumMessages
+				}
+			},
+		}})
+		sel, err := c.Select(mailbox, nil).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle, err := c.Idle()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return exists, idle, sel.NumMessages
+	}
+	onA, idleA, nA := idleOn("Incidents/2026-001")
+	onB, idleB, nB := idleOn("Incidents/2026-002")
+	defer idleA.Close()
+	defer idleB.Close()
+	if nA != 1 || nB != 0 {
+		t.Fatalf("A has %d messages, B %d; want 1 and 0", nA, nB)
+	}
+
+	// Mail to B: the session idling on B is told (so the server has
+	// committed it and woken its sessions) ...
+	b.post("2026-002", rita, "on B")
+	select {
+	case n := <-onB:
+		if n != 1 {
+			t.Errorf("B: EXISTS %d, want 1", n)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the session on B was not woken by mail to B")
+	}
+	// ... then mail to A: the first thing the session on A hears is A's
+	// new message, nothing before it.
+	b.post("2026-001", rita, "second on A")
+	select {
+	case n := <-onA:
+		if n != 2 {
+			t.Errorf("the session idling on A was woken by mail to B: EXISTS %d (A has %d messages)", n, nA)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the session on A was not woken by mail to A")
+	}
+	select {
+	case n := <-onB:
+		t.Errorf("the session idling on B was woken by mail to A: EXISTS %d", n)
+	default:
+	}
+}
