@@ -262,3 +262,54 @@ func TestTrustIMAPIdleOnlySelectedMailbox(t *testing.T) {
 	default:
 	}
 }
+
+// UIDs count each mailbox's own messages: posts to A, B, A give A's
+// copies UIDs 1 and 2, and the INBOX's notice is UID 1.
+func TestTrustIMAPUIDsPerMailbox(t *testing.T) {
+	b := startIMAPBin(t, "2026-001", "2026-002")
+	cora := b.person("Cora Coordinator", "cora@example.org")
+	rita := b.person("Rita Reporter", "rita@reporter.example")
+	deb := b.person("Debian Security", "security@debian.example")
+	for _, l := range []string{"2026-001", "2026-002"} {
+		b.join(l, cora, "coordinator")
+		b.join(l, rita, "reporter")
+	}
+	b.join("2026-002", deb, "downstream")
+	b.post("2026-001", rita, "one on A")
+	waitMail(t, b.dir, cora.Email, 1)
+	b.post("2026-002", rita, "one on B")
+	waitMail(t, b.dir, cora.Email, 2)
+	b.post("2026-001", rita, "two on A")
+	waitMail(t, b.dir, cora.Email, 3)
+	pw := b.password(cora)
+
+	c := b.login("127.0.0.1", cora, pw, nil)
+	uids := func(mailbox string) []imap.UID {
+		t.Helper()
+		if _, err := c.Select(mailbox, nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true}).Collect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []imap.UID
+		for _, m := range ms {
+			out = append(out, m.UID)
+		}
+		return out
+	}
+	if got := uids("Incidents/2026-001"); fmt.Sprint(got) != "[1 2]" {
+		t.Errorf("A's UIDs are %v, want [1 2]: they show traffic elsewhere", got)
+	}
+	if got := uids("Incidents/2026-002"); fmt.Sprint(got) != "[1]" {
+		t.Errorf("B's UIDs are %v, want [1]", got)
+	}
+	if got := uids("INBOX"); fmt.Sprint(got) != "[1]" {
+		t.Errorf("INBOX UIDs are %v, want [1]", got)
+	}
+	st, err := c.Status("Incidents/2026-001", &imap.StatusOptions{UIDNext: true}).Wait()
+	if err != nil || st.UIDNext != 3 {
+		t.Errorf("A's UIDNEXT %v: %v, want 3", st, err)
+	}
+}
