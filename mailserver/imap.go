@@ -87,6 +87,10 @@ type IMAPOptions struct {
 	MaxFailuresPerAccountIP int
 	MaxFailuresPerIP        int
 	FailureWindow           time.Duration
+	// MaxConnections and MaxConnectionsPerIP bound the open connections,
+	// in all and from one address (an IPv6 /64); defaults 1000 and 20.
+	MaxConnections      int
+	MaxConnectionsPerIP int
 	// FailDelay is how long a failed login waits for its answer; default
 	// one second, negative for none.
 	FailDelay time.Duration
@@ -103,6 +107,7 @@ type IMAPServer struct {
 	log     *slog.Logger
 	srv     *imapserver.Server
 	limiter *loginLimiter
+	conns   *connTracker
 	nextID  atomic.Uint64
 
 	ctx    context.Context
@@ -139,6 +144,12 @@ func NewIMAPServer(backend IMAPBackend, opts IMAPOptions) *IMAPServer {
 	if opts.FailureWindow <= 0 {
 		opts.FailureWindow = 15 * time.Minute
 	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = 1000
+	}
+	if opts.MaxConnectionsPerIP <= 0 {
+		opts.MaxConnectionsPerIP = 20
+	}
 	if opts.FailDelay == 0 {
 		opts.FailDelay = time.Second
 	}
@@ -148,7 +159,9 @@ func NewIMAPServer(backend IMAPBackend, opts IMAPOptions) *IMAPServer {
 		log:      opts.Logger.With("proto", "imap"),
 		limiter:  newLoginLimiter(opts.MaxFailuresPerAccountIP, opts.MaxFailuresPerIP, opts.FailureWindow),
 		sessions: map[*imapSession]struct{}{},
+		conns:    newConnTracker(opts.MaxConnections, opts.MaxConnectionsPerIP),
 	}
+	s.conns.refusal = func(reason string) string { return "* BYE " + reason + ", try again later\r\n" }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: s.newSession,
@@ -164,8 +177,12 @@ func NewIMAPServer(backend IMAPBackend, opts IMAPOptions) *IMAPServer {
 // Serve accepts cleartext connections (with STARTTLS when a TLS
 // configuration is set) on l until Close.
 func (s *IMAPServer) Serve(l net.Listener) error {
+	return s.serve(s.conns.wrap(l, s.log), l.Addr())
+}
+
+func (s *IMAPServer) serve(l net.Listener, addr net.Addr) error {
 	if err := s.srv.Serve(l); err != nil {
-		return fmt.Errorf("imap serve %s: %w", l.Addr(), err)
+		return fmt.Errorf("imap serve %s: %w", addr, err)
 	}
 	return nil
 }
@@ -176,7 +193,7 @@ func (s *IMAPServer) ServeTLS(l net.Listener) error {
 	if s.opts.TLSConfig == nil {
 		return errors.New("imap serve TLS: no TLS configuration")
 	}
-	return s.Serve(tls.NewListener(l, s.opts.TLSConfig))
+	return s.serve(tls.NewListener(s.conns.wrap(l, s.log), s.opts.TLSConfig), l.Addr())
 }
 
 // Close closes the listeners and every connection.

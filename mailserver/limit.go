@@ -14,6 +14,8 @@ import (
 // those and end the others with 421.
 type connTracker struct {
 	max, perIP int
+	// refusal is the line a refused connection gets, for a reason.
+	refusal func(reason string) string
 
 	mu       sync.Mutex
 	byIP     map[string]int
@@ -22,7 +24,8 @@ type connTracker struct {
 }
 
 func newConnTracker(max, perIP int) *connTracker {
-	return &connTracker{max: max, perIP: perIP, byIP: map[string]int{}, all: map[*trackedConn]struct{}{}}
+	return &connTracker{max: max, perIP: perIP, byIP: map[string]int{}, all: map[*trackedConn]struct{}{},
+		refusal: func(reason string) string { return "421 4.7.0 " + reason + ", try again later\r\n" }}
 }
 
 func (t *connTracker) wrap(l net.Listener, log *slog.Logger) net.Listener {
@@ -64,7 +67,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(c)
+		ip := addressKey(remoteIP(c))
 		t := l.t
 		t.mu.Lock()
 		reason := ""
@@ -78,7 +81,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			t.mu.Unlock()
 			l.log.Warn("connection refused", "remote", c.RemoteAddr().String(), "reason", reason)
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			c.Write([]byte("421 4.7.0 " + reason + ", try again later\r\n"))
+			c.Write([]byte(t.refusal(reason)))
 			c.Close()
 			continue
 		}

@@ -1,7 +1,12 @@
 package mailserver
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -83,5 +88,62 @@ func TestLoginLimiterPerAddress(t *testing.T) {
 	}
 	if l.blocked("cora@example.org", "192.0.2.1", now.Add(15*time.Minute)) != "" {
 		t.Error("block outlives the window")
+	}
+}
+
+// An address holds at most MaxConnectionsPerIP IMAP connections; more are
+// told BYE at once, and a closed one frees its place.
+func TestIMAPConnectionsPerAddress(t *testing.T) {
+	srv := NewIMAPServer(nil, IMAPOptions{MaxConnectionsPerIP: 3, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	dial := func(local string) (net.Conn, string) {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return c, line
+	}
+	var open []net.Conn
+	for i := range 3 {
+		c, line := dial("127.0.0.2")
+		if !strings.HasPrefix(line, "* OK") {
+			t.Fatalf("connection %d: %q", i, line)
+		}
+		open = append(open, c)
+	}
+	c, line := dial("127.0.0.2")
+	c.Close()
+	if !strings.HasPrefix(line, "* BYE too many connections from your address") {
+		t.Errorf("fourth connection from one address: %q", line)
+	}
+	c, line = dial("127.0.0.1")
+	c.Close()
+	if !strings.HasPrefix(line, "* OK") {
+		t.Errorf("another address: %q", line)
+	}
+	open[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, line = dial("127.0.0.2")
+		c.Close()
+		if strings.HasPrefix(line, "* OK") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed connection does not free its place: %q", line)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, c := range open[1:] {
+		c.Close()
 	}
 }
