@@ -207,9 +207,8 @@ func (s *IMAPServer) Close() error {
 
 // Notify tells every session that messages may have been added: selected
 // mailboxes are checked, and idling clients whose mailbox grew (only
-// those) get EXISTS at once. Call it
-// after committing new messages (it is cheap; sessions look only at what
-// is newer than what they have).
+// those) get EXISTS at once. Call it after committing new messages (it is
+// cheap; sessions look only at what is newer than what they have).
 func (s *IMAPServer) Notify() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
