@@ -79,12 +79,18 @@ type IMAPOptions struct {
 	// without TLS (for the embedded default configuration only); everyone
 	// else must use TLS first.
 	InsecureLoopbackAuth bool
-	// MaxFailuresPerAccount and MaxFailuresPerIP bound failed logins within
-	// FailureWindow; beyond them logins are refused without checking the
-	// password. Defaults 10, 30 and 15 minutes.
-	MaxFailuresPerAccount int
-	MaxFailuresPerIP      int
-	FailureWindow         time.Duration
+	// MaxFailuresPerAccountIP bounds failed logins to one account from one
+	// client address, MaxFailuresPerIP those from one address (an IPv6
+	// /64) to any account, within FailureWindow; beyond them logins from
+	// that address are refused without checking the password. Defaults 10,
+	// 30 and 15 minutes. Failures from one address never block another.
+	MaxFailuresPerAccountIP int
+	MaxFailuresPerIP        int
+	FailureWindow           time.Duration
+	// MaxConnections and MaxConnectionsPerIP bound the open connections,
+	// in all and from one address (an IPv6 /64); defaults 1000 and 20.
+	MaxConnections      int
+	MaxConnectionsPerIP int
 	// FailDelay is how long a failed login waits for its answer; default
 	// one second, negative for none.
 	FailDelay time.Duration
@@ -101,6 +107,7 @@ type IMAPServer struct {
 	log     *slog.Logger
 	srv     *imapserver.Server
 	limiter *loginLimiter
+	conns   *connTracker
 	nextID  atomic.Uint64
 
 	ctx    context.Context
@@ -128,14 +135,20 @@ func NewIMAPServer(backend IMAPBackend, opts IMAPOptions) *IMAPServer {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.MaxFailuresPerAccount <= 0 {
-		opts.MaxFailuresPerAccount = 10
+	if opts.MaxFailuresPerAccountIP <= 0 {
+		opts.MaxFailuresPerAccountIP = 10
 	}
 	if opts.MaxFailuresPerIP <= 0 {
 		opts.MaxFailuresPerIP = 30
 	}
 	if opts.FailureWindow <= 0 {
 		opts.FailureWindow = 15 * time.Minute
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = 1000
+	}
+	if opts.MaxConnectionsPerIP <= 0 {
+		opts.MaxConnectionsPerIP = 20
 	}
 	if opts.FailDelay == 0 {
 		opts.FailDelay = time.Second
@@ -144,9 +157,11 @@ func NewIMAPServer(backend IMAPBackend, opts IMAPOptions) *IMAPServer {
 		backend:  backend,
 		opts:     opts,
 		log:      opts.Logger.With("proto", "imap"),
-		limiter:  newLoginLimiter(opts.MaxFailuresPerAccount, opts.MaxFailuresPerIP, opts.FailureWindow),
+		limiter:  newLoginLimiter(opts.MaxFailuresPerAccountIP, opts.MaxFailuresPerIP, opts.FailureWindow),
 		sessions: map[*imapSession]struct{}{},
+		conns:    newConnTracker(opts.MaxConnections, opts.MaxConnectionsPerIP),
 	}
+	s.conns.refusal = func(reason string) string { return "* BYE " + reason + ", try again later\r\n" }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.srv = imapserver.New(&imapserver.Options{
 		NewSession: s.newSession,
@@ -162,8 +177,12 @@ func NewIMAPServer(backend IMAPBackend, opts IMAPOptions) *IMAPServer {
 // Serve accepts cleartext connections (with STARTTLS when a TLS
 // configuration is set) on l until Close.
 func (s *IMAPServer) Serve(l net.Listener) error {
+	return s.serve(s.conns.wrap(l, s.log), l.Addr())
+}
+
+func (s *IMAPServer) serve(l net.Listener, addr net.Addr) error {
 	if err := s.srv.Serve(l); err != nil {
-		return fmt.Errorf("imap serve %s: %w", l.Addr(), err)
+		return fmt.Errorf("imap serve %s: %w", addr, err)
 	}
 	return nil
 }
@@ -174,7 +193,7 @@ func (s *IMAPServer) ServeTLS(l net.Listener) error {
 	if s.opts.TLSConfig == nil {
 		return errors.New("imap serve TLS: no TLS configuration")
 	}
-	return s.Serve(tls.NewListener(l, s.opts.TLSConfig))
+	return s.serve(tls.NewListener(s.conns.wrap(l, s.log), s.opts.TLSConfig), l.Addr())
 }
 
 // Close closes the listeners and every connection.
@@ -187,9 +206,9 @@ func (s *IMAPServer) Close() error {
 }
 
 // Notify tells every session that messages may have been added: selected
-// mailboxes are checked and idling clients get EXISTS at once. Call it
-// after committing new messages (it is cheap; sessions look only at what
-// is newer than what they have).
+// mailboxes are checked, and idling clients whose mailbox grew (only
+// those) get EXISTS at once. Call it after committing new messages (it is
+// cheap; sessions look only at what is newer than what they have).
 func (s *IMAPServer) Notify() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -236,67 +255,46 @@ func (s *IMAPServer) newSession(c *imapserver.Conn) (imapserver.Session, *imapse
 	return sess, nil, nil
 }
 
-// loginLimiter counts failed logins per account and per client address
-// within a sliding window.
+// loginLimiter counts failed logins per (account, client address) and per
+// client address, never per account alone: a member whose account is
+// attacked from one address can still log in from others.
 type loginLimiter struct {
-	perAccount, perIP int
-	window            time.Duration
-
-	mu    sync.Mutex
-	fails map[string][]time.Time
+	perAccountIP, perIP int
+	fails               *failureCounter
 }
 
-// maxLimiterKeys bounds the limiter's memory; beyond it the oldest state
-// is forgotten.
+// maxLimiterKeys bounds the limiter's memory; beyond it the keys whose
+// last failure is oldest are forgotten first.
 const maxLimiterKeys = 100000
 
-func newLoginLimiter(perAccount, perIP int, window time.Duration) *loginLimiter {
-	return &loginLimiter{perAccount: perAccount, perIP: perIP, window: window, fails: map[string][]time.Time{}}
+func newLoginLimiter(perAccountIP, perIP int, window time.Duration) *loginLimiter {
+	return &loginLimiter{perAccountIP: perAccountIP, perIP: perIP,
+		fails: newFailureCounter(window, maxLimiterKeys, max(perAccountIP, perIP))}
 }
 
-func (l *loginLimiter) recent(key string, now time.Time) int {
-	ts := l.fails[key]
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) > l.window {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(l.fails, key)
-	} else {
-		l.fails[key] = ts
-	}
-	return len(ts)
-}
+func pairKey(user, ip string) string { return "p:" + addressKey(ip) + " " + user }
+func ipKey(ip string) string         { return "i:" + addressKey(ip) }
 
 // blocked says which limit (if any) refuses a login now.
 func (l *loginLimiter) blocked(user, ip string, now time.Time) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.recent("a:"+user, now) >= l.perAccount {
-		return "account"
+	if l.fails.count(pairKey(user, ip), now) >= l.perAccountIP {
+		return "account from this address"
 	}
-	if l.recent("i:"+ip, now) >= l.perIP {
+	if l.fails.count(ipKey(ip), now) >= l.perIP {
 		return "address"
 	}
 	return ""
 }
 
 func (l *loginLimiter) fail(user, ip string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.fails) > maxLimiterKeys {
-		l.fails = map[string][]time.Time{}
-	}
-	for _, k := range []string{"a:" + user, "i:" + ip} {
-		l.fails[k] = append(l.fails[k], now)
-	}
+	l.fails.add(pairKey(user, ip), now)
+	l.fails.add(ipKey(ip), now)
 }
 
-func (l *loginLimiter) success(user string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.fails, "a:"+user)
+// success forgets the account's failures from ip (not the address's: a
+// login to one's own account does not buy more guesses at others).
+func (l *loginLimiter) success(user, ip string) {
+	l.fails.reset(pairKey(user, ip))
 }
 
 func isLoopback(ip string) bool {

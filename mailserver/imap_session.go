@@ -134,7 +134,7 @@ func (s *imapSession) Login(username, password string) error {
 	if err != nil {
 		return s.fail("login", "", err)
 	}
-	s.srv.limiter.success(user)
+	s.srv.limiter.success(user, s.ip)
 	s.account = account
 	s.log = s.log.With("user", account)
 	s.srv.register(s)
@@ -394,11 +394,17 @@ func (s *imapSession) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error 
 		return nil
 	}
 	if s.newMail.Swap(false) {
+		// Notify wakes every session for mail to any mailbox: only
+		// growth of the selected one is reported, so that a session
+		// never learns of traffic elsewhere.
+		n := len(s.sel.msgs)
 		if err := s.loadNew(); err != nil {
 			return err
 		}
-		if err := w.WriteNumMessages(uint32(len(s.sel.msgs))); err != nil {
-			return err
+		if len(s.sel.msgs) > n {
+			if err := w.WriteNumMessages(uint32(len(s.sel.msgs))); err != nil {
+				return err
+			}
 		}
 	}
 	if s.flagsChanged.Swap(false) {

@@ -1,6 +1,7 @@
 package mailserver
 
 import (
+	"container/list"
 	"log/slog"
 	"net"
 	"sync"
@@ -13,6 +14,8 @@ import (
 // those and end the others with 421.
 type connTracker struct {
 	max, perIP int
+	// refusal is the line a refused connection gets, for a reason.
+	refusal func(reason string) string
 
 	mu       sync.Mutex
 	byIP     map[string]int
@@ -21,7 +24,8 @@ type connTracker struct {
 }
 
 func newConnTracker(max, perIP int) *connTracker {
-	return &connTracker{max: max, perIP: perIP, byIP: map[string]int{}, all: map[*trackedConn]struct{}{}}
+	return &connTracker{max: max, perIP: perIP, byIP: map[string]int{}, all: map[*trackedConn]struct{}{},
+		refusal: func(reason string) string { return "421 4.7.0 " + reason + ", try again later\r\n" }}
 }
 
 func (t *connTracker) wrap(l net.Listener, log *slog.Logger) net.Listener {
@@ -63,7 +67,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(c)
+		ip := addressKey(remoteIP(c))
 		t := l.t
 		t.mu.Lock()
 		reason := ""
@@ -77,7 +81,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			t.mu.Unlock()
 			l.log.Warn("connection refused", "remote", c.RemoteAddr().String(), "reason", reason)
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			c.Write([]byte("421 4.7.0 " + reason + ", try again later\r\n"))
+			c.Write([]byte(t.refusal(reason)))
 			c.Close()
 			continue
 		}
@@ -173,4 +177,97 @@ func trackedOf(c net.Conn) *trackedConn {
 			return nil
 		}
 	}
+}
+
+// failureCounter counts failures per key within a sliding window, in
+// bounded memory: beyond max keys, the key whose last failure is oldest is
+// forgotten first, one at a time.
+type failureCounter struct {
+	window time.Duration
+	max    int
+	keep   int // timestamps kept per key: the highest limit checked
+
+	mu   sync.Mutex
+	keys map[string]*list.Element // value: *failures
+	lru  list.List                // front: most recent failure
+}
+
+type failures struct {
+	key string
+	at  []time.Time // ascending, at most keep
+}
+
+func newFailureCounter(window time.Duration, max, keep int) *failureCounter {
+	return &failureCounter{window: window, max: max, keep: keep, keys: map[string]*list.Element{}}
+}
+
+// count returns the failures of key within the window before now.
+func (c *failureCounter) count(key string, now time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.keys[key]
+	if e == nil {
+		return 0
+	}
+	f := e.Value.(*failures)
+	i := 0
+	for i < len(f.at) && now.Sub(f.at[i]) >= c.window {
+		i++
+	}
+	f.at = f.at[i:]
+	if len(f.at) == 0 {
+		c.lru.Remove(e)
+		delete(c.keys, key)
+	}
+	return len(f.at)
+}
+
+// add records a failure of key at now.
+func (c *failureCounter) add(key string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.keys[key]
+	if e == nil {
+		e = c.lru.PushFront(&failures{key: key})
+		c.keys[key] = e
+		for len(c.keys) > c.max {
+			old := c.lru.Back()
+			c.lru.Remove(old)
+			delete(c.keys, old.Value.(*failures).key)
+		}
+	} else {
+		c.lru.MoveToFront(e)
+	}
+	f := e.Value.(*failures)
+	f.at = append(f.at, now)
+	if len(f.at) > c.keep {
+		f.at = f.at[len(f.at)-c.keep:]
+	}
+}
+
+// reset forgets key.
+func (c *failureCounter) reset(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.keys[key]; e != nil {
+		c.lru.Remove(e)
+		delete(c.keys, key)
+	}
+}
+
+// len is the number of keys remembered.
+func (c *failureCounter) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.keys)
+}
+
+// addressKey is the unit a client address is counted in: the address for
+// IPv4, its /64 network for IPv6 (what one customer usually gets).
+func addressKey(ip string) string {
+	p := net.ParseIP(ip)
+	if p == nil || p.To4() != nil {
+		return ip
+	}
+	return p.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }

@@ -17,12 +17,15 @@ import (
 // IMAPIncidentPrefix + the list's name and holds exactly the member's
 // sealed copies of the list's posts.
 //
-// UIDs are row ids: queue_msg ids in INBOX, post ids in Announce, post_copy
-// ids in incident mailboxes. Messages are never changed and (but for
-// INBOX notices dropped from the queue) never deleted, so UIDs are stable
-// and only grow; UIDVALIDITY is the incident list's creation time, a
-// per-account value for INBOX (changed if a queue_msg id could be reused)
-// and a value set once for Announce.
+// UIDs count each mailbox's own messages (1, 2, 3, ...), so that no gap
+// shows mail that went to another list or member: imap_uid of the queue
+// row in INBOX, of the post in Announce, of the post_copy in incident
+// mailboxes, each taken from the mailbox's counter in imap_uid_last when
+// the row is written (see migration 0009). Counters never go back, so
+// UIDs are stable, only grow and are never reused; UIDVALIDITY is the
+// incident list's creation time (plus an offset raised when UIDs were
+// renumbered), a per-account value for INBOX and a value set once for
+// Announce.
 const (
 	IMAPInbox          = "INBOX"
 	IMAPAnnounce       = "Announce"
@@ -162,6 +165,7 @@ type imapBox struct {
 	kind     string // inbox, announce, incident
 	member   int64  // incident: the member row
 	validity uint32
+	box      string // its key in imap_uid_last
 }
 
 // resolveIMAPBox finds an account's mailbox: ErrNotFound for no such
@@ -180,8 +184,10 @@ func resolveIMAPBox(ctx context.Context, tx *sql.Tx, email, name string) (*imapB
 	case name == IMAPInbox:
 		b.kind = "inbox"
 		b.validity = uint32(inboxValidity)
+		b.box = "i:" + b.email
 	case name == IMAPAnnounce:
 		b.kind = "announce" // validity: see IMAPMailboxStatus
+		b.box = "a"
 	case strings.HasPrefix(name, IMAPIncidentPrefix):
 		b.kind = "incident"
 		list := strings.TrimPrefix(name, IMAPIncidentPrefix)
@@ -200,7 +206,13 @@ func resolveIMAPBox(ctx context.Context, tx *sql.Tx, email, name string) (*imapB
 		if err != nil {
 			return nil, fmt.Errorf("mailbox %s: %w", name, err)
 		}
-		b.validity = uint32(created / 1000)
+		var offset int64
+		err = tx.QueryRowContext(ctx, `SELECT COALESCE((SELECT value FROM imap_setting WHERE name = 'incident_validity_offset'), 0)`).Scan(&offset)
+		if err != nil {
+			return nil, fmt.Errorf("mailbox %s: %w", name, err)
+		}
+		b.validity = uint32(created/1000 + offset)
+		b.box = fmt.Sprintf("m:%d", b.member)
 	default:
 		return nil, fmt.Errorf("mailbox %q: %w", name, ErrNotFound)
 	}
@@ -220,19 +232,20 @@ const announceOnly = `p.status = 'distributed' AND p.archive IS NOT NULL`
 func (b *imapBox) messagesSQL() (string, []any) {
 	switch b.kind {
 	case "inbox":
-		return `SELECT qm.id AS uid, qm.size AS size, qm.created_at AS at, COALESCE(f.flags, '') AS flags FROM queue_msg qm
-			LEFT JOIN imap_flag f ON f.account_id = ? AND f.mailbox = 'INBOX' AND f.uid = qm.id
-			WHERE qm.id IN (SELECT msg_id FROM queue WHERE rcpt = ? COLLATE NOCASE) AND ` + inboxOnly + ` AND qm.id > ?
-			ORDER BY qm.id`, []any{b.account, b.email}
+		return `SELECT q.imap_uid AS uid, qm.size AS size, qm.created_at AS at, COALESCE(f.flags, '') AS flags FROM queue q
+			JOIN queue_msg qm ON qm.id = q.msg_id
+			LEFT JOIN imap_flag f ON f.account_id = ? AND f.mailbox = 'INBOX' AND f.uid = q.imap_uid
+			WHERE q.rcpt = ? COLLATE NOCASE AND q.imap_uid IS NOT NULL AND ` + inboxOnly + ` AND q.imap_uid > ?
+			ORDER BY q.imap_uid`, []any{b.account, b.email}
 	case "announce":
-		return `SELECT p.id AS uid, length(p.archive) AS size, p.received_at AS at, COALESCE(f.flags, '') AS flags FROM post p
-			LEFT JOIN imap_flag f ON f.account_id = ? AND f.mailbox = 'Announce' AND f.uid = p.id
-			WHERE p.list_id IN (SELECT id FROM list WHERE kind = 'announce') AND ` + announceOnly + ` AND p.id > ? ORDER BY p.id`, []any{b.account}
+		return `SELECT p.imap_uid AS uid, length(p.archive) AS size, p.received_at AS at, COALESCE(f.flags, '') AS flags FROM post p
+			LEFT JOIN imap_flag f ON f.account_id = ? AND f.mailbox = 'Announce' AND f.uid = p.imap_uid
+			WHERE p.list_id IN (SELECT id FROM list WHERE kind = 'announce') AND ` + announceOnly + ` AND p.imap_uid > ? ORDER BY p.imap_uid`, []any{b.account}
 	default:
-		return `SELECT c.id AS uid, qm.size AS size, qm.created_at AS at, COALESCE(f.flags, '') AS flags FROM post_copy c
+		return `SELECT c.imap_uid AS uid, qm.size AS size, qm.created_at AS at, COALESCE(f.flags, '') AS flags FROM post_copy c
 			JOIN queue_msg qm ON qm.id = c.queue_msg
-			LEFT JOIN imap_flag f ON f.account_id = ? AND f.mailbox = ? AND f.uid = c.id
-			WHERE c.member_id = ? AND c.id > ? ORDER BY c.id`, []any{b.account, b.name, b.member}
+			LEFT JOIN imap_flag f ON f.account_id = ? AND f.mailbox = ? AND f.uid = c.imap_uid
+			WHERE c.member_id = ? AND c.imap_uid > ? ORDER BY c.imap_uid`, []any{b.account, b.name, b.member}
 	}
 }
 
@@ -292,7 +305,13 @@ func (db *DB) IMAPMailboxStatus(ctx context.Context, email, name string) (*IMAPS
 		if err := tx.QueryRowContext(ctx, q, append(args, 0)...).Scan(&n, &maxUID, &size, &seen); err != nil {
 			return fmt.Errorf("status of %s: %w", name, err)
 		}
-		st = &IMAPStatus{Name: name, UIDValidity: b.validity, UIDNext: uint32(maxUID) + 1,
+		// UIDNEXT comes from the counter: a dropped last notice does not
+		// make its UID look free.
+		var last int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE((SELECT last FROM imap_uid_last WHERE box = ?), 0)`, b.box).Scan(&last); err != nil {
+			return fmt.Errorf("status of %s: %w", name, err)
+		}
+		st = &IMAPStatus{Name: name, UIDValidity: b.validity, UIDNext: uint32(max(maxUID, last)) + 1,
 			Messages: uint32(n), Unseen: uint32(n - seen), Size: size}
 		return nil
 	})
@@ -383,14 +402,14 @@ func (db *DB) IMAPBodies(ctx context.Context, email, name string, uids []uint32,
 			var args []any
 			switch b.kind {
 			case "inbox":
-				q = `SELECT qm.id, qm.raw FROM queue_msg qm WHERE qm.id IN (` + in + `) AND ` + inboxOnly + `
-					AND EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = qm.id AND q.rcpt = ? COLLATE NOCASE) ORDER BY qm.id`
+				q = `SELECT q.imap_uid, qm.raw FROM queue q JOIN queue_msg qm ON qm.id = q.msg_id WHERE q.imap_uid IN (` + in + `)
+					AND ` + inboxOnly + ` AND q.rcpt = ? COLLATE NOCASE ORDER BY q.imap_uid`
 			case "announce":
-				q = `SELECT p.id, p.archive FROM post p WHERE p.id IN (` + in + `) AND ` + announceOnly + `
-					AND p.list_id IN (SELECT id FROM list WHERE kind = 'announce') ORDER BY p.id`
+				q = `SELECT p.imap_uid, p.archive FROM post p WHERE p.imap_uid IN (` + in + `) AND ` + announceOnly + `
+					AND p.list_id IN (SELECT id FROM list WHERE kind = 'announce') ORDER BY p.imap_uid`
 			default:
-				q = `SELECT c.id, qm.raw FROM post_copy c JOIN queue_msg qm ON qm.id = c.queue_msg
-					WHERE c.id IN (` + in + `) AND c.member_id = ? ORDER BY c.id`
+				q = `SELECT c.imap_uid, qm.raw FROM post_copy c JOIN queue_msg qm ON qm.id = c.queue_msg
+					WHERE c.imap_uid IN (` + in + `) AND c.member_id = ? ORDER BY c.imap_uid`
 			}
 			for _, u := range batch {
 				args = append(args, u)
@@ -437,13 +456,13 @@ func (db *DB) SetIMAPFlags(ctx context.Context, email, name string, flags map[ui
 		var check string
 		switch b.kind {
 		case "inbox":
-			check = `SELECT 1 FROM queue_msg qm WHERE qm.id = ? AND ` + inboxOnly + `
-				AND EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = qm.id AND q.rcpt = ? COLLATE NOCASE)`
+			check = `SELECT 1 FROM queue q JOIN queue_msg qm ON qm.id = q.msg_id WHERE q.imap_uid = ? AND ` + inboxOnly + `
+				AND q.rcpt = ? COLLATE NOCASE LIMIT 1`
 		case "announce":
-			check = `SELECT 1 FROM post p WHERE p.id = ? AND ? IS NOT NULL AND ` + announceOnly + `
+			check = `SELECT 1 FROM post p WHERE p.imap_uid = ? AND ? IS NOT NULL AND ` + announceOnly + `
 				AND p.list_id IN (SELECT id FROM list WHERE kind = 'announce')`
 		default:
-			check = `SELECT 1 FROM post_copy WHERE id = ? AND member_id = ?`
+			check = `SELECT 1 FROM post_copy WHERE imap_uid = ? AND member_id = ?`
 		}
 		var owner any = b.email
 		if b.kind == "incident" {

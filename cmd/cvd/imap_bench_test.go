@@ -16,6 +16,7 @@ import (
 
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/cvd-project/cvd/accounts"
 	"github.com/cvd-project/cvd/crypto"
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/store"
@@ -102,7 +103,7 @@ func BenchmarkIMAPMbsyncAnnounce(b *testing.B) {
 				return err
 			}
 		}
-		_, err := store.SetIMAPPasswordTx(ctx, tx, user, hashPassword(password), time.Now())
+		_, err := store.SetIMAPPasswordTx(ctx, tx, user, accounts.HashPassword(password), time.Now())
 		return err
 	})
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/cvd-project/cvd/accounts"
 	"github.com/cvd-project/cvd/crypto"
 	"github.com/cvd-project/cvd/internal/gpgtest"
 	"github.com/cvd-project/cvd/lists"
@@ -39,7 +40,7 @@ type imapWorld struct {
 	key     *crypto.Key
 	keyPub  []byte
 	svc     *lists.Service
-	acc     *imapAccounts
+	acc     *accounts.Issuer
 	srv     *mailserver.IMAPServer
 	addr    string
 	tlsConf *tls.Config
@@ -106,8 +107,8 @@ func (w *imapWorld) open() {
 	w.db = db
 	log := slog.New(slog.NewTextHandler(w.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w.svc = &lists.Service{DB: db, Domain: imapDomain, Key: w.key, Log: log}
-	w.acc = &imapAccounts{db: db, key: w.key, domain: imapDomain, host: "127.0.0.1", port: "1143", tls: "STARTTLS",
-		now: time.Now, log: log, warned: map[string]bool{}}
+	w.acc = &accounts.Issuer{DB: db, Key: w.key, Domain: imapDomain, Server: accounts.Server{Host: "127.0.0.1", Port: "1143", Security: "STARTTLS"},
+		Now: time.Now, Log: log}
 	opts := w.opts
 	opts.Logger = log
 	w.srv = mailserver.NewIMAPServer(imapBackend{db}, opts)
@@ -166,7 +167,7 @@ func (w *imapWorld) post(list string, from *gpgtest.User, subject, text string) 
 	inner := "Subject: " + subject + "\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text + "\r\n"
 	armored := from.EncryptSign([]byte(inner), w.key.Fingerprint())
 	raw := "From: " + from.Name + " <" + from.Email + ">\r\nTo: security+" + list + "@" + imapDomain + "\r\nSubject: ...\r\n" +
-		"Message-ID: <" + newPassword() + "@test>\r\nMIME-Version: 1.0\r\n" +
+		"Message-ID: <" + accounts.NewPassword() + "@test>\r\nMIME-Version: 1.0\r\n" +
 		"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"XX\"\r\n\r\n" +
 		"--XX\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n" +
 		"--XX\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n" +
@@ -197,7 +198,7 @@ var passwordRE = regexp.MustCompile(`(?m)^\s*password:\s+(\S+)`)
 func (w *imapWorld) password(u *gpgtest.User) string {
 	w.t.Helper()
 	ctx := context.Background()
-	if _, err := w.acc.provision(ctx); err != nil {
+	if _, err := w.acc.Provision(ctx); err != nil {
 		w.t.Fatal(err)
 	}
 	var raw []byte
@@ -610,7 +611,7 @@ func TestIMAPUIDsStableAcrossRestart(t *testing.T) {
 func TestIMAPLoginSecurity(t *testing.T) {
 	w := newIMAPWorld(t)
 	w.close()
-	w.opts = mailserver.IMAPOptions{TLSConfig: w.tlsConf, FailDelay: -1, MaxFailuresPerAccount: 3, MaxFailuresPerIP: 5}
+	w.opts = mailserver.IMAPOptions{TLSConfig: w.tlsConf, FailDelay: -1, MaxFailuresPerAccountIP: 3, MaxFailuresPerIP: 5}
 	w.open()
 	w.list("2026-001")
 	cora := w.person("Cora Coordinator", "cora@example.org")
@@ -664,7 +665,7 @@ func TestIMAPLoginSecurity(t *testing.T) {
 	// Brute force on one account: after 3 failures even the right
 	// password is refused.
 	for i := 0; i < 3; i++ {
-		if err := tlsLogin(cora.Email, "guess-"+newPassword()); imapCode(err) != imap.ResponseCodeAuthenticationFailed {
+		if err := tlsLogin(cora.Email, "guess-"+accounts.NewPassword()); imapCode(err) != imap.ResponseCodeAuthenticationFailed {
 			t.Errorf("wrong password %d: %v", i, err)
 		}
 	}
