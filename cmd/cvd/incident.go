@@ -106,6 +106,9 @@ func withDesk(cfgPath string, fn func(ctx context.Context, d *embargo.Desk) erro
 	if err != nil {
 		return err
 	}
+	if err := d.PinConfigKeys(ctx); err != nil {
+		return err
+	}
 	return fn(ctx, d)
 }
 

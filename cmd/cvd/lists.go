@@ -144,7 +144,7 @@ func printMembers(ctx context.Context, svc *lists.Service, list string, w io.Wri
 			return err
 		}
 		for _, m := range ms {
-			if k, err := store.PinnedKeyTx(ctx, tx, m.Email); err == nil {
+			if k, err := store.KeyForListTx(ctx, tx, l.ID, m.Email); err == nil {
 				keys[m.Email] = k.Fingerprint
 			}
 		}
