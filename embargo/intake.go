@@ -345,13 +345,18 @@ func (d *Desk) ackTx(ctx context.Context, tx *sql.Tx, id string, sm *store.Spool
 	if err != nil {
 		return false, err
 	}
-	k, _, err := d.keyFor(ctx, tx, l.ID, reporter, o.now)
+	k, problem, err := d.keyFor(ctx, tx, l.ID, reporter, o.now)
 	if err != nil {
 		return false, err
 	}
+	keyProblem := rp.keyProblem
+	if k == nil && keyProblem == "" && strings.HasPrefix(problem, "the pinned key is unusable: ") {
+		// A key known from before that no longer works.
+		keyProblem = strings.TrimPrefix(problem, "the pinned key is unusable: ")
+	}
 	r, err := render("ack", map[string]any{"ID": id, "ListAddress": d.ListAddress(id), "Intake": d.IntakeAddress(),
 		"Project": d.Project.Name, "Fingerprint": d.Key.Fingerprint(), "KeyKnown": k != nil, "Undecryptable": rp.undecryptable,
-		"KeyProblem": rp.keyProblem, "MinNotice": human(d.Policy.MinNotice), "MaxEmbargo": human(d.Policy.MaxEmbargo), "Escalation": human(d.Policy.AckEscalation)})
+		"KeyProblem": keyProblem, "MinNotice": human(d.Policy.MinNotice), "MaxEmbargo": human(d.Policy.MaxEmbargo), "Escalation": human(d.Policy.AckEscalation)})
 	if err != nil {
 		return false, err
 	}

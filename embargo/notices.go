@@ -130,7 +130,7 @@ func (d *Desk) keyFor(ctx context.Context, tx *sql.Tx, listID int64, email strin
 		return nil, "the pinned key cannot be read", nil
 	}
 	if err := crypto.CheckUsable(k, now); err != nil {
-		return nil, "the pinned key is unusable: " + err.Error(), nil
+		return nil, "the pinned key is unusable: " + describeKeyProblem(k, err), nil
 	}
 	return k, "", nil
 }

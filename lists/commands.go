@@ -324,15 +324,12 @@ func (p *postJob) resend(ctx context.Context, tx *sql.Tx, email string, found []
 	}
 	key := keyFor(found, email)
 	if key != nil {
-		// The attached key is used for this copy only, never pinned; it
-		// may not stand in for a key the administrator set.
+		// The attached key is used for this copy only, never pinned, and
+		// never instead of a key known for the address.
 		if pk, err := store.KeyForListTx(ctx, tx, p.list.ID, email); err == nil && !strings.EqualFold(pk.Fingerprint, key.Fingerprint()) {
 			return "refused: " + userError(&store.PinnedError{Email: email, Fingerprint: pk.Fingerprint}), nil
 		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return "", err
-		}
-		if !slices.Contains(key.Emails(), email) {
-			return "refused: the attached key has no user ID for " + email, nil
 		}
 	} else {
 		pk, err := store.KeyForListTx(ctx, tx, p.list.ID, email)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/internal/gpgtest"
 )
 
@@ -317,7 +318,8 @@ func attachment(t *testing.T, plain string) []byte {
 }
 
 // TestUnprocessableReportReachesTeam: reports cvd cannot process (over the
-// MIME part limit; encrypted to a key that is not the project's) are
+// MIME part limit; encrypted to a key that is not the project's; over
+// smtp.max_decrypted_size, lowered in cvd.toml) are
 // acknowledged and must reach the team: sealed to the coordinators, raw
 // message attached, with the reason; exactly once, also after a restart.
 func TestUnprocessableReportReachesTeam(t *testing.T) {
@@ -327,6 +329,7 @@ func TestUnprocessableReportReachesTeam(t *testing.T) {
 	rita := w.person("Rita Reporter", "rita@reporter.example")
 	other := w.person("Someone Else", "else@example.net")
 	rita.Import(other.Pub)
+	cvdtest.SetConfig(t, w.cfg, "max_decrypted_size", `"2KiB"`)
 	w.start()
 
 	var many strings.Builder
@@ -343,14 +346,20 @@ func TestUnprocessableReportReachesTeam(t *testing.T) {
 	id2 := w.report(rita.Email, rita.Email, gpgtest.PGPMIME("From: Rita Reporter <rita@reporter.example>\r\nTo: security@example.org\r\n"+
 		"Subject: ...\r\nMessage-ID: <wrongkey1@reporter.example>\r\n", armored))
 
+	// Over the configured limit once decrypted.
+	big := "Content-Type: text/plain\r\n\r\nBIG-SECRET\r\n" + strings.Repeat(fmt.Sprintf("%x\r\n", time.Now().UnixNano()), 400)
+	armored = rita.EncryptSign([]byte(big), w.projectFpr)
+	id3 := w.report(rita.Email, rita.Email, gpgtest.PGPMIME("From: Rita Reporter <rita@reporter.example>\r\nTo: security@example.org\r\n"+
+		"Subject: ...\r\nMessage-ID: <big1@reporter.example>\r\n", armored))
+
 	check := func() {
 		t.Helper()
-		if n := len(w.mail(rita.Email)); n != 2 {
+		if n := len(w.mail(rita.Email)); n != 3 {
 			t.Errorf("Rita has %d messages, want one acknowledgement per report", n)
 		}
 		toCora := w.mail(cora.Email)
 		for _, m := range toCora {
-			if bytes.Contains(m, []byte("PARTS-SECRET")) {
+			if bytes.Contains(m, []byte("PARTS-SECRET")) || bytes.Contains(m, []byte("BIG-SECRET")) {
 				t.Errorf("the report left in clear")
 			}
 		}
@@ -358,6 +367,7 @@ func TestUnprocessableReportReachesTeam(t *testing.T) {
 		for _, c := range []struct{ id, reason, marker string }{
 			{id1, "exceeds a limit", "PARTS-SECRET"},
 			{id2, "not to the project key", "wrongkey1@reporter.example"},
+			{id3, "exceeds a limit", "big1@reporter.example"},
 		} {
 			n := 0
 			for _, p := range plains {
@@ -409,7 +419,7 @@ func TestReporterToldWhyKeyUnusable(t *testing.T) {
 	} {
 		w.report(c.email, c.email, withKey("Reporter <"+c.email+">", "r-"+c.email, "A bug.", []byte(c.key)))
 		ack := w.mail(c.email)[0]
-		if !strings.Contains(string(ack), "The OpenPGP key you sent cannot be used") || !strings.Contains(string(ack), c.want) {
+		if !strings.Contains(string(ack), "Your OpenPGP key cannot be used") || !strings.Contains(string(ack), c.want) {
 			t.Errorf("acknowledgement to %s does not say why the key is unusable (%q):\n%s", c.email, c.want, ack)
 		}
 	}
