@@ -301,6 +301,13 @@ func TestCrossIncidentAddKey(t *testing.T) {
 			t.Errorf("%s cannot read Rita's follow-up", u.Email)
 		}
 	}
+	for _, u := range []*gpgtest.User{mallory, fakeCora, fakeFred} {
+		for _, to := range []string{mallory.Email, cora.Email, fred.Email} {
+			if anyContains(readable(u, w.mail(to)), "RITA-") {
+				t.Errorf("the attacker's key %s reads Rita's mail to %s", u.Fpr, to)
+			}
+		}
+	}
 }
 
 // attachment decodes the base64 attachment of a decrypted quarantine.
