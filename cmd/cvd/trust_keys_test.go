@@ -431,3 +431,33 @@ func TestReporterToldWhyKeyUnusable(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigKeyOverridesEarlierPin: a different key was pinned for an
+// address before it was configured as a team coordinator (by an older cvd
+// from a report, or by hand). When cvd starts, the configured key wins,
+// the history keeps both, and the team is told.
+func TestConfigKeyOverridesEarlierPin(t *testing.T) {
+	cora := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
+	fake := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
+	w := newTrustWorld(t) // no team yet
+	cora.Import(w.projectPub)
+	fakeFile := filepath.Join(t.TempDir(), "fake.asc")
+	os.WriteFile(fakeFile, fake.Pub, 0o600)
+	w.cli("member", "key", cora.Email, "--key", fakeFile)
+
+	os.WriteFile(filepath.Join(w.dir, "keys/cora.asc"), cora.Pub, 0o600)
+	cvdtest.AppendConfig(t, w.cfg, "[[embargo.team]]\nname = \"Cora\"\nemail = \"cora@example.org\"\nkey_file = \"keys/cora.asc\"\n")
+	w.start()
+	w.settle()
+	toCora := w.mail(cora.Email)
+	if got := readable(cora, toCora); !anyContains(got, "conflicted with cvd.toml") || !anyContains(got, fake.Fpr) {
+		t.Errorf("the team was not told that the configured key replaced %s (%d messages)", fake.Fpr, len(toCora))
+	}
+	if got := readable(fake, toCora); len(got) != 0 {
+		t.Errorf("mail to the coordinator is sealed to the replaced key")
+	}
+	// The administrator cannot pin another key for a configured address.
+	if code, _, errOut := runCVD(t, w.dir, nil, "member", "key", cora.Email, "--key", fakeFile, "--replace-key", "--config", w.cfg); code == 0 || !strings.Contains(errOut, "cvd.toml") {
+		t.Errorf("member key for a configured address: exit %d %s", code, errOut)
+	}
+}
