@@ -69,6 +69,11 @@ type SMTP struct {
 	MaxConnectionsPerIP int
 	ReadTimeout         time.Duration
 	WriteTimeout        time.Duration
+	// MaxMIMEParts, MaxMIMEDepth and MaxDecryptedBytes bound the work on
+	// one message.
+	MaxMIMEParts      int
+	MaxMIMEDepth      int
+	MaxDecryptedBytes int64
 }
 
 // IMAP configures the IMAP listener.
@@ -213,6 +218,9 @@ type raw struct {
 		MaxConnectionsPerIP *int           `toml:"max_connections_per_ip"`
 		ReadTimeout         *time.Duration `toml:"read_timeout"`
 		WriteTimeout        *time.Duration `toml:"write_timeout"`
+		MaxMIMEParts        *int           `toml:"max_mime_parts"`
+		MaxMIMEDepth        *int           `toml:"max_mime_depth"`
+		MaxDecryptedSize    *Size          `toml:"max_decrypted_size"`
 	} `toml:"smtp"`
 	IMAP struct {
 		Listen *string `toml:"listen"`
@@ -358,6 +366,7 @@ var keys = []string{
 	"domain", "hostname", "data_dir", "database", "templates_dir",
 	"smtp", "smtp.listen", "smtp.max_message_size", "smtp.max_recipients", "smtp.max_connections",
 	"smtp.max_connections_per_ip", "smtp.read_timeout", "smtp.write_timeout",
+	"smtp.max_mime_parts", "smtp.max_mime_depth", "smtp.max_decrypted_size",
 	"imap", "imap.listen",
 	"tls", "tls.cert_file", "tls.key_file",
 	"pgp", "pgp.key_file", "pgp.public_file",
@@ -476,6 +485,19 @@ func (c *Config) apply(r *raw, baseDir string) error {
 	}
 	if c.SMTP.WriteTimeout, err = duration(r.SMTP.WriteTimeout, time.Minute); err != nil {
 		return bad("smtp.write_timeout", "%v", err)
+	}
+	if c.SMTP.MaxMIMEParts, err = positive(r.SMTP.MaxMIMEParts, 512); err != nil {
+		return bad("smtp.max_mime_parts", "%v", err)
+	}
+	if c.SMTP.MaxMIMEDepth, err = positive(r.SMTP.MaxMIMEDepth, 16); err != nil {
+		return bad("smtp.max_mime_depth", "%v", err)
+	}
+	c.SMTP.MaxDecryptedBytes = 64 << 20
+	if r.SMTP.MaxDecryptedSize != nil {
+		c.SMTP.MaxDecryptedBytes = int64(*r.SMTP.MaxDecryptedSize)
+	}
+	if c.SMTP.MaxDecryptedBytes < 1024 {
+		return bad("smtp.max_decrypted_size", "%d bytes is too small; use at least \"1KiB\", e.g. \"64MiB\"", c.SMTP.MaxDecryptedBytes)
 	}
 
 	c.IMAP.Listen = str(r.IMAP.Listen, "127.0.0.1:1143")

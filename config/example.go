@@ -43,6 +43,12 @@ database = "cvd.db"
 listen = "127.0.0.1:2525"
 # Larger messages are refused with 552.
 max_message_size = "25MiB"
+# Work cvd does on one message: MIME parts, MIME nesting, and the size of
+# its decrypted (decompressed) content. A report over a limit is not
+# distributed: it goes to the coordinators as received, sealed.
+# max_mime_parts = 512
+# max_mime_depth = 16
+# max_decrypted_size = "64MiB"
 # Recipients per message (more get 452).
 max_recipients = 100
 # Concurrent connections, in all and from one IP address (more get 421).

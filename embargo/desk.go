@@ -89,6 +89,10 @@ type Desk struct {
 	// AfterRelease, when set, is called after a release transaction
 	// committed (tests use it to crash there).
 	AfterRelease func(id string)
+	// AfterPost, when set, is called after the intake posted a message to
+	// its incident's list and before the acknowledgement (tests crash
+	// there).
+	AfterPost func(id string)
 }
 
 func (d *Desk) now() time.Time {

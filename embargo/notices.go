@@ -109,9 +109,16 @@ type recipient struct {
 	problem string
 }
 
-// keyFor returns the usable pinned key of email, or why there is none.
-func (d *Desk) keyFor(ctx context.Context, tx *sql.Tx, email string, now time.Time) (*crypto.Key, string, error) {
-	pk, err := store.PinnedKeyTx(ctx, tx, email)
+// keyFor returns the usable key of email on list listID (its list-only
+// key, else its global pin; 0: the global pin only), or why there is none.
+func (d *Desk) keyFor(ctx context.Context, tx *sql.Tx, listID int64, email string, now time.Time) (*crypto.Key, string, error) {
+	var pk *store.PublicKey
+	var err error
+	if listID != 0 {
+		pk, err = store.KeyForListTx(ctx, tx, listID, email)
+	} else {
+		pk, err = store.PinnedKeyTx(ctx, tx, email)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, "no OpenPGP key is known", nil
 	}
@@ -123,7 +130,7 @@ func (d *Desk) keyFor(ctx context.Context, tx *sql.Tx, email string, now time.Ti
 		return nil, "the pinned key cannot be read", nil
 	}
 	if err := crypto.CheckUsable(k, now); err != nil {
-		return nil, "the pinned key is unusable: " + err.Error(), nil
+		return nil, "the pinned key is unusable: " + describeKeyProblem(k, err), nil
 	}
 	return k, "", nil
 }
@@ -143,7 +150,7 @@ func (o *op) members() ([]recipient, error) {
 		if m.State != store.MemberActive {
 			continue
 		}
-		k, problem, err := o.d.keyFor(o.ctx, o.tx, m.Email, o.now)
+		k, problem, err := o.d.keyFor(o.ctx, o.tx, l.ID, m.Email, o.now)
 		if err != nil {
 			return nil, err
 		}
@@ -201,7 +208,11 @@ func (o *op) sealToMembers(kind string, r *templates.Rendered, keep func(recipie
 // usable, else plain when plainOK (notices without embargoed content),
 // else not at all (returned false with the reason).
 func (o *op) sendOne(kind, to string, r *templates.Rendered, origin store.Origin, plainOK bool, inReplyTo string) (bool, string, error) {
-	k, problem, err := o.d.keyFor(o.ctx, o.tx, to, o.now)
+	l, err := store.ListByNameTx(o.ctx, o.tx, o.in.ID)
+	if err != nil {
+		return false, "", err
+	}
+	k, problem, err := o.d.keyFor(o.ctx, o.tx, l.ID, to, o.now)
 	if err != nil {
 		return false, "", err
 	}

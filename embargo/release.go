@@ -19,12 +19,22 @@ import (
 	"github.com/cvd-project/cvd/templates"
 )
 
-// addPerson adds a team member or downstream to an incident list,
-// pinning the configured key when the address has none pinned yet (a key
-// pinned before, e.g. rotated by x-add-key, is kept).
+// addPerson adds a team member or downstream to an incident list. A
+// configured address gets its configured key, which is authoritative; for
+// another address p.Key is pinned when none is pinned yet.
 func (d *Desk) addPerson(ctx context.Context, tx *sql.Tx, list string, p Person, role string) error {
 	var key []byte
-	if p.Key != nil {
+	if cp, ok := d.configured(p.Email); ok {
+		c, err := d.pinConfigKeyTx(ctx, tx, cp)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			if err := d.tellConflictsTx(ctx, tx, []*keyConflict{c}); err != nil {
+				return err
+			}
+		}
+	} else if p.Key != nil {
 		_, err := store.PinnedKeyTx(ctx, tx, strings.ToLower(p.Email))
 		switch {
 		case errors.Is(err, store.ErrNotFound):

@@ -148,7 +148,7 @@ func (p *postJob) command(ctx context.Context, tx *sql.Tx, kw Keyword, found []c
 		var b strings.Builder
 		for _, m := range ms {
 			key := "no key"
-			if pk, err := store.PinnedKeyTx(ctx, tx, m.Email); err == nil {
+			if pk, err := store.KeyForListTx(ctx, tx, p.list.ID, m.Email); err == nil {
 				key = pk.Fingerprint
 			}
 			fmt.Fprintf(&b, "\n    %s %s %s %s", m.Email, m.Role, m.State, key)
@@ -163,19 +163,26 @@ func (p *postJob) command(ctx context.Context, tx *sql.Tx, kw Keyword, found []c
 		}
 		email := strings.ToLower(args[0])
 		var key []byte
+		note := ""
 		if k := keyFor(found, email); k != nil {
-			key, _ = k.ArmoredPublic()
+			if where := p.s.authority(email); where != "" {
+				note = "; the attached key was ignored: " + email + "'s key is set in " + where
+			} else {
+				key, _ = k.ArmoredPublic()
+			}
 		}
-		m, err := p.s.AddMemberTx(ctx, tx, p.list.Name, NewMember{Email: email, Role: args[1], Key: key, Actor: p.sender.Email})
+		// An attached key is trusted on this list only.
+		m, err := p.s.AddMemberTx(ctx, tx, p.list.Name, NewMember{Email: email, Role: args[1], Key: key, Actor: p.sender.Email,
+			ListKey: "attached to x-add-member by " + p.sender.Email})
 		if err != nil {
 			return "refused: " + userError(err), nil
 		}
 		if key == nil {
-			if _, err := store.PinnedKeyTx(ctx, tx, m.Email); err != nil {
-				return "ok, added " + m.Email + " as " + m.Role + "; no key is known for them: attach one with x-add-key", nil
+			if _, err := store.KeyForListTx(ctx, tx, p.list.ID, m.Email); err != nil {
+				return "ok, added " + m.Email + " as " + m.Role + note + "; no key is known for them: attach one with x-add-key", nil
 			}
 		}
-		return "ok, added " + m.Email + " as " + m.Role, nil
+		return "ok, added " + m.Email + " as " + m.Role + note, nil
 	case "remove-member":
 		if !coord {
 			return errNotCoordinator.Error(), nil
@@ -215,11 +222,13 @@ func (p *postJob) command(ctx context.Context, tx *sql.Tx, kw Keyword, found []c
 				if err != nil {
 					return "", err
 				}
-				if err := p.s.pinKeyTx(ctx, tx, email, armored, true, p.sender.Email, "x-add-key on "+p.list.Name); err != nil {
+				// A key changed by mail counts on this list only; elsewhere
+				// it takes the administrator.
+				if err := p.s.setListKeyTx(ctx, tx, p.list, email, armored, "x-add-key by "+p.sender.Email, p.sender.Email); err != nil {
 					out = append(out, email+": refused, "+userError(err))
 					continue
 				}
-				out = append(out, email+": ok, pinned "+f.Key.Fingerprint())
+				out = append(out, email+": ok, "+f.Key.Fingerprint()+" is used on "+p.list.Name+" only")
 			}
 		}
 		if len(out) == 0 {
@@ -287,7 +296,10 @@ func keyFor(found []crypto.Found, email string) *crypto.Key {
 // userError is an error's text without internal detail.
 func userError(err error) string {
 	var pe *store.PinnedError
+	var ae *AuthorityError
 	switch {
+	case errors.As(err, &ae):
+		return ae.Error()
 	case errors.As(err, &pe):
 		return "a different key is pinned for " + pe.Email
 	case errors.Is(err, store.ErrExists):
@@ -312,15 +324,15 @@ func (p *postJob) resend(ctx context.Context, tx *sql.Tx, email string, found []
 	}
 	key := keyFor(found, email)
 	if key != nil {
-		armored, err := key.ArmoredPublic()
-		if err != nil {
+		// The attached key is used for this copy only, never pinned, and
+		// never instead of a key known for the address.
+		if pk, err := store.KeyForListTx(ctx, tx, p.list.ID, email); err == nil && !strings.EqualFold(pk.Fingerprint, key.Fingerprint()) {
+			return "refused: " + userError(&store.PinnedError{Email: email, Fingerprint: pk.Fingerprint}), nil
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return "", err
 		}
-		if err := p.s.pinKeyTx(ctx, tx, email, armored, false, p.sender.Email, "x-resend on "+p.list.Name); err != nil {
-			return "refused: " + userError(err), nil
-		}
 	} else {
-		pk, err := store.PinnedKeyTx(ctx, tx, email)
+		pk, err := store.KeyForListTx(ctx, tx, p.list.ID, email)
 		if errors.Is(err, store.ErrNotFound) {
 			return "refused: no key is known for " + email + "; attach it (cvd never sends incident content unencrypted)", nil
 		}

@@ -57,6 +57,10 @@ type Service struct {
 	// WebBase is the base URL of the project's site, for one-click
 	// unsubscribe links; "https://DOMAIN" when empty.
 	WebBase string
+	// Authority, when set, names where the key of an address is set by
+	// the administrator (e.g. "cvd.toml (embargo.team)"), or returns "".
+	// Mail never changes the key of such an address.
+	Authority func(email string) string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	Log *slog.Logger
@@ -130,12 +134,35 @@ type NewMember struct {
 	Key []byte
 	// ReplaceKey allows Key to replace a different pinned key (recorded).
 	ReplaceKey bool
+	// ListKey, when set, trusts Key on this list only, for this reason
+	// (e.g. "came with the report, unverified"); the address's global pin
+	// is not touched.
+	ListKey string
 	// Actor is who adds the member, for the key history.
 	Actor string
 }
 
-// AddMemberTx adds a member to the list inside tx, pinning its key.
-func (s *Service) AddMemberTx(ctx context.Context, tx *sql.Tx, listName string, nm NewMember) (*store.Member, error) {
+// AddMemberTx adds a member to the list inside tx, pinning its key. When
+// it fails, nothing of it is left in tx.
+func (s *Service) AddMemberTx(ctx context.Context, tx *sql.Tx, listName string, nm NewMember) (m *store.Member, err error) {
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT add_member"); err != nil {
+		return nil, fmt.Errorf("add member: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO add_member; RELEASE add_member"); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return
+		}
+		if _, rerr := tx.ExecContext(ctx, "RELEASE add_member"); rerr != nil {
+			m, err = nil, fmt.Errorf("add member: %w", rerr)
+		}
+	}()
+	return s.addMemberTx(ctx, tx, listName, nm)
+}
+
+func (s *Service) addMemberTx(ctx context.Context, tx *sql.Tx, listName string, nm NewMember) (*store.Member, error) {
 	l, err := store.ListByNameTx(ctx, tx, listName)
 	if err != nil {
 		return nil, err
@@ -151,7 +178,12 @@ func (s *Service) AddMemberTx(ctx context.Context, tx *sql.Tx, listName string, 
 	if l.Kind == store.ListAnnounce && nm.Role != RoleSubscriber && nm.Role != RoleCoordinator {
 		return nil, fmt.Errorf("add member %s: role on an announce list: use %q, or %q for who may post", email, RoleSubscriber, RoleCoordinator)
 	}
-	if nm.Key != nil {
+	switch {
+	case nm.Key != nil && nm.ListKey != "":
+		if err := s.setListKeyTx(ctx, tx, l, email, nm.Key, nm.ListKey, nm.Actor); err != nil {
+			return nil, fmt.Errorf("add member %s: %w", email, err)
+		}
+	case nm.Key != nil:
 		if err := s.pinKeyTx(ctx, tx, email, nm.Key, nm.ReplaceKey, nm.Actor, "added to list "+l.Name); err != nil {
 			return nil, fmt.Errorf("add member %s: %w", email, err)
 		}
@@ -172,24 +204,79 @@ func (s *Service) AddMember(ctx context.Context, listName string, nm NewMember) 
 	return m, err
 }
 
-// pinKeyTx checks an armored key for email and pins it.
-func (s *Service) pinKeyTx(ctx context.Context, tx *sql.Tx, email string, armored []byte, replace bool, actor, reason string) error {
+// checkKey parses an armored key for email and checks it can be used now.
+func (s *Service) checkKey(email string, armored []byte, now time.Time) (store.PublicKey, error) {
 	k, err := crypto.ParseKey(armored)
 	if err != nil {
-		return fmt.Errorf("key: %w", err)
+		return store.PublicKey{}, fmt.Errorf("key: %w", err)
 	}
 	if !slices.Contains(k.Emails(), email) {
-		return fmt.Errorf("key %s has no user ID for %s (it has %s)", k.Fingerprint(), email, strings.Join(k.Emails(), ", "))
+		return store.PublicKey{}, fmt.Errorf("key %s has no user ID for %s (it has %s)", k.Fingerprint(), email, strings.Join(k.Emails(), ", "))
 	}
-	now := s.now()
 	if err := crypto.CheckUsable(k, now); err != nil {
-		return err
+		return store.PublicKey{}, err
 	}
 	pub, err := k.ArmoredPublic()
 	if err != nil {
+		return store.PublicKey{}, err
+	}
+	return store.PublicKey{Fingerprint: k.Fingerprint(), Armored: pub, Created: k.Created(), Expires: k.Expires(), Revoked: k.Revoked(now)}, nil
+}
+
+// authority is where the key of email is set by the administrator, or "".
+func (s *Service) authority(email string) string {
+	if s.Authority == nil {
+		return ""
+	}
+	return s.Authority(email)
+}
+
+// AuthorityError refuses a key change by mail for an address whose key
+// the administrator sets.
+type AuthorityError struct{ Email, Where string }
+
+func (e *AuthorityError) Error() string {
+	return "the key of " + e.Email + " is set by the administrator in " + e.Where + "; mail cannot change it"
+}
+
+// setListKeyTx checks an armored key for email and trusts it on list l
+// only.
+func (s *Service) setListKeyTx(ctx context.Context, tx *sql.Tx, l *store.List, email string, armored []byte, source, actor string) error {
+	if where := s.authority(email); where != "" {
+		return &AuthorityError{Email: email, Where: where}
+	}
+	now := s.now()
+	pk, err := s.checkKey(email, armored, now)
+	if err != nil {
 		return err
 	}
-	pk := store.PublicKey{Fingerprint: k.Fingerprint(), Armored: pub, Created: k.Created(), Expires: k.Expires(), Revoked: k.Revoked(now)}
+	return store.SetListKeyTx(ctx, tx, l.ID, l.Name, email, pk, source, store.KeyChange{At: now, Actor: actor})
+}
+
+// SetListKeyTx trusts an armored key for email on the list listName only,
+// recording source ("came with the report, unverified", ...). It refuses
+// addresses whose key the administrator sets.
+func (s *Service) SetListKeyTx(ctx context.Context, tx *sql.Tx, listName, email string, armored []byte, source, actor string) error {
+	l, err := store.ListByNameTx(ctx, tx, listName)
+	if err != nil {
+		return err
+	}
+	return s.setListKeyTx(ctx, tx, l, strings.ToLower(strings.TrimSpace(email)), armored, source, actor)
+}
+
+// pinKeyTx checks an armored key for email and pins it.
+func (s *Service) pinKeyTx(ctx context.Context, tx *sql.Tx, email string, armored []byte, replace bool, actor, reason string) error {
+	now := s.now()
+	pk, err := s.checkKey(email, armored, now)
+	if err != nil {
+		return err
+	}
+	if where := s.authority(email); where != "" {
+		if cur, err := store.PinnedKeyTx(ctx, tx, email); err == nil && strings.EqualFold(cur.Fingerprint, pk.Fingerprint) {
+			return nil
+		}
+		return &AuthorityError{Email: email, Where: where}
+	}
 	ch := store.KeyChange{At: now, Actor: actor, Reason: reason}
 	if replace {
 		return store.ReplaceKeyTx(ctx, tx, email, pk, ch)
@@ -242,7 +329,7 @@ func (s *Service) loadMembers(ctx context.Context, tx *sql.Tx, listID int64, now
 			continue
 		}
 		mm := &member{Member: m}
-		pk, err := store.PinnedKeyTx(ctx, tx, m.Email)
+		pk, err := store.KeyForListTx(ctx, tx, listID, m.Email)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			mm.problem = "no OpenPGP key is known for you"

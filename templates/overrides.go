@@ -169,5 +169,7 @@ func Sample() map[string]any {
 		"CVE": "CVE-2026-12345", "Advisory": "LIBEXAMPLE-2026-001: Heap overflow in the frobnicator\n", "Broken": false,
 		"URL": "https://example.org/advisories/2026-001.html", "Lists": "announce@example.org", "Credits": "Rita Reporter",
 		"Age": "1 day", "Received": "Monday 2026-11-23 10:00 UTC", "Missing": "description",
+		"KeyProblem": "the key 0123456789ABCDEF0123456789ABCDEF01234567 has expired", "Where": "cvd.toml (embargo.team)",
+		"Dropped": "    89ABCDEF0123456789ABCDEF0123456789ABCDEF (came with a report)", "Size": "12345 bytes", "Acked": true,
 	}
 }

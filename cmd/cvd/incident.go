@@ -108,6 +108,9 @@ func withDesk(cfgPath string, fn func(ctx context.Context, d *embargo.Desk) erro
 		return err
 	}
 	d.Now = now
+	if err := d.PinConfigKeys(ctx); err != nil {
+		return err
+	}
 	return fn(ctx, d)
 }
 

@@ -27,7 +27,17 @@ func withLists(cfgPath string, fn func(ctx context.Context, svc *lists.Service) 
 	if err != nil {
 		return err
 	}
-	return fn(ctx, listService(c, db, key, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := listService(c, db, key, log)
+	// The configured keys are pinned before a command can use them.
+	d, err := newDesk(c, db, key, svc, log)
+	if err != nil {
+		return err
+	}
+	if err := d.PinConfigKeys(ctx); err != nil {
+		return err
+	}
+	return fn(ctx, svc)
 }
 
 func cmdList(args []string, stdout, stderr io.Writer) error {
@@ -144,7 +154,7 @@ func printMembers(ctx context.Context, svc *lists.Service, list string, w io.Wri
 			return err
 		}
 		for _, m := range ms {
-			if k, err := store.PinnedKeyTx(ctx, tx, m.Email); err == nil {
+			if k, err := store.KeyForListTx(ctx, tx, l.ID, m.Email); err == nil {
 				keys[m.Email] = k.Fingerprint
 			}
 		}

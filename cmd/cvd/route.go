@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,8 +43,22 @@ func loadProjectKey(c *config.Config) (*crypto.Key, error) {
 // listService builds the lists service on db with the project key.
 func listService(c *config.Config, db *store.DB, key *crypto.Key, log *slog.Logger) *lists.Service {
 	return &lists.Service{DB: db, Domain: c.Domain, Key: key, Log: log.With("part", "lists"),
-		Limits: crypto.Limits{MaxMessageBytes: c.SMTP.MaxMessageBytes}, WebBase: c.Web.BaseURL,
-		MaxSignatureAge: c.Lists.MaxSignatureAge}
+		Limits: crypto.Limits{MaxMessageBytes: c.SMTP.MaxMessageBytes, MaxParts: c.SMTP.MaxMIMEParts,
+			MaxDepth: c.SMTP.MaxMIMEDepth, MaxPlaintextBytes: c.SMTP.MaxDecryptedBytes},
+		WebBase: c.Web.BaseURL, Authority: configAuthority(c), MaxSignatureAge: c.Lists.MaxSignatureAge}
+}
+
+// configAuthority names where the key of a configured team or roster
+// address is set; mail never changes those keys.
+func configAuthority(c *config.Config) func(string) string {
+	where := map[string]string{}
+	for _, ct := range c.Embargo.Roster {
+		where[strings.ToLower(ct.Email)] = "cvd.toml (embargo.roster)"
+	}
+	for _, ct := range c.Embargo.Team {
+		where[strings.ToLower(ct.Email)] = "cvd.toml (embargo.team)"
+	}
+	return func(email string) string { return where[strings.ToLower(strings.TrimSpace(email))] }
 }
 
 // startRouter routes spooled mail in the background. wake makes it look

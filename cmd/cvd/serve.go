@@ -144,6 +144,9 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		return err
 	}
 	desk.Now = now
+	if err := desk.PinConfigKeys(ctx); err != nil {
+		return err
+	}
 	svc.Keywords = desk.HandleKeyword
 	defer startScheduler(ctx, desk, worker.Wake)()
 
