@@ -256,7 +256,7 @@ func (p *postJob) undecryptable(ctx context.Context) (*PostResult, error) {
 				return err
 			}
 		}
-		return store.MarkRcptTx(ctx, tx, p.sm.ID, p.rcpt, store.SpoolDone, PostRefused+": "+reason)
+		return store.MarkRcptTx(ctx, tx, p.sm.ID, p.rcpt, store.SpoolFailed, PostRefused+": "+reason)
 	})
 	if err != nil {
 		return nil, err

@@ -138,6 +138,15 @@ func TestCrossListMoveRefused(t *testing.T) {
 	a := w.report("rita@reporter.example", "<rita1@reporter.example>", "The parser overflows.\r\n")
 	b := w.report(mallory.Email, "<m1@evil.example>", "Something is wrong.\r\n\r\n"+strings.ReplaceAll(string(mallory.Pub), "\n", "\r\n"))
 	listA, listB := "security+"+a+"@example.org", "security+"+b+"@example.org"
+	// Max coordinates B only (a maintainer brought in for it): he must
+	// not read A either.
+	max := gpgtest.New(t, "Max Maintainer", "max@example.net", "never")
+	max.Import(projectPub)
+	keyFile := filepath.Join(t.TempDir(), "max.asc")
+	os.WriteFile(keyFile, max.Pub, 0o600)
+	if code, out, errOut := runCVD(t, w.dir, nil, "member", "add", b, max.Email, "--role", "coordinator", "--key", keyFile, "--config", w.cfg); code != 0 {
+		t.Fatalf("member add: %d %s%s", code, out, errOut)
+	}
 
 	// Cora's client names the list in the encrypted, signed header
 	// (RFC 9788); another post names it with the x-list line.
@@ -180,15 +189,25 @@ func TestCrossListMoveRefused(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	// Mallory has his acknowledgement and nothing of A.
-	got := w.plains(mallory)
-	for _, p := range got {
-		if strings.Contains(p, "SECRET-") {
-			t.Errorf("Mallory reads A's content:\n%s", p)
+	// Mallory has his acknowledgement and nothing of A; Max is told a
+	// post was held, without its content.
+	for _, u := range []*gpgtest.User{mallory, max} {
+		for _, p := range w.plains(u) {
+			if strings.Contains(p, "SECRET-") {
+				t.Errorf("%s reads A's content:\n%s", u.Email, p)
+			}
 		}
 	}
+	w.waitPlain(max, "was held", "names list "+a)
 
 	w.waitPlain(cora, "was held", "names list "+a)
+
+	// A team coordinator's post that names no list is held too: she is
+	// on every incident, so it could be meant for any of them.
+	w.send(cora.Email, listA, w.signedPost(cora, listA, "<cora4@example.org>", "Content-Type: text/plain; charset=utf-8\r\n\r\nSECRET-THREE\r\n"))
+	if held := w.waitPlain(carl, "SECRET-THREE"); !strings.Contains(held, "Held:      its signed part names no list and the sender is a member of several") {
+		t.Errorf("unnamed post by a member of several lists:\n%s", held)
+	}
 
 	// The team still talks to Mallory on his own list.
 	legit := w.signedPost(cora, listB, "<cora3@example.org>",
