@@ -67,7 +67,7 @@ func TestScheduledReleaseHeldWhenIncomplete(t *testing.T) {
 	if len(find(q, "", "announce")) != 0 {
 		t.Fatalf("an incomplete advisory was announced")
 	}
-	held := w.decrypt(cora, one(t, q, cora.Email, "held"))
+	held := w.decrypt(cora, one(t, q, cora.Email, "release-held"))
 	if !strings.Contains(held, "NOT RELEASED") || !strings.Contains(held, "Missing: description") || strings.Contains(held, "INTERNALMARK") {
 		t.Errorf("held notice:\n%s", held)
 	}

@@ -121,11 +121,11 @@ func (o *op) hold(a *publish.Advisory, verr error) error {
 	}
 	o.in.Facts.ReleaseHeld = missing
 	o.d.log().Error("release held at the public date: the public advisory is incomplete", "incident", o.in.ID, "missing", missing)
-	r, err := render("held", map[string]any{"ID": o.in.ID, "Date": utc(o.in.EmbargoAt), "Missing": missing, "ListAddress": o.d.ListAddress(o.in.ID)})
+	r, err := render("release-held", map[string]any{"ID": o.in.ID, "Date": utc(o.in.EmbargoAt), "Missing": missing, "ListAddress": o.d.ListAddress(o.in.ID)})
 	if err != nil {
 		return err
 	}
-	sent, missed, err := o.sealToMembers("held", r, func(m recipient) bool { return m.Role == lists.RoleCoordinator })
+	sent, missed, err := o.sealToMembers("release-held", r, func(m recipient) bool { return m.Role == lists.RoleCoordinator })
 	if err != nil {
 		return err
 	}

@@ -2,14 +2,11 @@ package lists
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/mail"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -23,10 +20,12 @@ import (
 const PostCommand = "command"
 
 // commands runs the keywords of a verified post, strips them, and
-// distributes what remains. Everything commits in one transaction: the
-// commands' effects, the replay record, the encrypted reply to the sender
-// and the distribution.
-func (p *postJob) commands(ctx context.Context, kws []Keyword, stripped []byte) (*PostResult, error) {
+// distributes what remains. Commands run only when the signed part names
+// this list (explicit: the x-list line or the protected To/Cc) and its
+// signature is fresh and never used before (useSignatureTx). Everything
+// commits in one transaction: the commands' effects, the signature's use,
+// the encrypted reply to the sender and the distribution.
+func (p *postJob) commands(ctx context.Context, kws []Keyword, stripped []byte, explicit bool) (*PostResult, error) {
 	original := p.opened.Entity
 	found, _ := crypto.Discover(original, p.s.Limits)
 	p.opened.Entity = stripped
@@ -44,28 +43,23 @@ func (p *postJob) commands(ctx context.Context, kws []Keyword, stripped []byte) 
 			return nil, err
 		}
 	}
-	sum := sha256.Sum256(original)
-	digest := p.opened.Signer + "|" + strconv.FormatInt(p.opened.SignedAt.UnixNano(), 10) + "|" + hex.EncodeToString(sum[:])
 
 	var frozen []*member
 	var results []string
 	err := p.s.DB.Write(ctx, func(tx *sql.Tx) error {
 		results = nil
-		replayed, err := store.SignatureSeenTx(ctx, tx, digest, p.now)
-		if err != nil {
-			return err
-		}
-		named := ""
-		for _, kw := range kws {
-			if kw.Name == "list" {
-				named = strings.ToLower(kw.Args)
+		refusal := ""
+		if explicit {
+			var err error
+			if refusal, err = p.s.useSignatureTx(ctx, tx, p.opened, p.now); err != nil {
+				return err
 			}
 		}
 		switch {
-		case replayed:
-			results = append(results, "refused: this signed message was used before; sign a new one")
-		case named != p.list.Name:
-			results = append(results, fmt.Sprintf("refused: commands must name this list first, with the line x-list: %s", p.list.Name))
+		case !explicit:
+			results = append(results, fmt.Sprintf("refused: commands must name this list: start with the line x-list: %s, or address the signed message to %s", p.list.Name, p.listAddr))
+		case refusal != "":
+			results = append(results, "refused: "+refusal)
 		default:
 			for _, kw := range kws {
 				if kw.Name == "list" {
@@ -78,7 +72,7 @@ func (p *postJob) commands(ctx context.Context, kws []Keyword, stripped []byte) 
 				results = append(results, "x-"+kw.Name+": "+r)
 			}
 		}
-		p.s.log().Info("list commands", "list", p.list.Name, "sender_member", p.sender.ID, "count", len(kws), "replayed", replayed)
+		p.s.log().Info("list commands", "list", p.list.Name, "sender_member", p.sender.ID, "count", len(kws), "named", explicit, "refused", refusal)
 		if err := p.reply(ctx, tx, results, d != nil); err != nil {
 			return err
 		}
@@ -89,6 +83,7 @@ func (p *postJob) commands(ctx context.Context, kws []Keyword, stripped []byte) 
 			}
 			return store.MarkRcptTx(ctx, tx, p.sm.ID, p.rcpt, store.SpoolDone, PostCommand)
 		}
+		var err error
 		frozen, err = p.commitTx(ctx, tx, d)
 		return err
 	})

@@ -72,9 +72,9 @@ func TestEmailCommands(t *testing.T) {
 		t.Errorf("replay not refused:\n%s", r)
 	}
 
-	// A command for another incident is refused.
+	// A command for another incident is held, not run; the sender is told why.
 	w.post(coord, "2026-010", "x-list: 2026-999\nx-remove-member: finn@example.org\n", 4)
-	if r := w.lastTo(coord, "commands"); !strings.Contains(r, "refused: commands must name this list first, with the line x-list: 2026-010") {
+	if r := w.lastTo(coord, "held"); !strings.Contains(r, "its signed part names list 2026-999, not this one") {
 		t.Errorf("other list's command:\n%s", r)
 	}
 

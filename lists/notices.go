@@ -26,7 +26,10 @@ type notice struct {
 	plainTo []string
 	// coordinators get the notice sealed to their keys.
 	coordinators bool
-	origin       store.Origin
+	// members get the notice sealed to their keys (instead of the
+	// coordinators).
+	members []*member
+	origin  store.Origin
 }
 
 func (s *Service) missedNotice(l *store.List, m *member) *notice {
@@ -86,13 +89,21 @@ func (s *Service) queueNotice(ctx context.Context, tx *sql.Tx, l *store.List, me
 			return err
 		}
 	}
-	if !n.coordinators {
+	sealTo := n.members
+	if sealTo == nil && n.coordinators {
+		for _, m := range members {
+			if m.Role == RoleCoordinator {
+				sealTo = append(sealTo, m)
+			}
+		}
+	}
+	if sealTo == nil {
 		return nil
 	}
 	var to []*member
 	var keys []*crypto.Key
-	for _, m := range members {
-		if m.Role == RoleCoordinator && m.problem == "" {
+	for _, m := range sealTo {
+		if m.problem == "" {
 			to = append(to, m)
 			keys = append(keys, m.key)
 		}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,6 +103,12 @@ type postJob struct {
 	sender *member
 	post   store.Post
 	res    PostResult
+	// heldReason is stated in the header block of held copies.
+	heldReason string
+	// extra are notices queued with the post; senderTold says one of
+	// them tells the sender why the post was held.
+	extra      []*notice
+	senderTold bool
 }
 
 func (p *postJob) run(ctx context.Context) (*PostResult, error) {
@@ -148,7 +155,7 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 		case errors.Is(err, crypto.ErrLimit):
 			reason = "exceeds a limit: " + err.Error()
 		case errors.Is(err, crypto.ErrDecrypt):
-			reason = "could not be decrypted with the list key"
+			return p.undecryptable(ctx)
 		}
 		return p.finish(ctx, PostRefused, reason)
 	}
@@ -168,12 +175,27 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 			p.sender = m
 		}
 	}
+	kws, stripped := stripKeywords(o.Entity, 0)
+	var b binding
+	if err := p.s.DB.Read(ctx, func(tx *sql.Tx) (err error) {
+		b, err = p.bind(ctx, tx, kws)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if !b.ok {
+		return p.holdUnbound(ctx, b)
+	}
+	if len(kws) == 1 && kws[0].Name == "list" {
+		// A plain post naming its list: the x-list line is not content.
+		p.opened.Entity, kws = stripped, nil
+	}
 	switch {
 	case p.sender == nil:
 		return p.hold(ctx, "sender is not a member")
 	case p.verified():
-		if kws, stripped := stripKeywords(o.Entity, 0); kws != nil {
-			return p.commands(ctx, kws, stripped)
+		if kws != nil {
+			return p.commands(ctx, kws, stripped, b.explicit)
 		}
 		return p.distribute(ctx, false)
 	case p.list.AllowUnsigned && o.Signature == crypto.Unsigned:
@@ -181,6 +203,66 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 	default:
 		return p.hold(ctx, "no good signature by the member's key ("+o.Signature.String()+")")
 	}
+}
+
+// holdUnbound holds a post that does not count on this list. Its content
+// goes only to the coordinators who are members of every list it may be
+// meant for (who could read it there); the other coordinators, and a
+// verified sender, get a notice without content.
+func (p *postJob) holdUnbound(ctx context.Context, b binding) (*PostResult, error) {
+	var in, out []*member
+	if err := p.s.DB.Read(ctx, func(tx *sql.Tx) (err error) {
+		in, out, err = p.entitled(ctx, tx, b)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	tell := out
+	if p.verified() {
+		// The sender wrote it: they need the reason, not a copy.
+		in = slices.DeleteFunc(in, func(m *member) bool { return m == p.sender })
+		if !slices.Contains(tell, p.sender) {
+			tell = append(tell, p.sender)
+		}
+		p.senderTold = true
+	}
+	if len(tell) > 0 {
+		p.extra = append(p.extra, &notice{kind: "held", origin: store.OriginNotice, members: tell,
+			text: mustRender("held", map[string]any{"List": p.list.Name, "ListAddress": p.listAddr,
+				"From": templates.HeaderSafe(p.post.Sender), "Reason": b.reason})})
+	}
+	return p.send(ctx, PostHeld, b.reason, in, false)
+}
+
+// undecryptable refuses a post the list key cannot decrypt: nobody could
+// read it. The sender (when an automatic reply is allowed) and the
+// coordinators get a notice without content.
+func (p *postJob) undecryptable(ctx context.Context) (*PostResult, error) {
+	reason := "could not be decrypted with the list key"
+	text := mustRender("undecryptable", map[string]any{"List": p.list.Name, "ListAddress": p.listAddr,
+		"From": templates.HeaderSafe(p.post.Sender), "Fingerprint": p.s.Key.Fingerprint()})
+	notices := []*notice{{kind: "undecryptable", origin: store.OriginNotice, coordinators: true, text: text}}
+	if ShouldAutoReply(p.outer, p.sm.MailFrom) {
+		notices = append(notices, &notice{kind: "undecryptable", origin: store.OriginReply, plainTo: []string{p.sm.MailFrom}, text: text})
+	}
+	p.post.Status = PostRefused
+	p.res.Status, p.res.Reason = PostRefused, reason
+	err := p.s.DB.Write(ctx, func(tx *sql.Tx) error {
+		if err := store.AddPostTx(ctx, tx, &p.post); err != nil {
+			return err
+		}
+		for _, n := range notices {
+			if err := p.s.queueNotice(ctx, tx, p.list, p.members, n, p.now); err != nil {
+				return err
+			}
+		}
+		return store.MarkRcptTx(ctx, tx, p.sm.ID, p.rcpt, store.SpoolFailed, PostRefused+": "+reason)
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.res.PostID = p.post.ID
+	return &p.res, nil
 }
 
 func (p *postJob) verified() bool {
@@ -250,7 +332,7 @@ func (p *postJob) headerBlock(held, notVerified bool) ([]byte, error) {
 	r, err := templates.Render("header", map[string]any{
 		"Held": held, "List": p.list.Name, "ListAddress": p.listAddr, "From": templates.HeaderSafe(from),
 		"Signature": p.opened.Signature.String(), "Signer": p.opened.Signer, "Encrypted": p.opened.Encrypted,
-		"NotVerified": notVerified, "Notes": p.opened.Notes,
+		"NotVerified": notVerified, "Notes": p.opened.Notes, "Reason": p.heldReason,
 	})
 	if err != nil {
 		return nil, err
@@ -409,6 +491,7 @@ type delivery struct {
 // to the list key, for the archive); the others will get a notice.
 func (p *postJob) prepare(status, reason string, to []*member, notVerified bool) (*delivery, error) {
 	held := status == PostHeld
+	p.heldReason = reason
 	inner, err := p.inner(held, notVerified)
 	if err != nil {
 		return nil, err
@@ -475,9 +558,10 @@ func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*mem
 		}
 		notices = append(notices, p.s.missedNotice(p.list, m), p.s.keyProblemNotice(p.list, m, n, n >= p.s.freezeAfter()))
 	}
-	if d.status == PostHeld && !p.opts.NoReceipt && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) {
+	if d.status == PostHeld && !p.senderTold && !p.opts.NoReceipt && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) {
 		notices = append(notices, p.s.receipt(p.list, p.sm.MailFrom))
 	}
+	notices = append(notices, p.extra...)
 	for _, n := range notices {
 		if err := p.s.queueNotice(ctx, tx, p.list, p.members, n, p.now); err != nil {
 			return nil, err

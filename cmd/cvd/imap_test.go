@@ -164,7 +164,9 @@ func (w *imapWorld) join(list string, u *gpgtest.User, role string) *store.Membe
 func (w *imapWorld) post(list string, from *gpgtest.User, subject, text string) {
 	w.t.Helper()
 	ctx := context.Background()
-	inner := "Subject: " + subject + "\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + text + "\r\n"
+	// The list is named in the protected header (RFC 9788), as a member's
+	// client does.
+	inner := "Subject: " + subject + "\r\nTo: security+" + list + "@" + imapDomain + "\r\nContent-Type: text/plain; charset=utf-8; protected-headers=\"v1\"\r\n\r\n" + text + "\r\n"
 	armored := from.EncryptSign([]byte(inner), w.key.Fingerprint())
 	raw := "From: " + from.Name + " <" + from.Email + ">\r\nTo: security+" + list + "@" + imapDomain + "\r\nSubject: ...\r\n" +
 		"Message-ID: <" + accounts.NewPassword() + "@test>\r\nMIME-Version: 1.0\r\n" +
