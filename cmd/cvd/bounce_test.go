@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/internal/gpgtest"
@@ -18,11 +17,8 @@ import (
 // queue row must end failed and the coordinators be told.
 func TestRelayExpiryBounceFailsTheRow(t *testing.T) {
 	dir, cfg := initDir(t, "example.org")
-	projectPub, _ := os.ReadFile(filepath.Join(dir, "keys/project.pub.asc"))
 	cora := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
-	cora.Import(projectPub)
-	os.WriteFile(filepath.Join(dir, "keys/cora.asc"), cora.Pub, 0o600)
-	cvdtest.AppendConfig(t, cfg, "\n[[embargo.team]]\nname = \"Cora\"\nemail = \"cora@example.org\"\nkey_file = \"keys/cora.asc\"\n")
+	addTeam(t, dir, cfg, cora)
 
 	s := startCVD(t, t.TempDir(), nil, "--config", cfg)
 	defer s.stop(t)
@@ -34,7 +30,7 @@ func TestRelayExpiryBounceFailsTheRow(t *testing.T) {
 	}
 	outbox := filepath.Join(dir, "outbox")
 	var ack cvdtest.Mail
-	waitBounce(t, "the acknowledgement in the outbox", func() bool {
+	waitFor(t, "the acknowledgement in the outbox", func() bool {
 		for _, m := range cvdtest.Outbox(t, outbox) {
 			if m.DeliveredTo == reporter {
 				ack = m
@@ -65,13 +61,13 @@ func TestRelayExpiryBounceFailsTheRow(t *testing.T) {
 
 	failed := regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(reporter) + ` +failed .*4\.4\.1.*$`)
 	var queue string
-	waitBounce(t, "the acknowledgement's row failed with 4.4.1", func() bool {
+	waitFor(t, "the acknowledgement's row failed with 4.4.1", func() bool {
 		_, queue, _ = runCVD(t, dir, nil, "queue", "list", "--config", cfg, "--all")
 		return failed.MatchString(queue)
 	}, func() string { return queue + "\n" + s.Logs() })
 
 	var told bool
-	waitBounce(t, "a notice to the coordinator naming the failed recipient", func() bool {
+	waitFor(t, "a notice to the coordinator naming the failed recipient", func() bool {
 		for _, m := range cvdtest.Outbox(t, outbox) {
 			if m.DeliveredTo != cora.Email {
 				continue
@@ -83,17 +79,4 @@ func TestRelayExpiryBounceFailsTheRow(t *testing.T) {
 		}
 		return told
 	}, s.Logs)
-}
-
-// waitBounce polls cond for up to a minute; on time-out it fails with
-// what it waited for and diag's output (the server log, the queue).
-func waitBounce(t *testing.T, what string, cond func() bool, diag func() string) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited a minute for %s\n%s", what, diag())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

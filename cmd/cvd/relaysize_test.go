@@ -2,11 +2,8 @@ package main
 
 import (
 	"errors"
-	"net"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 )
@@ -16,30 +13,12 @@ import (
 // intake (552 5.3.4, at MAIL with SIZE= or after DATA) what it could not
 // forward, instead of accepting it and losing it at the relay.
 func TestIntakeKeepsRoomForEncryption(t *testing.T) {
-	relay := &recordingRelay{}
-	srv := smtp.NewServer(relay)
-	srv.Domain = "relay.example"
-	srv.MaxMessageBytes = 400 << 10
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
-
+	relay, addr := startRelay(t, func(srv *smtp.Server) { srv.MaxMessageBytes = 400 << 10 })
 	_, cfg := initDir(t, "example.org")
-	b, _ := os.ReadFile(cfg)
-	b = []byte(strings.Replace(string(b), `mode = "outbox"`, `mode = "smarthost"`+"\nsmarthost = \""+ln.Addr().String()+"\"", 1))
-	os.WriteFile(cfg, []byte(strings.Replace(string(b), `tls = "starttls"`, `tls = "none"`, 1)), 0o600)
+	useSmarthost(t, cfg, addr, "none")
 	s := startCVD(t, t.TempDir(), nil, "--config", cfg)
 	defer s.stop(t)
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(s.Logs(), "smarthost message size limit") {
-		if time.Now().After(deadline) {
-			t.Fatalf("cvd did not learn the relay's SIZE\n%s", s.Logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, "cvd to learn the relay's SIZE", func() bool { return strings.Contains(s.Logs(), "smarthost message size limit") }, s.Logs)
 
 	send := func(from string, size int, announce bool) error {
 		t.Helper()
@@ -81,13 +60,7 @@ func TestIntakeKeepsRoomForEncryption(t *testing.T) {
 	if err := send("small@reporter.example", 100<<10, true); err != nil {
 		t.Fatalf("a report of 100 KiB: %v", err)
 	}
-	deadline = time.Now().Add(time.Minute)
-	for !relay.got("small@reporter.example") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the acknowledgement of the small report did not reach the relay\n%s", s.Logs())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitFor(t, "the acknowledgement of the small report at the relay", func() bool { return relay.got("small@reporter.example") }, s.Logs)
 	if relay.got("big@reporter.example") {
 		t.Error("a refused report was acknowledged")
 	}

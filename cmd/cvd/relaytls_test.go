@@ -8,14 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,82 +42,19 @@ func privateCA(t *testing.T, name string) (caPEM []byte, server tls.Certificate)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// recordingRelay is an SMTP relay that keeps the recipients it accepted,
-// and whether each came in a SMTPUTF8 transaction.
-type recordingRelay struct {
-	mu    sync.Mutex
-	rcpts []string
-	utf8  map[string]bool
-}
-
-func (r *recordingRelay) NewSession(*smtp.Conn) (smtp.Session, error) {
-	return &relaySession{r: r}, nil
-}
-
-func (r *recordingRelay) got(rcpt string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, x := range r.rcpts {
-		if x == rcpt {
-			return true
-		}
-	}
-	return false
-}
-
-type relaySession struct {
-	r     *recordingRelay
-	rcpts []string
-	utf8  bool
-}
-
-func (s *relaySession) Reset()        { s.rcpts, s.utf8 = nil, false }
-func (s *relaySession) Logout() error { return nil }
-func (s *relaySession) Mail(_ string, o *smtp.MailOptions) error {
-	s.utf8 = o != nil && o.UTF8
-	return nil
-}
-func (s *relaySession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.rcpts = append(s.rcpts, to)
-	return nil
-}
-func (s *relaySession) Data(r io.Reader) error {
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return err
-	}
-	s.r.mu.Lock()
-	s.r.rcpts = append(s.r.rcpts, s.rcpts...)
-	if s.r.utf8 == nil {
-		s.r.utf8 = map[string]bool{}
-	}
-	for _, r := range s.rcpts {
-		s.r.utf8[r] = s.utf8
-	}
-	s.r.mu.Unlock()
-	return nil
-}
-
 // TestSmarthostWithPrivateCA is a relay reached by IP address whose
 // certificate a private CA issued for its name: without delivery.ca_file
 // and delivery.server_name cvd refuses it (the mail waits, with the TLS
 // reason in the queue); with them, the mail goes through over TLS.
 func TestSmarthostWithPrivateCA(t *testing.T) {
 	caPEM, cert := privateCA(t, "relay.internal.test")
-	relay := &recordingRelay{}
-	srv := smtp.NewServer(relay)
-	srv.Domain = "relay.internal.test"
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
-
+	relay, addr := startRelay(t, func(srv *smtp.Server) {
+		srv.Domain = "relay.internal.test"
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	})
 	dir, cfg := initDir(t, "example.org")
 	os.WriteFile(filepath.Join(dir, "relay-ca.pem"), caPEM, 0o600)
-	b, _ := os.ReadFile(cfg)
-	os.WriteFile(cfg, []byte(strings.Replace(string(b), `mode = "outbox"`, `mode = "smarthost"`+"\nsmarthost = \""+ln.Addr().String()+"\"", 1)), 0o600)
+	useSmarthost(t, cfg, addr, "starttls")
 
 	report := func(s *server, from string) {
 		t.Helper()
@@ -133,23 +67,13 @@ func TestSmarthostWithPrivateCA(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wait := func(what string, cond func() bool, diag func() string) {
-		t.Helper()
-		deadline := time.Now().Add(time.Minute)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("waited a minute for %s\n%s", what, diag())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 
 	// The system's roots do not know the private CA.
 	s := startCVD(t, t.TempDir(), nil, "--config", cfg)
 	report(s, "rita@reporter.example")
 	deferred := regexp.MustCompile(`(?m)rita@reporter\.example +deferred .*(certificate|x509|TLS)`)
 	var queue string
-	wait("the acknowledgement deferred for the relay's certificate", func() bool {
+	waitFor(t, "the acknowledgement deferred for the relay's certificate", func() bool {
 		_, queue, _ = runCVD(t, dir, nil, "queue", "list", "--config", cfg, "--all")
 		return deferred.MatchString(queue)
 	}, func() string { return queue + "\n" + s.Logs() })
@@ -158,10 +82,10 @@ func TestSmarthostWithPrivateCA(t *testing.T) {
 	}
 	s.stop(t)
 
-	b, _ = os.ReadFile(cfg)
+	b, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, []byte(strings.Replace(string(b), `tls = "starttls"`, `tls = "starttls"`+"\nca_file = \"relay-ca.pem\"\nserver_name = \"relay.internal.test\"", 1)), 0o600)
 	s = startCVD(t, t.TempDir(), nil, "--config", cfg)
 	defer s.stop(t)
 	report(s, "sam@reporter.example")
-	wait("the acknowledgement at the relay over verified TLS", func() bool { return relay.got("sam@reporter.example") }, s.Logs)
+	waitFor(t, "the acknowledgement at the relay over verified TLS", func() bool { return relay.got("sam@reporter.example") }, s.Logs)
 }

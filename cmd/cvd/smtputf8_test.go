@@ -1,13 +1,10 @@
 package main
 
 import (
-	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-smtp"
 
@@ -51,23 +48,15 @@ func sendUTF8Report(t *testing.T, addr string) {
 // team gets it, and the reporter's acknowledgement goes out.
 func TestInternationalisedReport(t *testing.T) {
 	dir, cfg := initDir(t, "example.org")
-	projectPub, _ := os.ReadFile(filepath.Join(dir, "keys/project.pub.asc"))
 	cora := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
-	cora.Import(projectPub)
-	os.WriteFile(filepath.Join(dir, "keys/cora.asc"), cora.Pub, 0o600)
-	cvdtest.AppendConfig(t, cfg, "\n[[embargo.team]]\nname = \"Cora\"\nemail = \"cora@example.org\"\nkey_file = \"keys/cora.asc\"\n")
+	addTeam(t, dir, cfg, cora)
 	s := startCVD(t, t.TempDir(), nil, "--config", cfg)
 	defer s.stop(t)
 	sendUTF8Report(t, s.addr)
 
 	outbox := filepath.Join(dir, "outbox")
 	var ack, report []byte
-	deadline := time.Now().Add(time.Minute)
-	for ack == nil || report == nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("no acknowledgement to %s and report to the team in the outbox\n%s", idnReporter, s.Logs())
-		}
-		time.Sleep(50 * time.Millisecond)
+	waitFor(t, "the acknowledgement to "+idnReporter+" and the report to the team in the outbox", func() bool {
 		for _, m := range cvdtest.Outbox(t, outbox) {
 			switch m.DeliveredTo {
 			case idnReporter:
@@ -76,7 +65,8 @@ func TestInternationalisedReport(t *testing.T) {
 				report = m.Raw
 			}
 		}
-	}
+		return ack != nil && report != nil
+	}, s.Logs)
 	if !regexp.MustCompile(`incident \d{4}-\d{3}`).Match(ack) {
 		t.Errorf("acknowledgement:\n%s", ack)
 	}
@@ -92,43 +82,22 @@ func TestInternationalisedReport(t *testing.T) {
 func TestSMTPUTF8Delivery(t *testing.T) {
 	for _, offers := range []bool{true, false} {
 		t.Run(map[bool]string{true: "relay offers SMTPUTF8", false: "relay without SMTPUTF8"}[offers], func(t *testing.T) {
-			relay := &recordingRelay{}
-			srv := smtp.NewServer(relay)
-			srv.Domain = "relay.example"
-			srv.EnableSMTPUTF8 = offers
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go srv.Serve(ln)
-			defer srv.Close()
-
+			relay, addr := startRelay(t, func(srv *smtp.Server) { srv.EnableSMTPUTF8 = offers })
 			dir, cfg := initDir(t, "example.org")
-			b, _ := os.ReadFile(cfg)
-			b = []byte(strings.Replace(string(b), `mode = "outbox"`, `mode = "smarthost"`+"\nsmarthost = \""+ln.Addr().String()+"\"", 1))
-			os.WriteFile(cfg, []byte(strings.Replace(string(b), `tls = "starttls"`, `tls = "none"`, 1)), 0o600)
+			useSmarthost(t, cfg, addr, "none")
 			s := startCVD(t, t.TempDir(), nil, "--config", cfg)
 			defer s.stop(t)
 			sendUTF8Report(t, s.addr)
 
 			var queue string
 			failed := regexp.MustCompile(`(?m)` + regexp.QuoteMeta(idnReporter) + ` +failed +1 .*SMTPUTF8`)
-			deadline := time.Now().Add(time.Minute)
-			for {
-				if offers && relay.got(idnReporter) {
-					break
+			waitFor(t, "the acknowledgement's outcome", func() bool {
+				if offers {
+					return relay.got(idnReporter)
 				}
-				if !offers {
-					_, queue, _ = runCVD(t, dir, nil, "queue", "list", "--config", cfg, "--all")
-					if failed.MatchString(queue) {
-						break
-					}
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("waited a minute for the acknowledgement's outcome\n%s\n%s", queue, s.Logs())
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				_, queue, _ = runCVD(t, dir, nil, "queue", "list", "--config", cfg, "--all")
+				return failed.MatchString(queue)
+			}, func() string { return queue + "\n" + s.Logs() })
 			relay.mu.Lock()
 			defer relay.mu.Unlock()
 			if offers && !relay.utf8[idnReporter] {
