@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/store"
 )
 
@@ -164,7 +165,7 @@ func startSmtpSink(t testing.TB, args ...string) string {
 		}
 	}
 	if bin == "" {
-		t.Skip("smtp-sink (Debian package postfix) not installed")
+		cvdtest.SkipOrFail(t, "smtp-sink (Debian package postfix) not installed")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

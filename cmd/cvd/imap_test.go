@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/cvd-project/cvd/crypto"
+	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/internal/gpgtest"
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/mailserver"
@@ -897,6 +898,9 @@ func TestIMAPPythonImaplib(t *testing.T) {
 	ca := filepath.Join(dir, "ca.pem")
 	os.WriteFile(ca, w.certPEM, 0o600)
 	host, port, _ := net.SplitHostPort(w.addr)
+	if _, err := exec.LookPath("python3"); err != nil {
+		cvdtest.SkipOrFail(t, "python3 is not installed (the test script installs it: apt-get install -y python3)")
+	}
 	cmd := exec.Command("python3", "-c", imaplibScript)
 	cmd.Env = append(os.Environ(), "H="+host, "P="+port, "U="+p.deb.Email, "PW="+p.pw[p.deb.Email], "CA="+ca)
 	var stderr bytes.Buffer
