@@ -187,14 +187,14 @@ func startSmtpSink(t testing.TB, args ...string) string {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	for i := 0; ; i++ {
+	for deadline := time.Now().Add(60 * time.Second); ; {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
 			return addr
 		}
-		if i > 200 {
-			t.Fatalf("smtp-sink did not start: %v\n%s", err, out.String())
+		if time.Now().After(deadline) {
+			t.Fatalf("smtp-sink did not start in 60s: %v\n%s", err, out.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -359,7 +359,7 @@ func TestDeliveryRecoversSendingAndWakes(t *testing.T) {
 	// New mail goes out on Wake, without waiting for the hour-long poll.
 	enqueue(t, db, start, "m2", "ok2@a.example")
 	w.Wake()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for len(sink.Txns()) < 2 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}

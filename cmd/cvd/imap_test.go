@@ -522,7 +522,7 @@ func TestIMAPIdleAndRemoval(t *testing.T) {
 		if n != 3 {
 			t.Errorf("IDLE: EXISTS %d, want 3", n)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("IDLE: no EXISTS after a post")
 	}
 	if err := idle.Close(); err != nil {
