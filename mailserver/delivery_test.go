@@ -212,7 +212,7 @@ func TestDeliverySmarthostTLSAndAuth(t *testing.T) {
 			waitIdle(t, w, db)
 			txns := sink.Txns()
 			if len(txns) != 1 || !txns[0].TLS || txns[0].User != "cvd" || txns[0].Helo != "mail.example.org" {
-				t.Fatalf("sink got %+v; want one message over TLS, authenticated as cvd", txns)
+				t.Fatalf("sink got %+v; want one message over TLS, authenticated as cvd; queue: %+v", txns, entries(t, db))
 			}
 		})
 	}
