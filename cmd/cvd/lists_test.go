@@ -110,7 +110,13 @@ func TestIncidentListEndToEnd(t *testing.T) {
 	}
 	// The copies were queued together: the queue, not the outbox (which
 	// a late delivery may not have reached), shows there is none for Rita.
-	code, out, _ = runCVD(t, dir, nil, "queue", "list", "--config", cfg, "--all")
+	// A copy is written to the outbox before its row is recorded as sent.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, out, _ = runCVD(t, dir, nil, "queue", "list", "--config", cfg, "--all")
+		if code == 0 && strings.Count(out, " sent ") >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if code != 0 || strings.Count(out, " sent ") != 2 || strings.Contains(out, rita.Email) {
 		t.Errorf("queue list after delivery (want two copies sent, none for %s):\n%s", rita.Email, out)
 	}
