@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs cvd's whole test suite with the race detector. The tests drive real
-# programs (swaks, gpg, gpg-wks-client, Postfix's smtp-sink, headless
-# Chromium); this script installs them from Debian when missing.
+# programs (swaks with TLS, gpg, gpg-wks-client, Postfix's smtp-sink,
+# headless Chromium, mbsync, Python's imaplib); this script installs them
+# from Debian when missing. With CI=true (as .ci/run sets) a test that
+# cannot run for want of one fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,6 +14,11 @@ command -v gpg-wks-client >/dev/null 2>&1 || [ -x /usr/lib/gnupg/gpg-wks-client 
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+# swaks --tls needs Net::SSLeay (and IO::Socket::SSL), which
+# --no-install-recommends leaves out.
+perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl)
+perl -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libio-socket-ssl-perl)
 if ((${#need[@]})); then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/store"
 )
 
@@ -164,7 +165,7 @@ func startSmtpSink(t testing.TB, args ...string) string {
 		}
 	}
 	if bin == "" {
-		t.Skip("smtp-sink (Debian package postfix) not installed")
+		cvdtest.SkipOrFail(t, "smtp-sink (Debian package postfix) not installed")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -186,14 +187,14 @@ func startSmtpSink(t testing.TB, args ...string) string {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	for i := 0; ; i++ {
+	for deadline := time.Now().Add(60 * time.Second); ; {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
 			return addr
 		}
-		if i > 200 {
-			t.Fatalf("smtp-sink did not start: %v\n%s", err, out.String())
+		if time.Now().After(deadline) {
+			t.Fatalf("smtp-sink did not start in 60s: %v\n%s", err, out.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

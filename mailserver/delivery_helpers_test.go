@@ -103,25 +103,31 @@ func runWorker(t testing.TB, w *DeliveryWorker) {
 	})
 }
 
-// waitIdle waits until nothing is in flight, in sending, or due at now.
+// waitIdle waits until nothing is due at now, in sending, or in flight.
+// A row goes from due to sending (claimed) to in flight (dispatched) and
+// is recorded before it leaves the flight, so the three are read in that
+// order: a row moving on between two reads is seen by the later one.
 func waitIdle(t testing.TB, w *DeliveryWorker, db *store.DB) {
 	t.Helper()
 	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if w.inFlight() == 0 {
-			sending, _ := db.ListQueue(ctx, store.QueueFilter{States: []string{store.QueueSending}, Limit: 1})
-			due, ok, err := db.NextQueueDue(ctx)
+		due, ok, err := db.NextQueueDue(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok || due.After(w.opts.Now()) {
+			sending, err := db.ListQueue(ctx, store.QueueFilter{States: []string{store.QueueSending}, Limit: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(sending) == 0 && w.inFlight() == 0 && (!ok || due.After(w.opts.Now())) {
+			if len(sending) == 0 && w.inFlight() == 0 {
 				return
 			}
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	t.Fatal("delivery did not settle in 30s")
+	t.Fatalf("delivery did not settle in 60s: %+v", entries(t, db))
 }
 
 func entries(t testing.TB, db *store.DB) map[string]store.QueueEntry {

@@ -1,11 +1,13 @@
 package mailserver
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -47,8 +49,8 @@ func (pipeAddrConn) RemoteAddr() net.Addr {
 
 // FuzzSMTPSession feeds arbitrary client input to a real SMTP session over
 // an in-memory connection, with the real spool behind it: the server must
-// never crash, and every message it stores must be one it answered 250 to
-// within the size limit.
+// never crash, it must end every session, and it stores exactly the
+// messages it answered "250 queued" to, each within the size limit.
 func FuzzSMTPSession(f *testing.F) {
 	for _, seed := range []string{
 		"EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<security@example.org>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n",
@@ -76,30 +78,48 @@ func FuzzSMTPSession(f *testing.F) {
 	go srv.Serve(ln)
 	defer srv.Close()
 
+	var seen int64 // the highest spool ID checked so far
 	f.Fuzz(func(t *testing.T, input []byte) {
 		client, server := net.Pipe()
 		ln.conns <- pipeAddrConn{server}
-		done := make(chan struct{})
+		var replies bytes.Buffer
+		done := make(chan error, 1)
 		go func() {
-			io.Copy(io.Discard, client)
-			close(done)
+			_, err := io.Copy(&replies, client)
+			done <- err
 		}()
-		client.SetDeadline(time.Now().Add(3 * time.Second))
+		// The server ends every session (QUIT, or its 2 s read timeout);
+		// the deadline only catches a session that never ends.
+		client.SetDeadline(time.Now().Add(20 * time.Second))
 		client.Write(input)
 		client.Write([]byte("\r\nQUIT\r\n"))
-		select {
-		case <-done:
-		case <-time.After(3 * time.Second):
+		if err := <-done; err != nil {
+			t.Fatalf("session not ended by the server: %v\nreplies:\n%s", err, replies.String())
 		}
 		client.Close()
-		list, err := db.ListSpool(context.Background(), 5)
+		// The session is over, so everything it stored is in the spool.
+		list, err := db.ListSpool(context.Background(), 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
+		stored := 0
 		for _, m := range list {
-			if m.Size > 4096 {
-				t.Fatalf("stored a message of %d bytes past the 4096 limit", m.Size)
+			if m.ID <= seen {
+				continue
 			}
+			stored++
+			if m.Size > 4096 {
+				t.Errorf("stored a message of %d bytes past the 4096 limit", m.Size)
+			}
+		}
+		if len(list) > 0 {
+			seen = max(seen, list[0].ID)
+		}
+		// A reply line is the server's own: nothing the client sends can
+		// start one.
+		queued := len(regexp.MustCompile(`(?m)^250 2\.0\.0 OK: queued\r?$`).FindAllIndex(replies.Bytes(), -1))
+		if stored != queued {
+			t.Fatalf("%d messages stored, %d answered \"250 queued\"\ninput: %q\nreplies:\n%s", stored, queued, input, replies.String())
 		}
 	})
 }

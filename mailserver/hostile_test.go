@@ -76,7 +76,10 @@ func TestSmugglingVariants(t *testing.T) {
 }
 
 // Commands sent in the same packet as STARTTLS must not be run after the
-// handshake (the plaintext-injection attack on STARTTLS).
+// handshake (the plaintext-injection attack on STARTTLS, CVE-2011-0411):
+// the injected EHLO, MAIL and RCPT, had they been kept, would answer
+// before anything the client says over TLS and would make its bare DATA
+// acceptable.
 func TestPipelinedCommandsBeforeSTARTTLSAreDiscarded(t *testing.T) {
 	ts := startServer(t, nil)
 	c, err := net.Dial("tcp", ts.addr)
@@ -84,13 +87,13 @@ func TestPipelinedCommandsBeforeSTARTTLSAreDiscarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(c)
 	readReply := func(r *bufio.Reader) string {
 		for {
 			line, err := r.ReadString('\n')
 			if err != nil {
-				return "EOF"
+				return "EOF: " + err.Error()
 			}
 			if len(line) < 4 || line[3] != '-' {
 				return strings.TrimSpace(line)
@@ -100,22 +103,40 @@ func TestPipelinedCommandsBeforeSTARTTLSAreDiscarded(t *testing.T) {
 	readReply(br)
 	fmt.Fprintf(c, "EHLO evil.example\r\n")
 	readReply(br)
-	fmt.Fprintf(c, "STARTTLS\r\nMAIL FROM:<injected@evil.example>\r\nRCPT TO:<security@example.org>\r\n")
+	fmt.Fprintf(c, "STARTTLS\r\nEHLO evil.example\r\nMAIL FROM:<injected@evil.example>\r\nRCPT TO:<security@example.org>\r\n")
 	if got := readReply(br); !strings.HasPrefix(got, "220") {
 		t.Fatalf("STARTTLS: %q", got)
 	}
 	tc := tls.Client(c, &tls.Config{ServerName: "mx.example.org", RootCAs: ts.certs})
 	if err := tc.Handshake(); err != nil {
-		// Refusing the handshake because of the injected bytes is fine.
-		return
+		t.Fatalf("TLS handshake after a pipelined STARTTLS: %v", err)
 	}
 	tr := bufio.NewReader(tc)
-	fmt.Fprintf(tc, "EHLO evil.example\r\n")
-	readReply(tr)
-	// If the injected MAIL FROM had been run, this DATA would be accepted.
+	// The first reply over TLS is to this DATA, and refuses it: no
+	// transaction is open.
 	fmt.Fprintf(tc, "DATA\r\n")
-	if got := readReply(tr); strings.HasPrefix(got, "354") {
-		t.Fatalf("injected plaintext commands were run after STARTTLS")
+	if got := readReply(tr); !strings.HasPrefix(got, "502") && !strings.HasPrefix(got, "503") {
+		t.Fatalf("first reply over TLS to a bare DATA: %q; want 502/503 (the injected commands were run)", got)
+	}
+	// The TLS session itself works: a transaction of its own goes through.
+	for _, step := range []struct{ cmd, want string }{
+		{"EHLO good.example", "250"},
+		{"MAIL FROM:<good@example.net>", "250"},
+		{"RCPT TO:<security@example.org>", "250"},
+		{"DATA", "354"},
+		{"Subject: over TLS\r\n\r\nhello\r\n.", "250"},
+	} {
+		fmt.Fprintf(tc, "%s\r\n", step.cmd)
+		if got := readReply(tr); !strings.HasPrefix(got, step.want) {
+			t.Fatalf("%.20q over TLS: %q, want %s", step.cmd, got, step.want)
+		}
+	}
+	msgs := ts.spooled(t)
+	if len(msgs) != 1 || msgs[0].MailFrom != "good@example.net" || !msgs[0].TLS {
+		for _, m := range msgs {
+			t.Logf("stored: from <%s>, TLS %v", m.MailFrom, m.TLS)
+		}
+		t.Fatalf("%d messages stored, want the one sent over TLS by good@example.net", len(msgs))
 	}
 }
 

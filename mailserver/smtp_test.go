@@ -357,7 +357,7 @@ func TestConnectionLimitPerIP(t *testing.T) {
 	a.send("QUIT\r\n")
 	a.reply()
 	a.c.Close()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := dialRaw(t, ts.addr)
 		got := r.reply()
@@ -537,7 +537,7 @@ func TestShutdownRacingServe(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Serve: %v", err)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("Serve did not return after Shutdown")
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/cvd-project/cvd/crypto"
+	"github.com/cvd-project/cvd/internal/cvdtest"
 )
 
 // findTool looks a program up in PATH and in the given extra places.
@@ -50,7 +51,7 @@ func TestWKDWithGnuPG(t *testing.T) {
 	wks := findTool("gpg-wks-client", "/usr/lib/gnupg/gpg-wks-client", "/usr/libexec/gpg-wks-client")
 	gpg := findTool("gpg")
 	if wks == "" || gpg == "" {
-		t.Skip("gpg or gpg-wks-client not installed (Debian: apt-get install gnupg gpg-wks-client)")
+		cvdtest.SkipOrFail(t, "gpg or gpg-wks-client not installed (Debian: apt-get install gnupg gpg-wks-client)")
 	}
 	_, pub, err := crypto.GenerateKey("Example security team", "security@example.org", "")
 	if err != nil {
@@ -153,13 +154,29 @@ func TestWKDWithGnuPG(t *testing.T) {
 			t.Errorf("imported fingerprints %v, want %s", fprs, k.Fingerprint())
 		}
 	}
-	if code, _, _ := get(t, s, WKDPath("security@elsewhere.example")); code == 200 {
-		// Same local part: the path exists, but it must hold our key only.
-		_, _, body := get(t, s, WKDPath("security@elsewhere.example"))
-		fk, _ := crypto.ParseKey(foreign)
-		if fk != nil && bytes.Contains([]byte(body), []byte(fk.Fingerprint())) {
-			t.Error("a key of another domain is published")
+	// security@elsewhere.example hashes to the same path (WKD hashes the
+	// local part only): what is served there must be our key alone.
+	code, _, body := get(t, s, WKDPath("security@elsewhere.example"))
+	served, err := crypto.ParseKeys([]byte(body))
+	if code != 200 || err != nil {
+		t.Fatalf("%s: %d, %v", WKDPath("security@elsewhere.example"), code, err)
+	}
+	fk, err := crypto.ParseKey(foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sk := range served {
+		if sk.Fingerprint() == fk.Fingerprint() {
+			t.Errorf("a key of another domain is published: %s %v", sk.Fingerprint(), sk.UserIDs())
 		}
+		for _, e := range sk.Emails() {
+			if !strings.HasSuffix(strings.ToLower(e), "@example.org") {
+				t.Errorf("the WKD serves a key with the user ID %s", e)
+			}
+		}
+	}
+	if len(served) != 1 || served[0].Fingerprint() != k.Fingerprint() {
+		t.Errorf("the WKD serves %d keys, want the project key %s alone", len(served), k.Fingerprint())
 	}
 	for _, p := range []string{"/.well-known/openpgpkey/policy", "/.well-known/openpgpkey/example.org/policy"} {
 		if code, _, _ := get(t, s, p); code != 200 {
@@ -183,7 +200,7 @@ func TestAdvisoryPageInChromium(t *testing.T) {
 		if os.Getenv("CVD_TEST_BROWSER") == "1" {
 			t.Fatal("CVD_TEST_BROWSER=1 but chromium is not installed (Debian: apt-get install chromium)")
 		}
-		t.Skip("chromium not installed (Debian: apt-get install chromium)")
+		cvdtest.SkipOrFail(t, "chromium not installed (Debian: apt-get install chromium)")
 	}
 	srv := serveLocal(t, newTestSite(t, testSource(t, nil)))
 	page := srv.URL + "/advisories/2026-001.html"

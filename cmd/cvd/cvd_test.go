@@ -236,11 +236,21 @@ func swaks(t *testing.T, args ...string) (string, error) {
 
 func TestSwaksAgainstEmbeddedDefault(t *testing.T) {
 	// The README's first command, as a new user runs it: no configuration.
-	for _, addr := range []string{"127.0.0.1:2525", "127.0.0.1:8080"} {
-		if ln, err := net.Listen("tcp", addr); err != nil {
-			t.Skipf("%s is busy (%v); the embedded default needs it", addr, err)
-		} else {
+	// The embedded default listens on fixed ports; another program (or
+	// another checkout's tests) may hold them for a while.
+	busy := func() error {
+		for _, addr := range []string{"127.0.0.1:2525", "127.0.0.1:8080"} {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
 			ln.Close()
+		}
+		return nil
+	}
+	for deadline := time.Now().Add(2 * time.Minute); busy() != nil; time.Sleep(time.Second) {
+		if time.Now().After(deadline) {
+			cvdtest.SkipOrFail(t, "the embedded default needs ports 2525 and 8080: %v", busy())
 		}
 	}
 	wd := t.TempDir()

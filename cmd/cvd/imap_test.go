@@ -23,6 +23,7 @@ import (
 
 	"github.com/cvd-project/cvd/accounts"
 	"github.com/cvd-project/cvd/crypto"
+	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/internal/gpgtest"
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/mailserver"
@@ -524,7 +525,7 @@ func TestIMAPIdleAndRemoval(t *testing.T) {
 		if n != 3 {
 			t.Errorf("IDLE: EXISTS %d, want 3", n)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("IDLE: no EXISTS after a post")
 	}
 	if err := idle.Close(); err != nil {
@@ -900,6 +901,9 @@ func TestIMAPPythonImaplib(t *testing.T) {
 	ca := filepath.Join(dir, "ca.pem")
 	os.WriteFile(ca, w.certPEM, 0o600)
 	host, port, _ := net.SplitHostPort(w.addr)
+	if _, err := exec.LookPath("python3"); err != nil {
+		cvdtest.SkipOrFail(t, "python3 is not installed (the test script installs it: apt-get install -y python3)")
+	}
 	cmd := exec.Command("python3", "-c", imaplibScript)
 	cmd.Env = append(os.Environ(), "H="+host, "P="+port, "U="+p.deb.Email, "PW="+p.pw[p.deb.Email], "CA="+ca)
 	var stderr bytes.Buffer

@@ -21,7 +21,7 @@ func waitMail(t *testing.T, dir, rcpt string, n int) [][]byte {
 			return got
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s has %d messages in the outbox, want %d", rcpt, len(got), n)
+			t.Fatalf("%s has %d messages in the outbox after 30s, want %d\n%s", rcpt, len(got), n, outboxListing(t, dir))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,8 +68,28 @@ func TestQueueCommandsShowDeferredMail(t *testing.T) {
 		_, out, _ = runCVD(t, dir, nil, "queue", "list", "--config", cfg)
 	}
 	id := row.FindStringSubmatch(out)[1]
-	if code, out, errOut := runCVD(t, dir, nil, "queue", "retry", id, "--config", cfg); code != 0 {
+	// The row as the operator reads it: state, attempts, next try.
+	rowState := func() (state string, attempts int, next time.Time) {
+		t.Helper()
+		_, out, _ := runCVD(t, dir, nil, "queue", "list", "--config", cfg, "--all")
+		m := regexp.MustCompile(`(?m)^` + id + ` +\S+ +(\S+) +(\d+) +(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|-) `).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("row %s not in cvd queue list:\n%s", id, out)
+		}
+		attempts, _ = strconv.Atoi(m[2])
+		if m[3] != "-" {
+			next, _ = time.ParseInLocation(time.DateTime, m[3], time.Local)
+		}
+		return m[1], attempts, next
+	}
+	_, attemptsBefore, _ := rowState()
+	if code, out, errOut := runCVD(t, dir, nil, "queue", "retry", id, "--config", cfg); code != 0 || !strings.Contains(out, "is due now") {
 		t.Errorf("queue retry: %d %s%s", code, out, errOut)
+	}
+	// Due now: queued for now, or already picked up again by the worker
+	// (the first backoff, a minute, has not passed).
+	if state, attempts, next := rowState(); !(state == "queued" && !next.After(time.Now().Add(time.Second)) || state == "sending" || attempts > attemptsBefore) {
+		t.Errorf("after queue retry the row is %s, %d attempts, next try %v; want it due now", state, attempts, next)
 	}
 	if code, out, errOut := runCVD(t, dir, nil, "queue", "drop", id, "--config", cfg); code != 0 {
 		t.Errorf("queue drop: %d %s%s", code, out, errOut)

@@ -68,8 +68,10 @@ func TestTemplatesOverrideInServe(t *testing.T) {
 	if regexp.MustCompile(`(?mi)^bcc:`).MatchString(head) || !strings.Contains(head, "Subject: ["+id+"] Received by the Example team Bcc: victim@evil.example\n") {
 		t.Errorf("header injection through the override:\n%s", head)
 	}
-	if len(outboxMail(t, dir)["victim@evil.example"]) != 0 {
-		t.Error("mail went to the injected address")
+	// Rows are queued with the acknowledgement: the queue shows any copy
+	// for the injected address, delivered yet or not.
+	if _, out, _ := runCVD(t, dir, nil, "queue", "list", "--all", "--config", cfg); strings.Contains(out, "victim@evil.example") || len(outboxMail(t, dir)["victim@evil.example"]) != 0 {
+		t.Errorf("mail went to the injected address:\n%s", out)
 	}
 	// Notices rendered by the CLI use the override folder too.
 	if code, out, errOut := runCVD(t, dir, nil, "incident", "show", id, "--config", cfg); code != 0 {

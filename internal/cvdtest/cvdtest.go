@@ -334,6 +334,33 @@ func Outbox(t testing.TB, outboxDir string) []Mail {
 	return out
 }
 
+// Listing describes the messages of an outbox, one a line (file name,
+// recipient, subject), for the message of a failing test.
+func Listing(mails []Mail) string {
+	var b strings.Builder
+	for _, m := range mails {
+		fmt.Fprintf(&b, "  %s to %s: %s\n", filepath.Base(m.File), m.DeliveredTo, Header(m.Raw, "Subject"))
+	}
+	if b.Len() == 0 {
+		return "  (empty)\n"
+	}
+	return b.String()
+}
+
+// InCI reports whether the tests run in CI (CI=true, as .ci/run sets).
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// SkipOrFail is for a test the environment cannot run (a program missing,
+// a port busy): outside CI it skips the test, in CI it fails it, so CI
+// never passes with a test that did not run.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("CI=true, and this test cannot run here: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // Header returns the first value of header field name in raw (unfolded),
 // or "".
 func Header(raw []byte, name string) string {

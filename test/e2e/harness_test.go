@@ -38,6 +38,27 @@ func swaks(t *testing.T, server, from, to string, msg []byte) {
 	}
 }
 
+// schedulerRE is the scheduler's line after a pass that did something:
+// the incidents released, the downstreams reminded, the reports
+// escalated.
+var schedulerRE = regexp.MustCompile(`msg=scheduler .*?released="?([^" ]*)"? reminded=(\d+) escalated=(\d+)`)
+
+// waitLog waits until the server has logged a line matching re and
+// returns the first such line's submatches.
+func waitLog(t *testing.T, s *cvdtest.Server, re *regexp.Regexp) []string {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(s.Logs()); m != nil {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line matching %s after 60s (the log is below)", re)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // outbox is the outbox Maildir as the recipients would find it.
 type outbox struct {
 	t   *testing.T
@@ -64,14 +85,14 @@ func (o outbox) to(addr string) []outMail {
 // wait waits until addr has at least n messages.
 func (o outbox) wait(addr string, n int) []outMail {
 	o.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		got := o.to(addr)
 		if len(got) >= n {
 			return got
 		}
 		if time.Now().After(deadline) {
-			o.t.Fatalf("%s has %d messages, waited for %d", addr, len(got), n)
+			o.t.Fatalf("%s has %d messages after 60s, waited for %d\noutbox:\n%s", addr, len(got), n, cvdtest.Listing(cvdtest.Outbox(o.t, o.dir)))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

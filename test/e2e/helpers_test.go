@@ -80,7 +80,7 @@ func lastOf(ms []outMail) outMail { return ms[len(ms)-1] }
 // decrypted text contains want, and returns that text.
 func waitFor(t *testing.T, o outbox, u *gpgtest.User, skip int, want string) string {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ms := o.to(u.Email)
 		for _, m := range ms[min(skip, len(ms)):] {
@@ -93,7 +93,7 @@ func waitFor(t *testing.T, o outbox, u *gpgtest.User, skip int, want string) str
 				p, status, err := u.Decrypt(m.raw)
 				t.Logf("message %s to %s: %v\n%s\n%s", m.name, u.Email, err, status, p)
 			}
-			t.Fatalf("no message to %s with %q", u.Email, want)
+			t.Fatalf("no message to %s with %q after 60s\noutbox:\n%s", u.Email, want, cvdtest.Listing(cvdtest.Outbox(t, o.dir)))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

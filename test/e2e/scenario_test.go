@@ -161,11 +161,26 @@ key_file = %q
 	}
 
 	// 6. Nothing public before the date, even with the server restarted
-	// ten minutes before it.
+	// ten minutes before it. Red Hat and Ubuntu have not acknowledged:
+	// the scheduler's pass at start, at that time, reminds them (24 hours
+	// before the date) and releases nothing: its log line and the
+	// reminders prove the pass ran.
 	s.Stop(t)
 	early := date.Add(-10 * time.Minute).Sub(time.Now()).Round(time.Second)
 	s = startServer(t, cfgPath, "CVD_CLOCK_OFFSET="+early.String())
-	time.Sleep(2 * time.Second)
+	if pass := waitLog(t, s, schedulerRE); pass[1] != "" || pass[2] != "2" {
+		t.Fatalf("the scheduler's pass ten minutes before the date released %q and reminded %s, want nothing released and 2 reminded", pass[1], pass[2])
+	}
+	for _, d := range []*gpgtest.User{redhat, ubuntu} {
+		if got := waitFor(t, box, d, 1, "Reminder: embargo ends"); !strings.Contains(got, id) {
+			t.Errorf("%s's reminder:\n%s", d.Email, got)
+		}
+	}
+	for _, m := range box.to(debian.Email) {
+		if p := readAs(t, debian, m); strings.Contains(p, "Reminder: embargo ends") {
+			t.Errorf("Debian, who acknowledged, was reminded:\n%s", p)
+		}
+	}
 	if ms := box.to(sam.Email); len(ms) != 2 {
 		t.Errorf("the subscriber got %d messages before the date (want only the two subscription mails)", len(ms))
 	}
@@ -193,11 +208,20 @@ key_file = %q
 		t.Errorf("thanks to the reporter:\n%s", got)
 	}
 	waitFor(t, box, debian, 1, "lifted")
+	// A second report comes in that nobody takes.
+	n = len(box.to(rita.Email))
+	swaks(t, s.Addr, rita.Email, "security@example.org", []byte("From: Rita Reporter <rita@reporter.example>\r\nTo: security@example.org\r\n"+
+		"Subject: another bug\r\nMessage-ID: <report2@reporter.example>\r\n\r\nThe lexer loops on a lone quote.\r\n"))
+	box.wait(rita.Email, n+1)
 	s.Stop(t)
 
-	// Another restart later: nothing is released twice.
-	s = startServer(t, cfgPath, "CVD_CLOCK_OFFSET="+(late+2*time.Hour).String())
-	time.Sleep(2 * time.Second)
+	// Another restart a day later: nothing is released twice. The
+	// scheduler's pass at start escalates the second report, untaken for
+	// 24 hours: that log line proves the pass ran.
+	s = startServer(t, cfgPath, "CVD_CLOCK_OFFSET="+(late+25*time.Hour).String())
+	if pass := waitLog(t, s, schedulerRE); pass[1] != "" || pass[3] != "1" {
+		t.Fatalf("the scheduler's pass a day after the release released %q and escalated %s, want nothing released and 1 escalated", pass[1], pass[3])
+	}
 	if n := len(box.to(sam.Email)); n != 3 {
 		t.Errorf("the subscriber has %d messages after a second restart, want 3", n)
 	}

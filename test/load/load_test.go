@@ -242,14 +242,14 @@ func freeAddr(b *testing.B) string {
 }
 
 func waitListening(b *testing.B, addr string, what func() string) {
-	for i := 0; ; i++ {
+	for deadline := time.Now().Add(60 * time.Second); ; {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
 			return
 		}
-		if i > 500 {
-			b.Fatalf("nothing listens on %s: %v\n%s", addr, err, what())
+		if time.Now().After(deadline) {
+			b.Fatalf("nothing listens on %s after 60s: %v\n%s", addr, err, what())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -424,8 +424,10 @@ func BenchmarkIntakeSmtpSource(b *testing.B) {
 			b.Logf("no Postfix instance here (%v); the reference below is smtp-sink only", err)
 		} else {
 			d := smtpSource(b, p.addr, "security@"+domain, n, sessions)
-			time.Sleep(500 * time.Millisecond)
 			held := p.held()
+			for deadline := time.Now().Add(30 * time.Second); held < n && time.Now().Before(deadline); held = p.held() {
+				time.Sleep(100 * time.Millisecond)
+			}
 			if held != n {
 				b.Errorf("smtp-source sent %d messages, Postfix's hold queue holds %d", n, held)
 			}
