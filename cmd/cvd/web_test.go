@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/internal/gpgtest"
 	"github.com/cvd-project/cvd/publish"
 )
@@ -46,17 +47,32 @@ func httpGet(t *testing.T, base, path string) (int, string) {
 func report(t *testing.T, s *server, dir, from, subject string, acks int) string {
 	t.Helper()
 	mail := filepath.Join(t.TempDir(), "report.eml")
-	os.WriteFile(mail, []byte("From: <"+from+">\r\nTo: security@example.org\r\nSubject: "+subject+"\r\nMessage-ID: <"+
-		strings.ReplaceAll(subject, " ", ".")+"@reporter.example>\r\n\r\nDetails.\r\n"), 0o600)
+	msgID := "<" + strings.ReplaceAll(subject, " ", ".") + "@reporter.example>"
+	os.WriteFile(mail, []byte("From: <"+from+">\r\nTo: security@example.org\r\nSubject: "+subject+"\r\nMessage-ID: "+
+		msgID+"\r\n\r\nDetails.\r\n"), 0o600)
 	if out, err := swaks(t, "--server", s.addr, "--from", from, "--to", "security@example.org", "--data", "@"+mail); err != nil {
 		t.Fatalf("swaks: %v\n%s", err, out)
 	}
-	ack := waitMail(t, dir, from, acks)[acks-1]
-	id := regexp.MustCompile(`incident (\d{4}-\d{3})`).FindStringSubmatch(string(ack))
+	// The acknowledgements of several reports may be delivered in any
+	// order: this report's is the one that answers its Message-ID.
+	var ack []byte
+	waitFor(t, "the acknowledgement answering "+msgID, func() bool {
+		for _, m := range outboxMail(t, dir)[from] {
+			if cvdtest.Header(m, "In-Reply-To") == msgID {
+				ack = m
+				return true
+			}
+		}
+		return false
+	}, func() string { return outboxListing(t, dir) + "\n" + s.Logs() })
+	if n := len(outboxMail(t, dir)[from]); n < acks {
+		t.Fatalf("%s has %d messages, want at least %d\n%s", from, n, acks, outboxListing(t, dir))
+	}
+	id := regexp.MustCompile(`incident (\d{4}-\d{3})`).FindSubmatch(ack)
 	if id == nil {
 		t.Fatalf("acknowledgement:\n%s", ack)
 	}
-	return id[1]
+	return string(id[1])
 }
 
 // TestPublicSiteAndOneClick runs the public face against a real server:
