@@ -36,24 +36,6 @@ func publicServer(t *testing.T, extra string) (dir, cfg string, s *server, cli f
 	return dir, cfg, s, cli
 }
 
-// namedReport mails a report from "name <from>" and returns the incident
-// ID from the acknowledgement.
-func namedReport(t *testing.T, s *server, dir, name, from, subject string, acks int) string {
-	t.Helper()
-	mail := filepath.Join(t.TempDir(), "report.eml")
-	os.WriteFile(mail, []byte("From: "+name+" <"+from+">\r\nTo: security@example.org\r\nSubject: "+subject+"\r\nMessage-ID: <"+
-		strings.ReplaceAll(subject, " ", ".")+"@reporter.example>\r\n\r\nDetails.\r\n"), 0o600)
-	if out, err := swaks(t, "--server", s.addr, "--from", from, "--to", "security@example.org", "--data", "@"+mail); err != nil {
-		t.Fatalf("swaks: %v\n%s", err, out)
-	}
-	ack := waitMail(t, dir, from, acks)[acks-1]
-	id := regexp.MustCompile(`incident (\d{4}-\d{3})`).FindStringSubmatch(string(ack))
-	if id == nil {
-		t.Fatalf("acknowledgement:\n%s", ack)
-	}
-	return id[1]
-}
-
 // TestInternalFactsNeverPublished publishes incidents full of internal
 // facts (backport decisions, notes, the downstream's name and address,
 // the uncredited reporter's name and address) and looks for them in

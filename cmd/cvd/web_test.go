@@ -46,9 +46,15 @@ func httpGet(t *testing.T, base, path string) (int, string) {
 // from the acknowledgement.
 func report(t *testing.T, s *server, dir, from, subject string, acks int) string {
 	t.Helper()
+	return namedReport(t, s, dir, "", from, subject, acks)
+}
+
+// namedReport is report with a display name in From.
+func namedReport(t *testing.T, s *server, dir, name, from, subject string, acks int) string {
+	t.Helper()
 	mail := filepath.Join(t.TempDir(), "report.eml")
 	msgID := "<" + strings.ReplaceAll(subject, " ", ".") + "@reporter.example>"
-	os.WriteFile(mail, []byte("From: <"+from+">\r\nTo: security@example.org\r\nSubject: "+subject+"\r\nMessage-ID: "+
+	os.WriteFile(mail, []byte("From: "+name+" <"+from+">\r\nTo: security@example.org\r\nSubject: "+subject+"\r\nMessage-ID: "+
 		msgID+"\r\n\r\nDetails.\r\n"), 0o600)
 	if out, err := swaks(t, "--server", s.addr, "--from", from, "--to", "security@example.org", "--data", "@"+mail); err != nil {
 		t.Fatalf("swaks: %v\n%s", err, out)
