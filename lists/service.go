@@ -99,6 +99,12 @@ func (s *Service) IntakeAddress() string { return SecurityLocalPart + "@" + s.Do
 
 var listNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
+var incidentNameRE = regexp.MustCompile(`^[0-9]{4}-[0-9]{3,}$`)
+
+// IncidentName reports whether name has the form of an incident ID
+// (YYYY-NNN): such lists are created by the intake only.
+func IncidentName(name string) bool { return incidentNameRE.MatchString(strings.ToLower(name)) }
+
 // CreateListTx creates a list inside tx.
 func (s *Service) CreateListTx(ctx context.Context, tx *sql.Tx, name, kind, title string) (*store.List, error) {
 	name = strings.ToLower(name)

@@ -56,6 +56,9 @@ func cmdList(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args[2:]); err != nil {
 		return err
 	}
+	if lists.IncidentName(name) {
+		return fmt.Errorf("list create %s: names of the form YYYY-NNN are incident IDs, given by cvd when a report opens an incident; choose another name", name)
+	}
 	return withLists(*cfgPath, func(ctx context.Context, svc *lists.Service) error {
 		if _, err := svc.CreateList(ctx, name, *kind, *title); err != nil {
 			return err
