@@ -23,7 +23,7 @@ func (d *Desk) intakeFailed(ctx context.Context, sm *store.SpooledMessage, rcpt 
 	d.log().Error("report not taken by the intake", "spool", sm.ID, "err", cause)
 	r, err := render("intake-failed", map[string]any{"Reason": cause.Error(), "Received": utc(sm.ReceivedAt),
 		"From": lists.HeaderName(rp.from.Name) + " <" + rp.reporter + ">", "Size": strconv.Itoa(len(sm.Raw)) + " bytes",
-		"Spool": strconv.FormatInt(sm.ID, 10)})
+		"ID": strconv.FormatInt(sm.ID, 10)})
 	if err != nil {
 		return errors.Join(cause, err)
 	}
