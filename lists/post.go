@@ -109,6 +109,9 @@ type postJob struct {
 	// them tells the sender why the post was held.
 	extra      []*notice
 	senderTold bool
+	// removed are members a command of the post removed: they get no
+	// copy of it.
+	removed []*member
 }
 
 func (p *postJob) run(ctx context.Context) (*PostResult, error) {
@@ -529,6 +532,9 @@ func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*mem
 		return nil, err
 	}
 	for i, m := range d.sealTo {
+		if slices.Contains(p.removed, m) {
+			continue
+		}
 		qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: d.copies[i],
 			Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now})
 		if err != nil {
@@ -552,6 +558,9 @@ func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*mem
 		}
 		if n >= p.s.freezeAfter() {
 			if err := store.SetMemberStateTx(ctx, tx, m.ID, store.MemberFrozen, m.problem, p.now); err != nil {
+				return nil, err
+			}
+			if _, _, err := p.s.dropCopiesTx(ctx, tx, p.list, m.ID, m.Email, "member frozen: "+m.problem, p.now); err != nil {
 				return nil, err
 			}
 			frozen = append(frozen, m)
