@@ -142,6 +142,10 @@ func (p *postJob) command(ctx context.Context, tx *sql.Tx, kw Keyword, found []c
 		}
 		var b strings.Builder
 		for _, m := range ms {
+			if m.Anonymous && outsider(p.sender.Role) {
+				fmt.Fprintf(&b, "\n    (anonymous) %s %s", m.Role, m.State)
+				continue
+			}
 			key := "no key"
 			if pk, err := store.KeyForListTx(ctx, tx, p.list.ID, m.Email); err == nil {
 				key = pk.Fingerprint

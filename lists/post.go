@@ -504,13 +504,19 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		return nil, err
 	}
 	d := &delivery{status: status, reason: reason}
-	var keys []*crypto.Key
+	anon := anonymousMember(p.members)
+	var keys, outKeys []*crypto.Key
+	var outs []*member
 	for _, m := range to {
-		if m.problem == "" {
+		switch {
+		case m.problem != "":
+			d.missed = append(d.missed, m)
+		case anon != nil && outsider(m.Role):
+			outKeys = append(outKeys, m.key)
+			outs = append(outs, m)
+		default:
 			keys = append(keys, m.key)
 			d.sealTo = append(d.sealTo, m)
-		} else {
-			d.missed = append(d.missed, m)
 		}
 	}
 	keys = append(keys, p.s.Key)
@@ -520,6 +526,21 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 	}
 	d.archive = copies[len(copies)-1]
 	d.copies = copies[:len(copies)-1]
+	if len(outs) > 0 {
+		v := &anonView{list: p.list, sender: p.post.Sender == anon.Email}
+		ainner, err := p.s.anonInner(inner, v)
+		if err != nil {
+			return nil, err
+		}
+		aouter := outer.Copy()
+		p.s.anonHeader(&aouter, v)
+		acopies, err := crypto.SealFanout(ainner, aouter, p.s.Key, outKeys, p.now)
+		if err != nil {
+			return nil, fmt.Errorf("seal: %w", err)
+		}
+		d.sealTo = append(d.sealTo, outs...)
+		d.copies = append(d.copies, acopies...)
+	}
 	return d, nil
 }
 

@@ -52,13 +52,27 @@ func (s *Service) keyChangedTx(ctx context.Context, tx *sql.Tx, l *store.List, m
 	if err != nil {
 		return "", err
 	}
+	ms, err := store.MembersTx(ctx, tx, l.ID)
+	if err != nil {
+		return "", err
+	}
+	var anon *member
+	role := ""
+	for _, m := range ms {
+		if m.Anonymous && m.State == store.MemberActive && anon == nil {
+			anon = &member{Member: m}
+		}
+		if m.ID == memberID {
+			role = m.Role
+		}
+	}
 	resealed := 0
 	for _, id := range d.Posts {
 		p, err := store.PostTx(ctx, tx, id)
 		if err != nil {
 			return "", err
 		}
-		raw, err := s.reseal(p.Archive, key, now)
+		raw, err := s.reseal(p.Archive, key, now, s.viewFor(l, anon, role, p.Sender))
 		if err != nil {
 			return "", fmt.Errorf("re-seal post %d: %w", id, err)
 		}
