@@ -27,16 +27,6 @@ import (
 // anonymized.
 func outsider(role string) bool { return role == RoleDownstream || role == RoleObserver }
 
-// anonymousMember returns the first active anonymous member, or nil.
-func anonymousMember(ms []*member) *member {
-	for _, m := range ms {
-		if m.Anonymous {
-			return m
-		}
-	}
-	return nil
-}
-
 // anonView is how a copy is anonymized for an outsider.
 type anonView struct {
 	list *store.List

@@ -50,7 +50,10 @@ func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, 
 	if err != nil {
 		return "", err
 	}
-	anon := anonymousMember(members)
+	anon, err := store.AnonymousMemberTx(ctx, tx, l.ID)
+	if err != nil {
+		return "", err
+	}
 	sent := 0
 	for _, p := range posts {
 		if p.Status != PostDistributed || len(p.Archive) == 0 {
@@ -81,11 +84,11 @@ func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, 
 
 // viewFor is how a copy of a post by sender is anonymized for a member of
 // role, or nil when it is not.
-func (s *Service) viewFor(l *store.List, anon *member, role, sender string) *anonView {
-	if anon == nil || !outsider(role) {
+func (s *Service) viewFor(l *store.List, anon, role, sender string) *anonView {
+	if anon == "" || !outsider(role) {
 		return nil
 	}
-	return &anonView{list: l, sender: sender == anon.Email}
+	return &anonView{list: l, sender: sender == anon}
 }
 
 // reseal opens an archived copy with the list key and seals it to key,

@@ -236,7 +236,7 @@ func (p *postJob) command(ctx context.Context, tx *sql.Tx, kw Keyword, found []c
 					continue
 				}
 				line := email + ": ok, " + f.Key.Fingerprint() + " is used on " + p.list.Name + " only"
-				if m.key == nil || !strings.EqualFold(m.key.Fingerprint(), f.Key.Fingerprint()) {
+				if m.key != nil && !strings.EqualFold(m.key.Fingerprint(), f.Key.Fingerprint()) {
 					done, err := p.s.keyChangedTx(ctx, tx, p.list, m.ID, email, f.Key, p.now)
 					if err != nil {
 						return "", err

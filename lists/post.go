@@ -63,12 +63,16 @@ func (s *Service) HandlePostWith(ctx context.Context, listName string, sm *store
 	now := s.now()
 	var l *store.List
 	var members []*member
+	var anon string
 	err := s.DB.Read(ctx, func(tx *sql.Tx) error {
 		var err error
 		if l, err = store.ListByNameTx(ctx, tx, listName); err != nil {
 			return err
 		}
-		members, err = s.loadMembers(ctx, tx, l.ID, now)
+		if members, err = s.loadMembers(ctx, tx, l.ID, now); err != nil {
+			return err
+		}
+		anon, err = store.AnonymousMemberTx(ctx, tx, l.ID)
 		return err
 	})
 	if err != nil {
@@ -77,7 +81,7 @@ func (s *Service) HandlePostWith(ctx context.Context, listName string, sm *store
 	if l.Kind != store.ListIncident {
 		return nil, fmt.Errorf("post to %s: not an incident list", listName)
 	}
-	p := &postJob{s: s, list: l, members: members, sm: sm, rcpt: rcpt, now: now, listAddr: s.Address(l.Name), opts: opts}
+	p := &postJob{s: s, list: l, members: members, anon: anon, sm: sm, rcpt: rcpt, now: now, listAddr: s.Address(l.Name), opts: opts}
 	res, err := p.run(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("post to %s (spool %d): %w", listName, sm.ID, err)
@@ -88,9 +92,11 @@ func (s *Service) HandlePostWith(ctx context.Context, listName string, sm *store
 }
 
 type postJob struct {
-	s        *Service
-	list     *store.List
-	members  []*member
+	s       *Service
+	list    *store.List
+	members []*member
+	// anon is the address of the list's anonymous member, or "".
+	anon     string
 	sm       *store.SpooledMessage
 	rcpt     string
 	opts     PostOptions
@@ -504,14 +510,13 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		return nil, err
 	}
 	d := &delivery{status: status, reason: reason}
-	anon := anonymousMember(p.members)
 	var keys, outKeys []*crypto.Key
 	var outs []*member
 	for _, m := range to {
 		switch {
 		case m.problem != "":
 			d.missed = append(d.missed, m)
-		case anon != nil && outsider(m.Role):
+		case p.anon != "" && outsider(m.Role):
 			outKeys = append(outKeys, m.key)
 			outs = append(outs, m)
 		default:
@@ -527,7 +532,7 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 	d.archive = copies[len(copies)-1]
 	d.copies = copies[:len(copies)-1]
 	if len(outs) > 0 {
-		v := &anonView{list: p.list, sender: p.post.Sender == anon.Email}
+		v := &anonView{list: p.list, sender: p.post.Sender == p.anon}
 		ainner, err := p.s.anonInner(inner, v)
 		if err != nil {
 			return nil, err

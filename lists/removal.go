@@ -56,12 +56,12 @@ func (s *Service) keyChangedTx(ctx context.Context, tx *sql.Tx, l *store.List, m
 	if err != nil {
 		return "", err
 	}
-	var anon *member
+	anon, err := store.AnonymousMemberTx(ctx, tx, l.ID)
+	if err != nil {
+		return "", err
+	}
 	role := ""
 	for _, m := range ms {
-		if m.Anonymous && m.State == store.MemberActive && anon == nil {
-			anon = &member{Member: m}
-		}
 		if m.ID == memberID {
 			role = m.Role
 		}

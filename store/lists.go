@@ -144,6 +144,20 @@ func SetMemberAnonymousTx(ctx context.Context, tx *sql.Tx, listID int64, email s
 	return nil
 }
 
+// AnonymousMemberTx returns the address of the list's anonymous member
+// (whatever their state), or "" when there is none.
+func AnonymousMemberTx(ctx context.Context, tx *sql.Tx, listID int64) (string, error) {
+	var email string
+	err := tx.QueryRowContext(ctx, `SELECT email FROM member WHERE list_id = ? AND anonymous ORDER BY id LIMIT 1`, listID).Scan(&email)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("anonymous member of list %d: %w", listID, err)
+	}
+	return email, nil
+}
+
 // MemberFailureTx counts a failed delivery or encryption for a member and
 // returns the count; success resets it (ok=true).
 func MemberFailureTx(ctx context.Context, tx *sql.Tx, memberID int64, ok bool) (int, error) {
