@@ -71,10 +71,13 @@ func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 	}
 	if id == "" {
 		if id, err = d.open(ctx, sm, rp); err != nil {
-			return fmt.Errorf("intake spool %d: %w", sm.ID, err)
+			return d.intakeFailed(ctx, sm, rcpt, rp, fmt.Errorf("intake spool %d: %w", sm.ID, err))
 		}
 	}
-	return d.deliver(ctx, id, sm, rcpt, rp)
+	if err := d.deliver(ctx, id, sm, rcpt, rp); err != nil {
+		return d.intakeFailed(ctx, sm, rcpt, rp, err)
+	}
+	return nil
 }
 
 // report is what the intake learns from a message before acting on it.

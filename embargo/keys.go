@@ -162,26 +162,39 @@ func (d *Desk) tellConflictsTx(ctx context.Context, tx *sql.Tx, cs []*keyConflic
 // sealToTeamTx queues a notice to each configured team member, sealed to
 // their globally pinned key; members without a usable key are logged.
 func (d *Desk) sealToTeamTx(ctx context.Context, tx *sql.Tx, kind, ref, subject, body string) error {
+	_, err := d.sealToTeamWithTx(ctx, tx, kind, ref, subject, body, nil, "")
+	return err
+}
+
+// sealToTeamWithTx is sealToTeamTx with raw attached as file name (when
+// raw is not nil); it returns how many team members it queued for.
+func (d *Desk) sealToTeamWithTx(ctx context.Context, tx *sql.Tx, kind, ref, subject, body string, raw []byte, name string) (int, error) {
 	now := d.now()
+	sent := 0
 	from := (&mail.Address{Name: "cvd", Address: d.IntakeAddress()}).String()
 	for _, p := range d.Team {
 		to := strings.ToLower(p.Email)
 		k, problem, err := d.keyFor(ctx, tx, 0, to, now)
 		if err != nil {
-			return err
+			return sent, err
 		}
 		if k == nil {
 			d.log().Warn("team notice not sent", "kind", kind, "to", to, "reason", problem)
 			continue
 		}
 		m := &mailOut{from: from, to: to, subject: subject, body: body, messageID: newMessageID(d.Domain)}
-		raw, err := crypto.Seal(m.inner(), m.outer(now, d.IntakeAddress()), d.Key, k, now)
+		inner := m.inner()
+		if raw != nil {
+			inner = withAttachment(inner, raw, name)
+		}
+		sealed, err := crypto.Seal(inner, m.outer(now, d.IntakeAddress()), d.Key, k, now)
 		if err != nil {
-			return fmt.Errorf("%s notice to %s: %w", kind, to, err)
+			return sent, fmt.Errorf("%s notice to %s: %w", kind, to, err)
 		}
-		if _, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{to}, Raw: raw, Origin: store.OriginNotice, Kind: kind, Ref: ref, CreatedAt: now}); err != nil {
-			return err
+		if _, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{to}, Raw: sealed, Origin: store.OriginNotice, Kind: kind, Ref: ref, CreatedAt: now}); err != nil {
+			return sent, err
 		}
+		sent++
 	}
-	return nil
+	return sent, nil
 }

@@ -13,7 +13,7 @@ import (
 
 // Keywords are the incident keywords HandleKeyword knows.
 var Keywords = []string{"ack", "triage", "confirm", "reject", "duplicate", "fixing", "cve", "cvss", "versions", "backport",
-	"credit", "title", "description", "type", "cwe", "workaround", "upstream", "reference", "note", "embargo", "notify", "publish", "close", "status"}
+	"credit", "title", "description", "type", "cwe", "workaround", "upstream", "reference", "note", "reporter", "embargo", "notify", "publish", "close", "status"}
 
 // HandleKeyword runs an incident keyword from a verified, signed post to
 // an incident list (lists.KeywordHandler). It runs inside the post's
@@ -112,6 +112,8 @@ func (d *Desk) keyword(p *Op, name, args string, attached []byte) error {
 			return p.Set("type", v)
 		}
 		return p.Set(name, v)
+	case "reporter":
+		return p.Set("reporter", args)
 	case "embargo":
 		if strings.EqualFold(args, "propose") || args == "" {
 			t := p.ProposeDate()

@@ -389,6 +389,9 @@ func (p *Op) Credit(name, typ string, anonymous bool) error {
 func (p *Op) Set(field, value string) error {
 	o := p.o
 	value = strings.TrimSpace(strings.ReplaceAll(value, "\r\n", "\n"))
+	if field == "reporter" {
+		return p.setReporter(value)
+	}
 	f := &o.in.Facts
 	switch field {
 	case "title", "type", "cwe", "upstream", "reference":
@@ -400,7 +403,7 @@ func (p *Op) Set(field, value string) error {
 			return err
 		}
 	default:
-		return refuse("unknown fact %q: use title, description, type, cwe, workaround, upstream, reference or note", field)
+		return refuse("unknown fact %q: use title, description, type, cwe, workaround, upstream, reference, note or reporter", field)
 	}
 	if value == "" && (field == "title" || field == "description" || field == "note") && !o.in.PublishedAt.IsZero() {
 		return refuse("%s of published incident %s cannot be emptied: its advisory page would disappear; set a new text", field, o.in.ID)

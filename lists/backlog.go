@@ -50,6 +50,10 @@ func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, 
 	if err != nil {
 		return "", err
 	}
+	anon, err := store.AnonymousMemberTx(ctx, tx, l.ID)
+	if err != nil {
+		return "", err
+	}
 	sent := 0
 	for _, p := range posts {
 		if p.Status != PostDistributed || len(p.Archive) == 0 {
@@ -62,7 +66,7 @@ func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, 
 		if has || p.Sender == m.Email {
 			continue
 		}
-		raw, err := s.reseal(p.Archive, m.key, now)
+		raw, err := s.reseal(p.Archive, m.key, now, s.viewFor(l, anon, m.Role, p.Sender))
 		if err != nil {
 			return "", fmt.Errorf("backlog post %d: %w", p.ID, err)
 		}
@@ -78,9 +82,18 @@ func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, 
 	return fmt.Sprintf("ok, sent %d earlier posts to %s", sent, email), nil
 }
 
+// viewFor is how a copy of a post by sender is anonymized for a member of
+// role, or nil when it is not.
+func (s *Service) viewFor(l *store.List, anon, role, sender string) *anonView {
+	if anon == "" || !outsider(role) {
+		return nil
+	}
+	return &anonView{list: l, sender: sender == anon}
+}
+
 // reseal opens an archived copy with the list key and seals it to key,
-// keeping its visible header.
-func (s *Service) reseal(archive []byte, key *crypto.Key, now time.Time) ([]byte, error) {
+// keeping its visible header, anonymized by v when not nil.
+func (s *Service) reseal(archive []byte, key *crypto.Key, now time.Time, v *anonView) ([]byte, error) {
 	o, err := crypto.Open(archive, []*crypto.Key{s.Key}, []*crypto.Key{s.Key}, now, s.Limits)
 	if err != nil {
 		return nil, err
@@ -100,5 +113,12 @@ func (s *Service) reseal(archive []byte, key *crypto.Key, now time.Time) ([]byte
 		}
 		outer.Add(f.Key(), f.Value())
 	}
-	return crypto.Seal(o.Entity, outer, s.Key, key, now)
+	ent := o.Entity
+	if v != nil {
+		s.anonHeader(&outer, v)
+		if ent, err = s.anonInner(ent, v); err != nil {
+			return nil, err
+		}
+	}
+	return crypto.Seal(ent, outer, s.Key, key, now)
 }

@@ -142,6 +142,10 @@ func (p *postJob) command(ctx context.Context, tx *sql.Tx, kw Keyword, found []c
 		}
 		var b strings.Builder
 		for _, m := range ms {
+			if m.Anonymous && outsider(p.sender.Role) {
+				fmt.Fprintf(&b, "\n    (anonymous) %s %s", m.Role, m.State)
+				continue
+			}
 			key := "no key"
 			if pk, err := store.KeyForListTx(ctx, tx, p.list.ID, m.Email); err == nil {
 				key = pk.Fingerprint
@@ -194,6 +198,14 @@ func (p *postJob) command(ctx context.Context, tx *sql.Tx, kw Keyword, found []c
 				if err := store.SetMemberStateTx(ctx, tx, m.ID, store.MemberRemoved, "removed by "+p.sender.Email, p.now); err != nil {
 					return "", err
 				}
+				p.removed = append(p.removed, m)
+				_, dropped, err := p.s.dropCopiesTx(ctx, tx, p.list, m.ID, email, "member removed by "+p.sender.Email, p.now)
+				if err != nil {
+					return "", err
+				}
+				if dropped != "" {
+					return "ok, removed " + email + "; " + dropped, nil
+				}
 				return "ok, removed " + email, nil
 			}
 		}
@@ -223,7 +235,17 @@ func (p *postJob) command(ctx context.Context, tx *sql.Tx, kw Keyword, found []c
 					out = append(out, email+": refused, "+userError(err))
 					continue
 				}
-				out = append(out, email+": ok, "+f.Key.Fingerprint()+" is used on "+p.list.Name+" only")
+				line := email + ": ok, " + f.Key.Fingerprint() + " is used on " + p.list.Name + " only"
+				if m.key != nil && !strings.EqualFold(m.key.Fingerprint(), f.Key.Fingerprint()) {
+					done, err := p.s.keyChangedTx(ctx, tx, p.list, m.ID, email, f.Key, p.now)
+					if err != nil {
+						return "", err
+					}
+					if done != "" {
+						line += "; " + done
+					}
+				}
+				out = append(out, line)
 			}
 		}
 		if len(out) == 0 {

@@ -56,14 +56,22 @@ func (s *Service) DeliveryFailed(ctx context.Context, kind, listName, rcpt, repl
 			return err
 		}
 		frozen := n >= s.freezeAfter()
+		reason := "delivery failed: " + reply
 		if frozen {
 			if err := store.SetMemberStateTx(ctx, tx, m.ID, store.MemberFrozen, "delivery failed", now); err != nil {
 				return err
 			}
 			s.log().Warn("member frozen", "list", l.Name, "member_id", m.ID, "reason", "delivery failed")
+			_, dropped, err := s.dropCopiesTx(ctx, tx, l, m.ID, m.Email, "member frozen: delivery failed", now)
+			if err != nil {
+				return err
+			}
+			if dropped != "" {
+				reason += "; " + dropped
+			}
 		}
 		// The member's key is not in question: a coordinator whose copy
 		// was refused (too big, say) is told too, by a small notice.
-		return s.queueNotice(ctx, tx, l, members, s.copyProblemNotice(l, m, "delivery failed: "+reply, true, n, frozen), now)
+		return s.queueNotice(ctx, tx, l, members, s.copyProblemNotice(l, m, reason, true, n, frozen), now)
 	})
 }

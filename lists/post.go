@@ -63,12 +63,16 @@ func (s *Service) HandlePostWith(ctx context.Context, listName string, sm *store
 	now := s.now()
 	var l *store.List
 	var members []*member
+	var anon string
 	err := s.DB.Read(ctx, func(tx *sql.Tx) error {
 		var err error
 		if l, err = store.ListByNameTx(ctx, tx, listName); err != nil {
 			return err
 		}
-		members, err = s.loadMembers(ctx, tx, l.ID, now)
+		if members, err = s.loadMembers(ctx, tx, l.ID, now); err != nil {
+			return err
+		}
+		anon, err = store.AnonymousMemberTx(ctx, tx, l.ID)
 		return err
 	})
 	if err != nil {
@@ -77,7 +81,7 @@ func (s *Service) HandlePostWith(ctx context.Context, listName string, sm *store
 	if l.Kind != store.ListIncident {
 		return nil, fmt.Errorf("post to %s: not an incident list", listName)
 	}
-	p := &postJob{s: s, list: l, members: members, sm: sm, rcpt: rcpt, now: now, listAddr: s.Address(l.Name), opts: opts}
+	p := &postJob{s: s, list: l, members: members, anon: anon, sm: sm, rcpt: rcpt, now: now, listAddr: s.Address(l.Name), opts: opts}
 	res, err := p.run(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("post to %s (spool %d): %w", listName, sm.ID, err)
@@ -88,9 +92,11 @@ func (s *Service) HandlePostWith(ctx context.Context, listName string, sm *store
 }
 
 type postJob struct {
-	s        *Service
-	list     *store.List
-	members  []*member
+	s       *Service
+	list    *store.List
+	members []*member
+	// anon is the address of the list's anonymous member, or "".
+	anon     string
 	sm       *store.SpooledMessage
 	rcpt     string
 	opts     PostOptions
@@ -109,6 +115,9 @@ type postJob struct {
 	// them tells the sender why the post was held.
 	extra      []*notice
 	senderTold bool
+	// removed are members a command of the post removed: they get no
+	// copy of it.
+	removed []*member
 }
 
 func (p *postJob) run(ctx context.Context) (*PostResult, error) {
@@ -501,13 +510,18 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		return nil, err
 	}
 	d := &delivery{status: status, reason: reason}
-	var keys []*crypto.Key
+	var keys, outKeys []*crypto.Key
+	var outs []*member
 	for _, m := range to {
-		if m.problem == "" {
+		switch {
+		case m.problem != "":
+			d.missed = append(d.missed, m)
+		case p.anon != "" && outsider(m.Role):
+			outKeys = append(outKeys, m.key)
+			outs = append(outs, m)
+		default:
 			keys = append(keys, m.key)
 			d.sealTo = append(d.sealTo, m)
-		} else {
-			d.missed = append(d.missed, m)
 		}
 	}
 	keys = append(keys, p.s.Key)
@@ -517,6 +531,21 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 	}
 	d.archive = copies[len(copies)-1]
 	d.copies = copies[:len(copies)-1]
+	if len(outs) > 0 {
+		v := &anonView{list: p.list, sender: p.post.Sender == p.anon}
+		ainner, err := p.s.anonInner(inner, v)
+		if err != nil {
+			return nil, err
+		}
+		aouter := outer.Copy()
+		p.s.anonHeader(&aouter, v)
+		acopies, err := crypto.SealFanout(ainner, aouter, p.s.Key, outKeys, p.now)
+		if err != nil {
+			return nil, fmt.Errorf("seal: %w", err)
+		}
+		d.sealTo = append(d.sealTo, outs...)
+		d.copies = append(d.copies, acopies...)
+	}
 	return d, nil
 }
 
@@ -529,6 +558,9 @@ func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*mem
 		return nil, err
 	}
 	for i, m := range d.sealTo {
+		if slices.Contains(p.removed, m) {
+			continue
+		}
 		qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: d.copies[i],
 			Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now})
 		if err != nil {
@@ -552,6 +584,9 @@ func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*mem
 		}
 		if n >= p.s.freezeAfter() {
 			if err := store.SetMemberStateTx(ctx, tx, m.ID, store.MemberFrozen, m.problem, p.now); err != nil {
+				return nil, err
+			}
+			if _, _, err := p.s.dropCopiesTx(ctx, tx, p.list, m.ID, m.Email, "member frozen: "+m.problem, p.now); err != nil {
 				return nil, err
 			}
 			frozen = append(frozen, m)

@@ -99,6 +99,12 @@ func (s *Service) IntakeAddress() string { return SecurityLocalPart + "@" + s.Do
 
 var listNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
+var incidentNameRE = regexp.MustCompile(`^[0-9]{4}-[0-9]{3,}$`)
+
+// IncidentName reports whether name has the form of an incident ID
+// (YYYY-NNN): such lists are created by the intake only.
+func IncidentName(name string) bool { return incidentNameRE.MatchString(strings.ToLower(name)) }
+
 // CreateListTx creates a list inside tx.
 func (s *Service) CreateListTx(ctx context.Context, tx *sql.Tx, name, kind, title string) (*store.List, error) {
 	name = strings.ToLower(name)
@@ -184,7 +190,7 @@ func (s *Service) addMemberTx(ctx context.Context, tx *sql.Tx, listName string, 
 			return nil, fmt.Errorf("add member %s: %w", email, err)
 		}
 	case nm.Key != nil:
-		if err := s.pinKeyTx(ctx, tx, email, nm.Key, nm.ReplaceKey, nm.Actor, "added to list "+l.Name); err != nil {
+		if _, err := s.pinKeyTx(ctx, tx, email, nm.Key, nm.ReplaceKey, nm.Actor, "added to list "+l.Name); err != nil {
 			return nil, fmt.Errorf("add member %s: %w", email, err)
 		}
 	}
@@ -264,24 +270,39 @@ func (s *Service) SetListKeyTx(ctx context.Context, tx *sql.Tx, listName, email 
 	return s.setListKeyTx(ctx, tx, l, strings.ToLower(strings.TrimSpace(email)), armored, source, actor)
 }
 
-// pinKeyTx checks an armored key for email and pins it.
-func (s *Service) pinKeyTx(ctx context.Context, tx *sql.Tx, email string, armored []byte, replace bool, actor, reason string) error {
+// pinKeyTx checks an armored key for email and pins it. A replaced key
+// takes effect on the queue (keyChangedTx); the result says what that did.
+func (s *Service) pinKeyTx(ctx context.Context, tx *sql.Tx, email string, armored []byte, replace bool, actor, reason string) ([]string, error) {
 	now := s.now()
 	pk, err := s.checkKey(email, armored, now)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if where := s.authority(email); where != "" {
 		if cur, err := store.PinnedKeyTx(ctx, tx, email); err == nil && strings.EqualFold(cur.Fingerprint, pk.Fingerprint) {
-			return nil
+			return nil, nil
 		}
-		return &AuthorityError{Email: email, Where: where}
+		return nil, &AuthorityError{Email: email, Where: where}
 	}
 	ch := store.KeyChange{At: now, Actor: actor, Reason: reason}
-	if replace {
-		return store.ReplaceKeyTx(ctx, tx, email, pk, ch)
+	if !replace {
+		return nil, store.PinKeyTx(ctx, tx, email, pk, ch)
 	}
-	return store.PinKeyTx(ctx, tx, email, pk, ch)
+	cur, err := store.PinnedKeyTx(ctx, tx, email)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err := store.ReplaceKeyTx(ctx, tx, email, pk, ch); err != nil {
+		return nil, err
+	}
+	if cur == nil || strings.EqualFold(cur.Fingerprint, pk.Fingerprint) {
+		return nil, nil
+	}
+	k, err := crypto.ParseKey(pk.Armored)
+	if err != nil {
+		return nil, err
+	}
+	return s.globalKeyChangedTx(ctx, tx, email, k, now)
 }
 
 // parseKey parses a stored key, caching by fingerprint and content.
@@ -410,9 +431,13 @@ func (s *Service) SetAllowUnsigned(ctx context.Context, listName string, allow b
 }
 
 // PinKey pins an armored public key for email, checked as for a new
-// member; replace allows a different pinned key to be replaced (recorded).
-func (s *Service) PinKey(ctx context.Context, email string, armored []byte, replace bool, actor string) error {
-	return s.DB.Write(ctx, func(tx *sql.Tx) error {
-		return s.pinKeyTx(ctx, tx, strings.ToLower(strings.TrimSpace(email)), armored, replace, actor, "pinned by "+actor)
+// member; replace allows a different pinned key to be replaced (recorded),
+// and the queued copies sealed to the old key are sealed again or dropped:
+// the result says so, per list.
+func (s *Service) PinKey(ctx context.Context, email string, armored []byte, replace bool, actor string) (done []string, err error) {
+	err = s.DB.Write(ctx, func(tx *sql.Tx) error {
+		done, err = s.pinKeyTx(ctx, tx, strings.ToLower(strings.TrimSpace(email)), armored, replace, actor, "pinned by "+actor)
+		return err
 	})
+	return done, err
 }

@@ -82,13 +82,26 @@ func fromMS(v int64) time.Time {
 }
 
 // NextIncidentIDTx returns the next incident ID of year ("2026-001") and
-// its sequence number.
+// its sequence number, skipping IDs that name an existing list.
 func NextIncidentIDTx(ctx context.Context, tx *sql.Tx, year int) (string, int, error) {
 	var seq int
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM incident WHERE year = ?`, year).Scan(&seq); err != nil {
 		return "", 0, fmt.Errorf("next incident ID: %w", err)
 	}
-	return fmt.Sprintf("%04d-%03d", year, seq), seq, nil
+	// A list that already has the name (created by hand before such names
+	// were refused) is skipped, so that it never blocks the intake.
+	for {
+		id := fmt.Sprintf("%04d-%03d", year, seq)
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM list WHERE name = ?`, id).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return id, seq, nil
+		}
+		if err != nil {
+			return "", 0, fmt.Errorf("next incident ID: %w", err)
+		}
+		seq++
+	}
 }
 
 // CreateIncidentTx records a new incident.

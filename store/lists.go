@@ -44,6 +44,9 @@ type Member struct {
 	StateReason string
 	Failures    int
 	AddedAt     time.Time
+	// Anonymous members are shown to the list's downstreams and observers
+	// without their address or name.
+	Anonymous bool
 }
 
 // ErrExists is returned when creating something that already exists.
@@ -101,7 +104,7 @@ func AddMemberTx(ctx context.Context, tx *sql.Tx, m *Member) error {
 // MembersTx returns the members of list in the order they were added,
 // removed ones included.
 func MembersTx(ctx context.Context, tx *sql.Tx, listID int64) ([]Member, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, list_id, email, name, role, state, state_reason, failures, added_at FROM member WHERE list_id = ? ORDER BY id`, listID)
+	rows, err := tx.QueryContext(ctx, `SELECT id, list_id, email, name, role, state, state_reason, failures, added_at, anonymous FROM member WHERE list_id = ? ORDER BY id`, listID)
 	if err != nil {
 		return nil, fmt.Errorf("members of list %d: %w", listID, err)
 	}
@@ -110,7 +113,7 @@ func MembersTx(ctx context.Context, tx *sql.Tx, listID int64) ([]Member, error) 
 	for rows.Next() {
 		var m Member
 		var added int64
-		if err := rows.Scan(&m.ID, &m.ListID, &m.Email, &m.Name, &m.Role, &m.State, &m.StateReason, &m.Failures, &added); err != nil {
+		if err := rows.Scan(&m.ID, &m.ListID, &m.Email, &m.Name, &m.Role, &m.State, &m.StateReason, &m.Failures, &added, &m.Anonymous); err != nil {
 			return nil, err
 		}
 		m.AddedAt = time.UnixMilli(added).UTC()
@@ -126,6 +129,33 @@ func SetMemberStateTx(ctx context.Context, tx *sql.Tx, memberID int64, state, re
 		return fmt.Errorf("set member %d %s: %w", memberID, state, err)
 	}
 	return nil
+}
+
+// SetMemberAnonymousTx sets whether the member email of list listID is
+// anonymous toward the list's downstreams and observers.
+func SetMemberAnonymousTx(ctx context.Context, tx *sql.Tx, listID int64, email string, anonymous bool) error {
+	res, err := tx.ExecContext(ctx, `UPDATE member SET anonymous = ? WHERE list_id = ? AND email = ?`, anonymous, listID, strings.ToLower(email))
+	if err != nil {
+		return fmt.Errorf("set member %s anonymous: %w", email, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("set member %s anonymous: %w", email, ErrNotFound)
+	}
+	return nil
+}
+
+// AnonymousMemberTx returns the address of the list's anonymous member
+// (whatever their state), or "" when there is none.
+func AnonymousMemberTx(ctx context.Context, tx *sql.Tx, listID int64) (string, error) {
+	var email string
+	err := tx.QueryRowContext(ctx, `SELECT email FROM member WHERE list_id = ? AND anonymous ORDER BY id LIMIT 1`, listID).Scan(&email)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("anonymous member of list %d: %w", listID, err)
+	}
+	return email, nil
 }
 
 // MemberFailureTx counts a failed delivery or encryption for a member and

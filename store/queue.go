@@ -516,8 +516,10 @@ func (db *DB) RetryQueue(ctx context.Context, id int64, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		switch e.State {
-		case QueueQueued, QueueDeferred, QueueFailed:
+		switch {
+		case e.State == QueueFailed && strings.HasPrefix(e.LastReply, DroppedPrefix):
+			return fmt.Errorf("row was %s; it cannot be retried: %w", e.LastReply, ErrQueueState)
+		case e.State == QueueQueued, e.State == QueueDeferred, e.State == QueueFailed:
 		default:
 			return fmt.Errorf("row is %s; only queued, deferred or failed mail can be retried: %w", e.State, ErrQueueState)
 		}

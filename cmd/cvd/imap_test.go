@@ -957,10 +957,10 @@ func TestCLIMemberPassword(t *testing.T) {
 	u := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
 	keyFile := filepath.Join(t.TempDir(), "key.asc")
 	os.WriteFile(keyFile, u.Pub, 0o600)
-	if code, out, errOut := runCVD(t, dir, nil, "list", "create", "2026-001", "--config", cfg); code != 0 {
+	if code, out, errOut := runCVD(t, dir, nil, "list", "create", "parser-bug", "--config", cfg); code != 0 {
 		t.Fatalf("list create: %s%s", out, errOut)
 	}
-	if code, out, errOut := runCVD(t, dir, nil, "member", "add", "2026-001", u.Email, "--role", "coordinator", "--key", keyFile, "--config", cfg); code != 0 {
+	if code, out, errOut := runCVD(t, dir, nil, "member", "add", "parser-bug", u.Email, "--role", "coordinator", "--key", keyFile, "--config", cfg); code != 0 {
 		t.Fatalf("member add: %s%s", out, errOut)
 	}
 	code, out, errOut := runCVD(t, dir, nil, "member", "password", u.Email, "--config", cfg)

@@ -34,6 +34,7 @@ const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
   backport ID VERSION DECISION
   credit ID NAME|anonymous [--type finder|reporter|...]
   set ID title|description|type|cwe|workaround|upstream|reference|note VALUE  (VALUE "-": stdin; note: internal, never published)
+  set ID reporter anonymous|named   keep the reporter's address and name from downstreams and observers
   embargo ID DATE [--override REASON] | embargo ID --propose
   notify ID [--to NAME,NAME]        pre-notify the roster (default: all of it)
   publish ID [--now --reason REASON] [--force]  (--force: an incomplete advisory with placeholders)

@@ -56,6 +56,9 @@ func cmdList(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args[2:]); err != nil {
 		return err
 	}
+	if lists.IncidentName(name) {
+		return fmt.Errorf("list create %s: names of the form YYYY-NNN are incident IDs, given by cvd when a report opens an incident; choose another name", name)
+	}
 	return withLists(*cfgPath, func(ctx context.Context, svc *lists.Service) error {
 		if _, err := svc.CreateList(ctx, name, *kind, *title); err != nil {
 			return err
@@ -71,8 +74,8 @@ func cmdList(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdMember(args []string, stdout, stderr io.Writer) error {
-	if len(args) < 2 || (args[0] != "add" && args[0] != "list" && args[0] != "key") {
-		return fmt.Errorf("member: use 'cvd member add LIST EMAIL --role ROLE --key FILE', 'cvd member list LIST' or 'cvd member key EMAIL --key FILE': %w", errUsage)
+	if len(args) < 2 || (args[0] != "add" && args[0] != "list" && args[0] != "key" && args[0] != "remove") {
+		return fmt.Errorf("member: use 'cvd member add LIST EMAIL --role ROLE --key FILE', 'cvd member remove LIST EMAIL', 'cvd member list LIST' or 'cvd member key EMAIL --key FILE': %w", errUsage)
 	}
 	sub, list := args[0], args[1]
 	fs := newFlags("member " + sub)
@@ -92,10 +95,34 @@ func cmdMember(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("member key: %w", err)
 		}
 		return withLists(*cfgPath, func(ctx context.Context, svc *lists.Service) error {
-			if err := svc.PinKey(ctx, email, key, *replace, "cli"); err != nil {
+			done, err := svc.PinKey(ctx, email, key, *replace, "cli")
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "pinned the key for %s\n", strings.ToLower(email))
+			for _, d := range done {
+				fmt.Fprintln(stdout, d)
+			}
+			return nil
+		})
+	}
+	if sub == "remove" {
+		if len(args) < 3 {
+			return fmt.Errorf("member remove: LIST and EMAIL are required: %w", errUsage)
+		}
+		email := args[2]
+		if err := parseFlags(fs, args[3:]); err != nil {
+			return err
+		}
+		return withLists(*cfgPath, func(ctx context.Context, svc *lists.Service) error {
+			dropped, err := svc.RemoveMember(ctx, list, email, "cli")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "removed %s from %s\n", strings.ToLower(email), list)
+			if dropped != "" {
+				fmt.Fprintln(stdout, dropped)
+			}
 			return nil
 		})
 	}

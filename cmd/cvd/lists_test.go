@@ -44,8 +44,8 @@ func TestIncidentListEndToEnd(t *testing.T) {
 	for _, u := range []*gpgtest.User{rita, cora, deb} {
 		u.Import(projectPub)
 	}
-	code, out, errOut := runCVD(t, dir, nil, "list", "create", "2026-001", "--config", cfg, "--title", "heap overflow")
-	if code != 0 || !strings.Contains(out, "security+2026-001@example.org") {
+	code, out, errOut := runCVD(t, dir, nil, "list", "create", "parser-bug", "--config", cfg, "--title", "heap overflow")
+	if code != 0 || !strings.Contains(out, "security+parser-bug@example.org") {
 		t.Fatalf("list create: %d %s%s", code, out, errOut)
 	}
 	for _, m := range []struct {
@@ -54,7 +54,7 @@ func TestIncidentListEndToEnd(t *testing.T) {
 	}{{rita, "reporter"}, {cora, "coordinator"}, {deb, "downstream"}} {
 		keyFile := filepath.Join(t.TempDir(), "key.asc")
 		os.WriteFile(keyFile, m.u.Pub, 0o600)
-		code, out, errOut := runCVD(t, dir, nil, "member", "add", "2026-001", m.u.Email, "--role", m.role, "--key", keyFile, "--name", m.u.Name, "--config", cfg)
+		code, out, errOut := runCVD(t, dir, nil, "member", "add", "parser-bug", m.u.Email, "--role", m.role, "--key", keyFile, "--name", m.u.Name, "--config", cfg)
 		if code != 0 {
 			t.Fatalf("member add %s: %d %s%s", m.u.Email, code, out, errOut)
 		}
@@ -62,10 +62,10 @@ func TestIncidentListEndToEnd(t *testing.T) {
 	// A key for someone else's address is refused.
 	keyFile := filepath.Join(t.TempDir(), "key.asc")
 	os.WriteFile(keyFile, deb.Pub, 0o600)
-	if code, _, errOut := runCVD(t, dir, nil, "member", "add", "2026-001", "mallory@evil.example", "--role", "observer", "--key", keyFile, "--config", cfg); code != 1 || !strings.Contains(errOut, "no user ID for mallory@evil.example") {
+	if code, _, errOut := runCVD(t, dir, nil, "member", "add", "parser-bug", "mallory@evil.example", "--role", "observer", "--key", keyFile, "--config", cfg); code != 1 || !strings.Contains(errOut, "no user ID for mallory@evil.example") {
 		t.Errorf("foreign key accepted: %d %s", code, errOut)
 	}
-	code, out, _ = runCVD(t, dir, nil, "member", "list", "2026-001", "--config", cfg)
+	code, out, _ = runCVD(t, dir, nil, "member", "list", "parser-bug", "--config", cfg)
 	if code != 0 || !regexp.MustCompile(`(?m)^cora@example\.org +coordinator +active +`+cora.Fpr+` `).MatchString(out) {
 		t.Errorf("member list:\n%s", out)
 	}
@@ -74,12 +74,12 @@ func TestIncidentListEndToEnd(t *testing.T) {
 	inner := "Content-Type: text/plain; charset=utf-8\r\n\r\nThe overflow is in parse_header().\r\n"
 	armored := rita.EncryptSign([]byte(inner), regexp.MustCompile(`[0-9A-F]{40}`).FindString(gpgFingerprints(t, project)))
 	mail := filepath.Join(t.TempDir(), "post.eml")
-	os.WriteFile(mail, []byte("From: Rita Reporter <rita@reporter.example>\r\nTo: security+2026-001@example.org\r\nSubject: ...\r\n"+
+	os.WriteFile(mail, []byte("From: Rita Reporter <rita@reporter.example>\r\nTo: security+parser-bug@example.org\r\nSubject: ...\r\n"+
 		"Message-ID: <post1@reporter.example>\r\nMIME-Version: 1.0\r\n"+
 		"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"XX\"\r\n\r\n"+
 		"--XX\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"+
 		"--XX\r\nContent-Type: application/octet-stream\r\n\r\n"+strings.ReplaceAll(string(armored), "\n", "\r\n")+"\r\n--XX--\r\n"), 0o600)
-	if out, err := swaks(t, "--server", s.addr, "--from", rita.Email, "--to", "security+2026-001@example.org", "--data", "@"+mail); err != nil {
+	if out, err := swaks(t, "--server", s.addr, "--from", rita.Email, "--to", "security+parser-bug@example.org", "--data", "@"+mail); err != nil {
 		t.Fatalf("swaks: %v\n%s", err, out)
 	}
 

@@ -38,6 +38,7 @@ Usage:
   cvd list create NAME [--config FILE] [--title T] [--kind incident|announce] [--allow-unsigned]
         Create a list; an incident list's address is security+NAME@DOMAIN.
   cvd member add LIST EMAIL --role ROLE [--key FILE] [--name NAME] [--replace-key]
+  cvd member remove LIST EMAIL [--config FILE]   queued copies not yet delivered to EMAIL are dropped
   cvd member list LIST [--config FILE]
   cvd member key EMAIL --key FILE [--replace-key] [--config FILE]
         Add a member (pinning their OpenPGP key) or show a list's members.

@@ -188,15 +188,15 @@ func (w *annWorld) noneContains(markers ...string) {
 // coordinators are told why without its content.
 func TestAnnounceNeverPublishesCapturedEncryptedMail(t *testing.T) {
 	w := newAnnWorld(t)
-	w.cli(0, "list", "create", "2026-001")
-	w.cli(0, "member", "add", "2026-001", w.cora.Email, "--role", "coordinator")
+	w.cli(0, "list", "create", "parser-bug")
+	w.cli(0, "member", "add", "parser-bug", w.cora.Email, "--role", "coordinator")
 
 	const secret = "EMBARGOED-SECRET-4711"
-	post := gpgtest.PGPMIME("From: Cora Coordinator <cora@example.org>\r\nTo: security+2026-001@example.org\r\nSubject: ...\r\n"+
+	post := gpgtest.PGPMIME("From: Cora Coordinator <cora@example.org>\r\nTo: security+parser-bug@example.org\r\nSubject: ...\r\n"+
 		"Message-ID: <cora-post-1@example.org>\r\n",
 		w.cora.EncryptSign([]byte("Subject: heap overflow details\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"+
 			secret+": the overflow is in parse_header().\r\n"), w.projectFpr))
-	w.send(w.cora.Email, "security+2026-001@example.org", post)
+	w.send(w.cora.Email, "security+parser-bug@example.org", post)
 
 	// Mallory captured the post on its way and resends it to announce@.
 	replay := withHeader(post, map[string]string{"From": "Mallory <mallory@evil.example>", "To": "announce@example.org",

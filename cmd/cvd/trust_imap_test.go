@@ -159,9 +159,9 @@ func (b *imapBin) login(local string, u *gpgtest.User, password string, opts *im
 // Ten wrong passwords for Cora from one address block Cora from that
 // address only: she still logs in from hers.
 func TestTrustIMAPLockoutFromOneAddress(t *testing.T) {
-	b := startIMAPBin(t, "2026-001")
+	b := startIMAPBin(t, "case-001")
 	cora := b.person("Cora Coordinator", "cora@example.org")
-	b.join("2026-001", cora, "coordinator")
+	b.join("case-001", cora, "coordinator")
 	pw := b.password(cora)
 
 	var wg sync.WaitGroup
@@ -188,7 +188,7 @@ func TestTrustIMAPLockoutFromOneAddress(t *testing.T) {
 	if err := c.Login(cora.Email, pw).Wait(); err != nil {
 		t.Errorf("Cora is locked out of her account from her own address: %v", err)
 	}
-	if _, err := c.Select("Incidents/2026-001", nil).Wait(); err != nil {
+	if _, err := c.Select("Incidents/case-001", nil).Wait(); err != nil {
 		t.Errorf("select after login: %v", err)
 	}
 }
@@ -196,15 +196,15 @@ func TestTrustIMAPLockoutFromOneAddress(t *testing.T) {
 // Cora idles on incident A: mail to incident B, which she also belongs
 // to, does not wake her session; mail to A does.
 func TestTrustIMAPIdleOnlySelectedMailbox(t *testing.T) {
-	b := startIMAPBin(t, "2026-001", "2026-002")
+	b := startIMAPBin(t, "case-001", "case-002")
 	cora := b.person("Cora Coordinator", "cora@example.org")
 	rita := b.person("Rita Reporter", "rita@reporter.example")
-	for _, l := range []string{"2026-001", "2026-002"} {
+	for _, l := range []string{"case-001", "case-002"} {
 		b.join(l, cora, "coordinator")
 		b.join(l, rita, "reporter")
 	}
 	pw := b.password(cora)
-	b.post("2026-001", rita, "first on A")
+	b.post("case-001", rita, "first on A")
 	waitMail(t, b.dir, cora.Email, 2)
 
 	idleOn := func(mailbox string) (chan uint32, *imapclient.IdleCommand, uint32) {
@@ -226,8 +226,8 @@ func TestTrustIMAPIdleOnlySelectedMailbox(t *testing.T) {
 		}
 		return exists, idle, sel.NumMessages
 	}
-	onA, idleA, nA := idleOn("Incidents/2026-001")
-	onB, idleB, nB := idleOn("Incidents/2026-002")
+	onA, idleA, nA := idleOn("Incidents/case-001")
+	onB, idleB, nB := idleOn("Incidents/case-002")
 	defer idleA.Close()
 	defer idleB.Close()
 	if nA != 1 || nB != 0 {
@@ -236,7 +236,7 @@ func TestTrustIMAPIdleOnlySelectedMailbox(t *testing.T) {
 
 	// Mail to B: the session idling on B is told (so the server has
 	// committed it and woken its sessions) ...
-	b.post("2026-002", rita, "on B")
+	b.post("case-002", rita, "on B")
 	select {
 	case n := <-onB:
 		if n != 1 {
@@ -247,7 +247,7 @@ func TestTrustIMAPIdleOnlySelectedMailbox(t *testing.T) {
 	}
 	// ... then mail to A: the first thing the session on A hears is A's
 	// new message, nothing before it.
-	b.post("2026-001", rita, "second on A")
+	b.post("case-001", rita, "second on A")
 	select {
 	case n := <-onA:
 		if n != 2 {
@@ -266,20 +266,20 @@ func TestTrustIMAPIdleOnlySelectedMailbox(t *testing.T) {
 // UIDs count each mailbox's own messages: posts to A, B, A give A's
 // copies UIDs 1 and 2, and the INBOX's notice is UID 1.
 func TestTrustIMAPUIDsPerMailbox(t *testing.T) {
-	b := startIMAPBin(t, "2026-001", "2026-002")
+	b := startIMAPBin(t, "case-001", "case-002")
 	cora := b.person("Cora Coordinator", "cora@example.org")
 	rita := b.person("Rita Reporter", "rita@reporter.example")
 	deb := b.person("Debian Security", "security@debian.example")
-	for _, l := range []string{"2026-001", "2026-002"} {
+	for _, l := range []string{"case-001", "case-002"} {
 		b.join(l, cora, "coordinator")
 		b.join(l, rita, "reporter")
 	}
-	b.join("2026-002", deb, "downstream")
-	b.post("2026-001", rita, "one on A")
+	b.join("case-002", deb, "downstream")
+	b.post("case-001", rita, "one on A")
 	waitMail(t, b.dir, cora.Email, 1)
-	b.post("2026-002", rita, "one on B")
+	b.post("case-002", rita, "one on B")
 	waitMail(t, b.dir, cora.Email, 2)
-	b.post("2026-001", rita, "two on A")
+	b.post("case-001", rita, "two on A")
 	waitMail(t, b.dir, cora.Email, 3)
 	pw := b.password(cora)
 
@@ -299,16 +299,16 @@ func TestTrustIMAPUIDsPerMailbox(t *testing.T) {
 		}
 		return out
 	}
-	if got := uids("Incidents/2026-001"); fmt.Sprint(got) != "[1 2]" {
+	if got := uids("Incidents/case-001"); fmt.Sprint(got) != "[1 2]" {
 		t.Errorf("A's UIDs are %v, want [1 2]: they show traffic elsewhere", got)
 	}
-	if got := uids("Incidents/2026-002"); fmt.Sprint(got) != "[1]" {
+	if got := uids("Incidents/case-002"); fmt.Sprint(got) != "[1]" {
 		t.Errorf("B's UIDs are %v, want [1]", got)
 	}
 	if got := uids("INBOX"); fmt.Sprint(got) != "[1]" {
 		t.Errorf("INBOX UIDs are %v, want [1]", got)
 	}
-	st, err := c.Status("Incidents/2026-001", &imap.StatusOptions{UIDNext: true}).Wait()
+	st, err := c.Status("Incidents/case-001", &imap.StatusOptions{UIDNext: true}).Wait()
 	if err != nil || st.UIDNext != 3 {
 		t.Errorf("A's UIDNEXT %v: %v, want 3", st, err)
 	}
