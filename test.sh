@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs cvd's whole test suite with the race detector. The tests drive real
 # programs (swaks, gpg, gpg-wks-client, Postfix's smtp-sink, headless
-# Chromium); this script installs them from Debian when missing.
+# Chromium, python3-dkim); this script installs them from Debian when missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,6 +12,8 @@ command -v gpg-wks-client >/dev/null 2>&1 || [ -x /usr/lib/gnupg/gpg-wks-client 
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
+# The independent DKIM verifier (internal/dkimtest).
+/usr/bin/python3 -c 'import dkim, dns.query' >/dev/null 2>&1 || need+=(python3-dkim python3-dnspython)
 if ((${#need[@]})); then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -126,6 +126,10 @@ type DeliveryOptions struct {
 	// Outbox receives mail in ModeOutbox.
 	Outbox *Maildir
 
+	// DKIM, when set, signs every message once before its first
+	// transaction, in every mode.
+	DKIM *DKIMSigner
+
 	// MaxAge is how long a message is retried; 5 days when 0.
 	MaxAge time.Duration
 	// Backoff is the retry schedule; DefaultBackoff when nil.
@@ -387,6 +391,7 @@ func (w *DeliveryWorker) round(ctx context.Context) time.Duration {
 	claimed := 0
 	for i := range batches {
 		claimed += len(batches[i].Rcpts)
+		w.sign(&batches[i])
 		w.dispatch(&batches[i])
 	}
 	if claimed >= limit {
@@ -408,6 +413,20 @@ func (w *DeliveryWorker) round(ctx context.Context) time.Duration {
 		return poll
 	}
 	return min(d, poll)
+}
+
+// sign adds the DKIM signatures to b's message. A message that cannot be
+// signed goes out unsigned rather than not at all; the error is logged.
+func (w *DeliveryWorker) sign(b *OutboundBatch) {
+	if w.opts.DKIM == nil {
+		return
+	}
+	raw, err := w.opts.DKIM.Sign(b.Raw)
+	if err != nil {
+		w.log.Error("dkim sign", "msg", b.MessageID, "err", err)
+		return
+	}
+	b.Raw = raw
 }
 
 // claimPlan says how many rows may be claimed and which domains are busy.

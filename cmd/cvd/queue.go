@@ -142,6 +142,9 @@ func startDelivery(ctx context.Context, c *config.Config, db *store.DB, outbox *
 		}
 		opts.Password = strings.TrimRight(string(b), "\r\n")
 	}
+	if opts.DKIM, err = dkimSigner(c); err != nil {
+		return nil, nil, err
+	}
 	w, err = mailserver.NewDeliveryWorker(queueAdapter{db}, opts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: [delivery]: %w", c.File, err)
@@ -196,4 +199,24 @@ func (q queueAdapter) Record(ctx context.Context, now time.Time, rs []mailserver
 
 func (q queueAdapter) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return q.db.NextQueueDue(ctx)
+}
+
+// dkimSigner loads the [dkim] keys; nil when signing is off.
+func dkimSigner(c *config.Config) (*mailserver.DKIMSigner, error) {
+	if !c.DKIM.Enabled {
+		return nil, nil
+	}
+	var keys []mailserver.DKIMKey
+	for _, k := range c.DKIM.Keys {
+		s, err := mailserver.LoadDKIMKey(k.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: [dkim] %s key: %w", c.File, k.Kind, err)
+		}
+		keys = append(keys, mailserver.DKIMKey{Selector: k.Selector, Signer: s})
+	}
+	s, err := mailserver.NewDKIMSigner(c.Domain, keys, c.DKIM.Headers)
+	if err != nil {
+		return nil, fmt.Errorf("%s: [dkim]: %w", c.File, err)
+	}
+	return s, nil
 }

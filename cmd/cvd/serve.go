@@ -99,6 +99,13 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 			}
 		}
 	}
+	// DKIM keys came after the first releases: a configuration without
+	// them gets them here rather than failing.
+	if made, err := provisionDKIM(c); err != nil {
+		return fmt.Errorf("set up DKIM keys: %w", err)
+	} else if len(made) > 0 {
+		log.Warn("generated DKIM keys; publish the records 'cvd dns' prints", "files", made)
+	}
 	key, err := loadProjectKey(c)
 	if err != nil {
 		return err
