@@ -723,3 +723,16 @@ func VERPToken(addr, domain string) (token string, ok bool) {
 	}
 	return token, true
 }
+
+// CheckRelay connects to the smarthost as delivery does (TLS, AUTH) and
+// quits; in other modes it does nothing.
+func (w *DeliveryWorker) CheckRelay(ctx context.Context) error {
+	if w.opts.Mode != ModeSmarthost {
+		return nil
+	}
+	c, _, err := w.connect(ctx, "")
+	if err != nil {
+		return err
+	}
+	return c.Quit()
+}
