@@ -116,6 +116,11 @@ type Delivery struct {
 	MaxAge time.Duration
 	// PerDestination bounds the connections to one destination.
 	PerDestination int
+	// MTASTS applies recipient domains' MTA-STS policies (mx mode).
+	MTASTS bool
+	// RequireTLS names domains that get mail only over TLS verified for
+	// their MX host (mx mode), e.g. the distributions' security teams.
+	RequireTLS []string
 }
 
 // DKIM configures the DKIM signatures (RFC 6376, RFC 8463) on every
@@ -254,16 +259,18 @@ type raw struct {
 		PublicFile *string `toml:"public_file"`
 	} `toml:"pgp"`
 	Delivery struct {
-		Mode           *string `toml:"mode"`
-		OutboxDir      *string `toml:"outbox_dir"`
-		Smarthost      *string `toml:"smarthost"`
-		TLS            *string `toml:"tls"`
-		CAFile         *string `toml:"ca_file"`
-		ServerName     *string `toml:"server_name"`
-		Username       *string `toml:"username"`
-		PasswordFile   *string `toml:"password_file"`
-		MaxAge         *age    `toml:"max_age"`
-		PerDestination *int    `toml:"per_destination"`
+		Mode           *string  `toml:"mode"`
+		OutboxDir      *string  `toml:"outbox_dir"`
+		Smarthost      *string  `toml:"smarthost"`
+		TLS            *string  `toml:"tls"`
+		CAFile         *string  `toml:"ca_file"`
+		ServerName     *string  `toml:"server_name"`
+		Username       *string  `toml:"username"`
+		PasswordFile   *string  `toml:"password_file"`
+		MaxAge         *age     `toml:"max_age"`
+		PerDestination *int     `toml:"per_destination"`
+		MTASTS         *bool    `toml:"mta_sts"`
+		RequireTLS     []string `toml:"require_tls"`
 	} `toml:"delivery"`
 	DKIM struct {
 		Enabled         *bool    `toml:"enabled"`
@@ -595,6 +602,14 @@ func (c *Config) apply(r *raw, baseDir string) error {
 	}
 	if c.Delivery.PerDestination, err = positive(r.Delivery.PerDestination, 4); err != nil {
 		return bad("delivery.per_destination", "%v", err)
+	}
+	c.Delivery.MTASTS = r.Delivery.MTASTS == nil || *r.Delivery.MTASTS
+	for _, d := range r.Delivery.RequireTLS {
+		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		if err := checkDomain(d); err != nil {
+			return bad("delivery.require_tls", "%q: %v; list domains, e.g. [\"debian.org\"]", d, err)
+		}
+		c.Delivery.RequireTLS = append(c.Delivery.RequireTLS, d)
 	}
 
 	if err := c.applyDKIM(r, bad); err != nil {

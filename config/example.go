@@ -99,6 +99,12 @@ tls = "starttls"
 max_age = "5d"
 # Connections at once to one destination (the smarthost, or one domain).
 per_destination = 4
+# mx mode: honour recipient domains' MTA-STS policies (RFC 8461): with
+# mode enforce, mail goes only over verified TLS to the MX hosts the policy
+# names, or waits. require_tls does the same for the domains listed (e.g.
+# the distributions' security teams), with or without a policy.
+mta_sts = true
+# require_tls = ["debian.org", "redhat.com"]
 
 [dkim]
 # Every message cvd sends carries two DKIM signatures with d=DOMAIN, one

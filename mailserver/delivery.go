@@ -3,6 +3,7 @@ package mailserver
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -122,6 +123,16 @@ type DeliveryOptions struct {
 	Resolver Resolver
 	// MXPort is the port MX hosts are reached on; 25 when 0.
 	MXPort int
+	// MTASTS, when set, applies recipient domains' MTA-STS policies
+	// (RFC 8461) in ModeMX: with mode enforce only matching MX hosts are
+	// used, over verified TLS, or the mail is deferred.
+	MTASTS *MTASTS
+	// RequireTLS names domains whose MX hosts must offer TLS with a
+	// certificate valid for their name (ModeMX), or mail is deferred.
+	RequireTLS []string
+	// MXRootCAs verifies MX certificates where verification is required;
+	// the system's roots when nil.
+	MXRootCAs *x509.CertPool
 
 	// Outbox receives mail in ModeOutbox.
 	Outbox *Maildir

@@ -114,6 +114,12 @@ func startDelivery(ctx context.Context, c *config.Config, db *store.DB, outbox *
 		return nil, nil, err
 	}
 	opts.Outbox = outbox
+	if c.Delivery.Mode == mailserver.ModeMX {
+		if c.Delivery.MTASTS {
+			opts.MTASTS = &mailserver.MTASTS{Now: now}
+		}
+		opts.RequireTLS = c.Delivery.RequireTLS
+	}
 	opts.MaxAge = c.Delivery.MaxAge
 	opts.PerDestination = c.Delivery.PerDestination
 	// Admin commands run in another process and cannot wake the worker:
