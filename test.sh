@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs cvd's whole test suite with the race detector. The tests drive real
 # programs (swaks with TLS, gpg, gpg-wks-client, Postfix's smtp-sink,
-# headless Chromium, mbsync, Python's imaplib); this script installs them
+# headless Chromium, mbsync, Python's imaplib, python3-dkim); this script installs them
 # from Debian when missing. With CI=true (as .ci/run sets) a test that
 # cannot run for want of one fails instead of skipping.
 set -euo pipefail
@@ -19,6 +19,8 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 # --no-install-recommends leaves out.
 perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl)
 perl -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libio-socket-ssl-perl)
+# The independent DKIM verifier (internal/dkimtest).
+/usr/bin/python3 -c 'import dkim, dns.query' >/dev/null 2>&1 || need+=(python3-dkim python3-dnspython)
 if ((${#need[@]})); then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"

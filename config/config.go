@@ -47,6 +47,7 @@ type Config struct {
 	TLS      TLS
 	PGP      PGP
 	Delivery Delivery
+	DKIM     DKIM
 	Embargo  Embargo
 	Lists    Lists
 	Web      Web
@@ -115,6 +116,30 @@ type Delivery struct {
 	MaxAge time.Duration
 	// PerDestination bounds the connections to one destination.
 	PerDestination int
+	// MTASTS applies recipient domains' MTA-STS policies (mx mode).
+	MTASTS bool
+	// RequireTLS names domains that get mail only over TLS verified for
+	// their MX host (mx mode), e.g. the distributions' security teams.
+	RequireTLS []string
+}
+
+// DKIM configures the DKIM signatures (RFC 6376, RFC 8463) on every
+// message cvd sends, with d= the mail domain.
+type DKIM struct {
+	Enabled bool
+	// Keys are the signing keys, RSA first then Ed25519; a key whose file
+	// is set to "" is left out.
+	Keys []DKIMKey
+	// Headers are the header fields signed; empty means cvd's default set.
+	Headers []string
+}
+
+// DKIMKey is one DKIM signing key: Kind "rsa" or "ed25519", its selector
+// and its PEM private key file.
+type DKIMKey struct {
+	Kind     string
+	Selector string
+	KeyFile  string
 }
 
 // Embargo configures incidents: the embargo rules, the security team,
@@ -234,17 +259,27 @@ type raw struct {
 		PublicFile *string `toml:"public_file"`
 	} `toml:"pgp"`
 	Delivery struct {
-		Mode           *string `toml:"mode"`
-		OutboxDir      *string `toml:"outbox_dir"`
-		Smarthost      *string `toml:"smarthost"`
-		TLS            *string `toml:"tls"`
-		CAFile         *string `toml:"ca_file"`
-		ServerName     *string `toml:"server_name"`
-		Username       *string `toml:"username"`
-		PasswordFile   *string `toml:"password_file"`
-		MaxAge         *age    `toml:"max_age"`
-		PerDestination *int    `toml:"per_destination"`
+		Mode           *string  `toml:"mode"`
+		OutboxDir      *string  `toml:"outbox_dir"`
+		Smarthost      *string  `toml:"smarthost"`
+		TLS            *string  `toml:"tls"`
+		CAFile         *string  `toml:"ca_file"`
+		ServerName     *string  `toml:"server_name"`
+		Username       *string  `toml:"username"`
+		PasswordFile   *string  `toml:"password_file"`
+		MaxAge         *age     `toml:"max_age"`
+		PerDestination *int     `toml:"per_destination"`
+		MTASTS         *bool    `toml:"mta_sts"`
+		RequireTLS     []string `toml:"require_tls"`
 	} `toml:"delivery"`
+	DKIM struct {
+		Enabled         *bool    `toml:"enabled"`
+		RSASelector     *string  `toml:"rsa_selector"`
+		RSAKeyFile      *string  `toml:"rsa_key_file"`
+		Ed25519Selector *string  `toml:"ed25519_selector"`
+		Ed25519KeyFile  *string  `toml:"ed25519_key_file"`
+		Headers         []string `toml:"headers"`
+	} `toml:"dkim"`
 	Embargo struct {
 		MinNotice      *age         `toml:"min_notice"`
 		MaxEmbargo     *age         `toml:"max_embargo"`
@@ -568,6 +603,18 @@ func (c *Config) apply(r *raw, baseDir string) error {
 	if c.Delivery.PerDestination, err = positive(r.Delivery.PerDestination, 4); err != nil {
 		return bad("delivery.per_destination", "%v", err)
 	}
+	c.Delivery.MTASTS = r.Delivery.MTASTS == nil || *r.Delivery.MTASTS
+	for _, d := range r.Delivery.RequireTLS {
+		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		if err := checkDomain(d); err != nil {
+			return bad("delivery.require_tls", "%q: %v; list domains, e.g. [\"debian.org\"]", d, err)
+		}
+		c.Delivery.RequireTLS = append(c.Delivery.RequireTLS, d)
+	}
+
+	if err := c.applyDKIM(r, bad); err != nil {
+		return err
+	}
 
 	c.Lists.MaxSignatureAge = 7 * 24 * time.Hour
 	if r.Lists.MaxSignatureAge != nil {
@@ -593,6 +640,50 @@ func (c *Config) apply(r *raw, baseDir string) error {
 	case "debug", "info", "warn", "error":
 	default:
 		return bad("log.level", "%q is not a log level; use \"debug\", \"info\", \"warn\" or \"error\"", c.Log.Level)
+	}
+	return nil
+}
+
+func (c *Config) applyDKIM(r *raw, bad func(key, format string, args ...any) error) error {
+	d := &c.DKIM
+	d.Enabled = r.DKIM.Enabled == nil || *r.DKIM.Enabled
+	for _, k := range []struct {
+		kind, selKey, fileKey string
+		sel, file             *string
+		defSel, defFile       string
+	}{
+		{"rsa", "dkim.rsa_selector", "dkim.rsa_key_file", r.DKIM.RSASelector, r.DKIM.RSAKeyFile, "cvd-rsa", "dkim/rsa.pem"},
+		{"ed25519", "dkim.ed25519_selector", "dkim.ed25519_key_file", r.DKIM.Ed25519Selector, r.DKIM.Ed25519KeyFile, "cvd-ed25519", "dkim/ed25519.pem"},
+	} {
+		file := str(k.file, k.defFile)
+		if file == "" {
+			continue
+		}
+		sel := strings.ToLower(str(k.sel, k.defSel))
+		if err := checkDomain(sel); err != nil || strings.Contains(sel, "_") {
+			return bad(k.selKey, "%q is not a DNS label; use letters, digits and hyphens, e.g. %q", sel, k.defSel)
+		}
+		d.Keys = append(d.Keys, DKIMKey{Kind: k.kind, Selector: sel, KeyFile: resolve(c.DataDir, file)})
+	}
+	if len(d.Keys) == 2 && d.Keys[0].Selector == d.Keys[1].Selector {
+		return bad("dkim.ed25519_selector", "%q is also dkim.rsa_selector; each key needs its own selector", d.Keys[1].Selector)
+	}
+	if d.Enabled && len(d.Keys) == 0 {
+		return bad("dkim.rsa_key_file", "both key files are empty; name at least one key or set enabled = false")
+	}
+	from := false
+	for _, h := range r.DKIM.Headers {
+		h = strings.TrimSpace(h)
+		if h == "" || strings.ContainsAny(h, ": \t") {
+			return bad("dkim.headers", "%q is not a header field name", h)
+		}
+		if strings.EqualFold(h, "From") {
+			from = true
+		}
+		d.Headers = append(d.Headers, h)
+	}
+	if len(d.Headers) > 0 && !from {
+		return bad("dkim.headers", "From is missing; DKIM always signs From (RFC 6376 5.4)")
 	}
 	return nil
 }

@@ -99,6 +99,27 @@ tls = "starttls"
 max_age = "5d"
 # Connections at once to one destination (the smarthost, or one domain).
 per_destination = 4
+# mx mode: honour recipient domains' MTA-STS policies (RFC 8461): with
+# mode enforce, mail goes only over verified TLS to the MX hosts the policy
+# names, or waits. require_tls does the same for the domains listed (e.g.
+# the distributions' security teams), with or without a policy.
+mta_sts = true
+# require_tls = ["debian.org", "redhat.com"]
+
+[dkim]
+# Every message cvd sends carries two DKIM signatures with d=DOMAIN, one
+# RSA-2048 and one Ed25519 (RFC 8463); 'cvd init' makes the keys and
+# 'cvd dns' prints the TXT records to publish. A key file set to "" leaves
+# that key out.
+enabled = true
+rsa_selector = "cvd-rsa"
+rsa_key_file = "dkim/rsa.pem"
+ed25519_selector = "cvd-ed25519"
+ed25519_key_file = "dkim/ed25519.pem"
+# Header fields signed. Default: From, Sender, Reply-To, To, Cc, Subject,
+# Date, Message-ID, In-Reply-To, References, MIME-Version, Content-Type,
+# Content-Transfer-Encoding, the List-* fields, Auto-Submitted, Precedence.
+# headers = ["From", "To", "Subject", "Date", "Message-ID"]
 
 [embargo]
 # The embargo rules cvd enforces. Units: m, h, d.

@@ -23,6 +23,9 @@ type Router struct {
 	// Bounce handles mail to security+bounce-TOKEN@DOMAIN; nil leaves such
 	// mail in the spool.
 	Bounce func(ctx context.Context, sm *store.SpooledMessage, rcpt, token string) error
+	// RoleMail handles mail to postmaster@DOMAIN and abuse@DOMAIN; nil
+	// refuses it as not local.
+	RoleMail func(ctx context.Context, sm *store.SpooledMessage, rcpt string) error
 	// Intake handles mail to security@DOMAIN; nil leaves it in the spool.
 	Intake func(ctx context.Context, sm *store.SpooledMessage, rcpt string) error
 	Log    *slog.Logger
@@ -114,6 +117,9 @@ func (r *Router) route(ctx context.Context, sm *store.SpooledMessage, rcpt strin
 	if a.Kind == lists.Announce {
 		return r.Lists.HandleAnnounce(ctx, a.Tag, sm, rcpt)
 	}
+	if a.Kind == lists.Unknown && r.RoleMail != nil && isRoleAddress(rcpt) {
+		return r.RoleMail(ctx, sm, rcpt)
+	}
 	if a.Kind != lists.Security {
 		return r.fail(ctx, sm.ID, rcpt, "not a local address")
 	}
@@ -138,4 +144,11 @@ func (r *Router) route(ctx context.Context, sm *store.SpooledMessage, rcpt strin
 		return fmt.Errorf("route to %s: %w", rcpt, err)
 	}
 	return nil
+}
+
+// isRoleAddress reports whether rcpt (in cvd's domain) is postmaster@ or
+// abuse@ (RFC 5321 4.5.1, RFC 2142).
+func isRoleAddress(rcpt string) bool {
+	local, _, _ := strings.Cut(strings.ToLower(rcpt), "@")
+	return local == "postmaster" || local == "abuse"
 }

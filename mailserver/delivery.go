@@ -3,6 +3,7 @@ package mailserver
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -122,9 +123,23 @@ type DeliveryOptions struct {
 	Resolver Resolver
 	// MXPort is the port MX hosts are reached on; 25 when 0.
 	MXPort int
+	// MTASTS, when set, applies recipient domains' MTA-STS policies
+	// (RFC 8461) in ModeMX: with mode enforce only matching MX hosts are
+	// used, over verified TLS, or the mail is deferred.
+	MTASTS *MTASTS
+	// RequireTLS names domains whose MX hosts must offer TLS with a
+	// certificate valid for their name (ModeMX), or mail is deferred.
+	RequireTLS []string
+	// MXRootCAs verifies MX certificates where verification is required;
+	// the system's roots when nil.
+	MXRootCAs *x509.CertPool
 
 	// Outbox receives mail in ModeOutbox.
 	Outbox *Maildir
+
+	// DKIM, when set, signs every message once before its first
+	// transaction, in every mode.
+	DKIM *DKIMSigner
 
 	// MaxAge is how long a message is retried; 5 days when 0.
 	MaxAge time.Duration
@@ -387,6 +402,7 @@ func (w *DeliveryWorker) round(ctx context.Context) time.Duration {
 	claimed := 0
 	for i := range batches {
 		claimed += len(batches[i].Rcpts)
+		w.sign(&batches[i])
 		w.dispatch(&batches[i])
 	}
 	if claimed >= limit {
@@ -408,6 +424,20 @@ func (w *DeliveryWorker) round(ctx context.Context) time.Duration {
 		return poll
 	}
 	return min(d, poll)
+}
+
+// sign adds the DKIM signatures to b's message. A message that cannot be
+// signed goes out unsigned rather than not at all; the error is logged.
+func (w *DeliveryWorker) sign(b *OutboundBatch) {
+	if w.opts.DKIM == nil {
+		return
+	}
+	raw, err := w.opts.DKIM.Sign(b.Raw)
+	if err != nil {
+		w.log.Error("dkim sign", "msg", b.MessageID, "err", err)
+		return
+	}
+	b.Raw = raw
 }
 
 // claimPlan says how many rows may be claimed and which domains are busy.
@@ -703,4 +733,17 @@ func VERPToken(addr, domain string) (token string, ok bool) {
 		return "", false
 	}
 	return token, true
+}
+
+// CheckRelay connects to the smarthost as delivery does (TLS, AUTH) and
+// quits; in other modes it does nothing.
+func (w *DeliveryWorker) CheckRelay(ctx context.Context) error {
+	if w.opts.Mode != ModeSmarthost {
+		return nil
+	}
+	c, _, err := w.connect(ctx, "")
+	if err != nil {
+		return err
+	}
+	return c.Quit()
 }

@@ -227,9 +227,25 @@ func (w *DeliveryWorker) connect(ctx context.Context, domain string) (*smtp.Clie
 	if err != nil {
 		return nil, "", err
 	}
+	verify, hosts, err := w.tlsPolicy(ctx, domain, hosts)
+	if err != nil {
+		return nil, "", err
+	}
 	var errs []string
 	for _, h := range hosts {
 		addr := net.JoinHostPort(h, strconv.Itoa(w.opts.MXPort))
+		if verify != "" {
+			cfg := &tls.Config{ServerName: h, RootCAs: w.opts.MXRootCAs, MinVersion: tls.VersionTLS12}
+			c, err := w.dialSMTP(ctx, addr, "starttls", cfg)
+			if err == nil {
+				return c, h, nil
+			}
+			errs = append(errs, fmt.Sprintf("%s: %v", h, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
 		// Opportunistic TLS: certificates of MX hosts are not checked (as
 		// Postfix's "may" level); embargoed content is PGP-encrypted anyway.
 		cfg := &tls.Config{ServerName: h, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
@@ -251,6 +267,43 @@ func (w *DeliveryWorker) connect(ctx context.Context, domain string) (*smtp.Clie
 		}
 	}
 	return nil, "", fmt.Errorf("no MX host of %s reachable: %s", domain, strings.Join(errs, "; "))
+}
+
+// tlsPolicy says whether delivery to domain needs verified TLS (the
+// reason, "" when not) and which of its MX hosts may be used.
+func (w *DeliveryWorker) tlsPolicy(ctx context.Context, domain string, hosts []string) (string, []string, error) {
+	for _, d := range w.opts.RequireTLS {
+		if strings.EqualFold(d, domain) {
+			return "require_tls", hosts, nil
+		}
+	}
+	if w.opts.MTASTS == nil {
+		return "", hosts, nil
+	}
+	p, err := w.opts.MTASTS.Policy(ctx, domain)
+	if err != nil {
+		w.log.Warn("MTA-STS policy not available; delivering opportunistically", "domain", domain, "err", err)
+		return "", hosts, nil
+	}
+	if p == nil || p.Mode == "none" {
+		return "", hosts, nil
+	}
+	var ok []string
+	for _, h := range hosts {
+		if p.Matches(h) {
+			ok = append(ok, h)
+		}
+	}
+	if p.Mode == "testing" {
+		if len(ok) < len(hosts) {
+			w.log.Warn("MTA-STS testing: MX host outside the policy", "domain", domain, "hosts", hosts, "policy", p.MX)
+		}
+		return "", hosts, nil
+	}
+	if len(ok) == 0 {
+		return "", nil, fmt.Errorf("MTA-STS: no MX host of %s matches its policy %v", domain, p.MX)
+	}
+	return "mta-sts", ok, nil
 }
 
 type tlsError struct{ err error }

@@ -62,7 +62,8 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 }
 
 // provision creates what a configuration needs on disk and is missing: the
-// data folder, the project's OpenPGP key and the TLS certificate. Existing
+// data folder, the project's OpenPGP key, the TLS certificate and the DKIM
+// keys. Existing
 // files are never replaced. It returns the files it wrote.
 func provision(c *config.Config, keyType string) ([]string, error) {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
@@ -95,6 +96,29 @@ func provision(c *config.Config, keyType string) ([]string, error) {
 			return nil, err
 		}
 		created = append(created, c.TLS.CertFile, c.TLS.KeyFile)
+	}
+	made, err := provisionDKIM(c)
+	return append(created, made...), err
+}
+
+// provisionDKIM generates the DKIM key files of c that are missing.
+func provisionDKIM(c *config.Config) ([]string, error) {
+	if !c.DKIM.Enabled {
+		return nil, nil
+	}
+	var created []string
+	for _, k := range c.DKIM.Keys {
+		if exists(k.KeyFile) {
+			continue
+		}
+		pem, err := mailserver.GenerateDKIMKey(k.Kind)
+		if err != nil {
+			return created, err
+		}
+		if err := writeFile(k.KeyFile, pem, 0o600, false); err != nil {
+			return created, err
+		}
+		created = append(created, k.KeyFile)
 	}
 	return created, nil
 }

@@ -54,6 +54,12 @@ Usage:
   cvd templates export DIR [--force] | cvd templates check DIR
         Write the embedded notice templates to DIR for editing, or check
         the templates in DIR (errors with file and line; exit 1).
+  cvd dns [--config FILE]
+        Print the DNS records the domain needs (MX, SPF, DKIM, DMARC,
+        optional MTA-STS and TLS-RPT), ready to paste into the zone.
+  cvd doctor [--config FILE] [--resolver HOST:PORT]
+        Check a live setup: DNS records, TLS certificate, project key,
+        security.txt, delivery, free disk. Exit 1 when anything is wrong.
   cvd version
         Print the version.
   cvd help
@@ -98,6 +104,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSite(args[1:], stdout, stderr)
 	case "templates":
 		err = cmdTemplates(args[1:], stdout, stderr)
+	case "dns":
+		err = cmdDNS(args[1:], stdout, stderr)
+	case "doctor":
+		err = cmdDoctor(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "cvd %s (schema %d, %s)\n", versionString(), store.SchemaVersion(), runtime.Version())
 	case "help", "--help", "-help", "-h":

@@ -109,38 +109,31 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 // and waits for it. The worker is not yet told about bounces or failures
 // of incident notices (no incidents yet): failures are only logged.
 func startDelivery(ctx context.Context, c *config.Config, db *store.DB, outbox *mailserver.Maildir, svc *lists.Service, log *slog.Logger) (w *mailserver.DeliveryWorker, stop func(), err error) {
-	opts := mailserver.DeliveryOptions{
-		Mode:           c.Delivery.Mode,
-		Hostname:       c.Hostname,
-		Domain:         c.Domain,
-		Smarthost:      c.Delivery.Smarthost,
-		SmarthostTLS:   c.Delivery.TLS,
-		Username:       c.Delivery.Username,
-		Outbox:         outbox,
-		MaxAge:         c.Delivery.MaxAge,
-		PerDestination: c.Delivery.PerDestination,
-		// Admin commands run in another process and cannot wake the
-		// worker: what they queue waits at most this long.
-		PollInterval: 2 * time.Second,
-		Logger:       log,
-		Now:          now,
-		OnFailure: func(ctx context.Context, f mailserver.FailedDelivery) {
-			if err := svc.DeliveryFailed(ctx, f.Kind, f.Ref, f.Rcpt, f.Reply); err != nil {
-				log.Error("record delivery failure", "queue_id", f.ID, "err", err)
-			}
-		},
+	opts, err := relayOptions(c)
+	if err != nil {
+		return nil, nil, err
 	}
-	if c.Delivery.CAFile != "" || c.Delivery.ServerName != "" {
-		if opts.TLSConfig, err = mailserver.RelayTLSConfig(c.Delivery.CAFile, c.Delivery.ServerName); err != nil {
-			return nil, nil, fmt.Errorf("%s: delivery.ca_file: %w", c.File, err)
+	opts.Outbox = outbox
+	if c.Delivery.Mode == mailserver.ModeMX {
+		if c.Delivery.MTASTS {
+			opts.MTASTS = &mailserver.MTASTS{Now: now}
+		}
+		opts.RequireTLS = c.Delivery.RequireTLS
+	}
+	opts.MaxAge = c.Delivery.MaxAge
+	opts.PerDestination = c.Delivery.PerDestination
+	// Admin commands run in another process and cannot wake the worker:
+	// what they queue waits at most this long.
+	opts.PollInterval = 2 * time.Second
+	opts.Logger = log
+	opts.Now = now
+	opts.OnFailure = func(ctx context.Context, f mailserver.FailedDelivery) {
+		if err := svc.DeliveryFailed(ctx, f.Kind, f.Ref, f.Rcpt, f.Reply); err != nil {
+			log.Error("record delivery failure", "queue_id", f.ID, "err", err)
 		}
 	}
-	if c.Delivery.PasswordFile != "" {
-		b, err := os.ReadFile(c.Delivery.PasswordFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: delivery.password_file: %w", c.File, err)
-		}
-		opts.Password = strings.TrimRight(string(b), "\r\n")
+	if opts.DKIM, err = dkimSigner(c); err != nil {
+		return nil, nil, err
 	}
 	w, err = mailserver.NewDeliveryWorker(queueAdapter{db}, opts)
 	if err != nil {
@@ -196,4 +189,50 @@ func (q queueAdapter) Record(ctx context.Context, now time.Time, rs []mailserver
 
 func (q queueAdapter) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return q.db.NextQueueDue(ctx)
+}
+
+// dkimSigner loads the [dkim] keys; nil when signing is off.
+func dkimSigner(c *config.Config) (*mailserver.DKIMSigner, error) {
+	if !c.DKIM.Enabled {
+		return nil, nil
+	}
+	var keys []mailserver.DKIMKey
+	for _, k := range c.DKIM.Keys {
+		s, err := mailserver.LoadDKIMKey(k.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: [dkim] %s key: %w", c.File, k.Kind, err)
+		}
+		keys = append(keys, mailserver.DKIMKey{Selector: k.Selector, Signer: s})
+	}
+	s, err := mailserver.NewDKIMSigner(c.Domain, keys, c.DKIM.Headers)
+	if err != nil {
+		return nil, fmt.Errorf("%s: [dkim]: %w", c.File, err)
+	}
+	return s, nil
+}
+
+// relayOptions are the delivery options that say how to reach the relay.
+func relayOptions(c *config.Config) (mailserver.DeliveryOptions, error) {
+	opts := mailserver.DeliveryOptions{
+		Mode:         c.Delivery.Mode,
+		Hostname:     c.Hostname,
+		Domain:       c.Domain,
+		Smarthost:    c.Delivery.Smarthost,
+		SmarthostTLS: c.Delivery.TLS,
+		Username:     c.Delivery.Username,
+	}
+	var err error
+	if c.Delivery.CAFile != "" || c.Delivery.ServerName != "" {
+		if opts.TLSConfig, err = mailserver.RelayTLSConfig(c.Delivery.CAFile, c.Delivery.ServerName); err != nil {
+			return opts, fmt.Errorf("%s: delivery.ca_file: %w", c.File, err)
+		}
+	}
+	if c.Delivery.PasswordFile != "" {
+		b, err := os.ReadFile(c.Delivery.PasswordFile)
+		if err != nil {
+			return opts, fmt.Errorf("%s: delivery.password_file: %w", c.File, err)
+		}
+		opts.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	return opts, nil
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -99,6 +102,13 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 			}
 		}
 	}
+	// DKIM keys came after the first releases: a configuration without
+	// them gets them here rather than failing.
+	if made, err := provisionDKIM(c); err != nil {
+		return fmt.Errorf("set up DKIM keys: %w", err)
+	} else if len(made) > 0 {
+		log.Warn("generated DKIM keys; publish the records 'cvd dns' prints", "files", made)
+	}
 	key, err := loadProjectKey(c)
 	if err != nil {
 		return err
@@ -168,11 +178,11 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("%s: smtp.listen: %w", c.File, err)
 	}
 	router := &embargo.Router{DB: db, Domain: c.Domain, Lists: svc, Log: log.With("part", "router"),
-		Bounce: bounceHandler(db, svc, c.Domain, log), Intake: desk.Intake, Routed: func() { worker.Wake(); imapSvc.Notify() }}
+		Bounce: bounceHandler(db, svc, c.Domain, log), Intake: desk.Intake, RoleMail: desk.ForwardRoleMail, Routed: func() { worker.Wake(); imapSvc.Notify() }}
 	wakeRouter, stopRouter := startRouter(ctx, router)
 	defer stopRouter()
 
-	smtpSrv := mailserver.NewSMTPServer(&intake{domain: c.Domain, db: db, wake: wakeRouter}, mailserver.SMTPOptions{
+	smtpSrv := mailserver.NewSMTPServer(&intake{log: log, domain: c.Domain, db: db, wake: wakeRouter}, mailserver.SMTPOptions{
 		Hostname:            c.Hostname,
 		MaxMessageBytes:     c.SMTP.MaxMessageBytes,
 		MaxRecipients:       c.SMTP.MaxRecipients,
@@ -222,20 +232,73 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 
 // intake connects the SMTP server to cvd's addresses and spool.
 type intake struct {
+	log    *slog.Logger
 	domain string
 	db     *store.DB
 	wake   func()
 }
 
 func (i *intake) CheckRecipient(addr string) mailserver.Recipient {
-	switch lists.ParseAddress(addr, i.domain).Kind {
-	case lists.Security, lists.Announce:
+	if isRoleAddress(addr, i.domain) {
 		return mailserver.RecipientLocal
+	}
+	a := lists.ParseAddress(addr, i.domain)
+	switch a.Kind {
+	case lists.Security:
+		return i.checkSecurityTag(a.Tag)
+	case lists.Announce:
+		switch {
+		case a.Tag == "", a.Tag == "subscribe", a.Tag == "unsubscribe", strings.HasPrefix(a.Tag, "confirm-"):
+			return mailserver.RecipientLocal
+		}
+		return mailserver.RecipientUnknown
 	case lists.Unknown:
 		return mailserver.RecipientUnknown
 	default:
 		return mailserver.RecipientForeign
 	}
+}
+
+// checkSecurityTag refuses security+TAG addresses that name no incident
+// list and bounce tokens never issued, so that the sender learns it at
+// RCPT. When the database cannot answer, the address is accepted: the
+// router decides later, as before.
+func (i *intake) checkSecurityTag(tag string) mailserver.Recipient {
+	if tag == "" {
+		return mailserver.RecipientLocal
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var err error
+	if token, ok := strings.CutPrefix(tag, "bounce-"); ok {
+		_, err = i.db.QueueEntryByToken(ctx, token)
+	} else {
+		err = i.db.Read(ctx, func(tx *sql.Tx) error {
+			l, err := store.ListByNameTx(ctx, tx, tag)
+			if err == nil && l.Kind != store.ListIncident {
+				err = store.ErrNotFound
+			}
+			return err
+		})
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return mailserver.RecipientUnknown
+	}
+	if err != nil {
+		i.log.Warn("check recipient: accepted without checking", "tag", tag, "err", err)
+	}
+	return mailserver.RecipientLocal
+}
+
+// isRoleAddress reports whether addr is postmaster@ or abuse@ the domain
+// (RFC 5321 4.5.1, RFC 2142).
+func isRoleAddress(addr, domain string) bool {
+	local, d, ok := strings.Cut(addr, "@")
+	if !ok || !strings.EqualFold(d, domain) {
+		return false
+	}
+	local = strings.ToLower(local)
+	return local == "postmaster" || local == "abuse"
 }
 
 func (i *intake) Accept(ctx context.Context, m *mailserver.Message) (string, error) {
