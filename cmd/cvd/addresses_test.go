@@ -70,7 +70,7 @@ func TestRoleAndUnknownAddresses(t *testing.T) {
 	send(reporter, "security@example.org", "From: Rita <"+reporter+">\r\nTo: security@example.org\r\nSubject: crash\r\n\r\nThe parser crashes.\r\n")
 	outbox := filepath.Join(dir, "outbox")
 	var ack cvdtest.Mail
-	waitBounce(t, "the acknowledgement", func() bool {
+	waitFor(t, "the acknowledgement", func() bool {
 		for _, m := range cvdtest.Outbox(t, outbox) {
 			if m.DeliveredTo == reporter {
 				ack = m
