@@ -56,6 +56,9 @@ type PostOptions struct {
 	// NoReceipt sends the sender no receipt for a held post (the intake
 	// has acknowledged the message already).
 	NoReceipt bool
+	// Notes are extra lines for the header block (e.g. the intake's
+	// reason for not acknowledging the sender).
+	Notes []string
 }
 
 // HandlePostWith is HandlePost with options.
@@ -332,7 +335,8 @@ func (p *postJob) headerBlock(held, notVerified bool) ([]byte, error) {
 	r, err := templates.Render("header", map[string]any{
 		"Held": held, "List": p.list.Name, "ListAddress": p.listAddr, "From": templates.HeaderSafe(from),
 		"Signature": p.opened.Signature.String(), "Signer": p.opened.Signer, "Encrypted": p.opened.Encrypted,
-		"NotVerified": notVerified, "Notes": p.opened.Notes, "Reason": p.heldReason,
+		"NotVerified": notVerified, "Notes": append(slices.Clip(p.opened.Notes), p.opts.Notes...), "Reason": p.heldReason,
+		"AuthResults": templates.HeaderSafe(p.sm.Auth.String()),
 	})
 	if err != nil {
 		return nil, err

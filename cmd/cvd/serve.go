@@ -16,6 +16,7 @@ import (
 	"github.com/cvd-project/cvd/crypto"
 	"github.com/cvd-project/cvd/embargo"
 	"github.com/cvd-project/cvd/lists"
+	"github.com/cvd-project/cvd/mailauth"
 	"github.com/cvd-project/cvd/mailserver"
 	"github.com/cvd-project/cvd/store"
 )
@@ -172,7 +173,8 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	wakeRouter, stopRouter := startRouter(ctx, router)
 	defer stopRouter()
 
-	smtpSrv := mailserver.NewSMTPServer(&intake{domain: c.Domain, db: db, wake: wakeRouter}, mailserver.SMTPOptions{
+	smtpSrv := mailserver.NewSMTPServer(&intake{domain: c.Domain, db: db, wake: wakeRouter,
+		auth: &mailauth.Checker{AuthServID: c.Hostname, Resolver: mailauth.NewResolver(c.DNS.Resolver)}, log: log.With("part", "mailauth")}, mailserver.SMTPOptions{
 		Hostname:            c.Hostname,
 		MaxMessageBytes:     c.SMTP.MaxMessageBytes,
 		MaxRecipients:       c.SMTP.MaxRecipients,
@@ -225,6 +227,10 @@ type intake struct {
 	domain string
 	db     *store.DB
 	wake   func()
+	// auth checks the sender (SPF, DKIM, DMARC) before the message is
+	// spooled; the result is stored with it.
+	auth *mailauth.Checker
+	log  *slog.Logger
 }
 
 func (i *intake) CheckRecipient(addr string) mailserver.Recipient {
@@ -239,7 +245,10 @@ func (i *intake) CheckRecipient(addr string) mailserver.Recipient {
 }
 
 func (i *intake) Accept(ctx context.Context, m *mailserver.Message) (string, error) {
+	auth := i.auth.Check(ctx, m.RemoteAddr, m.Helo, m.From, m.Raw)
+	i.log.Debug("sender checked", "from", m.From, "auth", auth.String())
 	id, err := i.db.Spool(ctx, store.Envelope{
+		Auth:       auth,
 		ReceivedAt: m.ReceivedAt,
 		RemoteAddr: m.RemoteAddr,
 		Helo:       m.Helo,
