@@ -17,6 +17,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode"
 
 	"blitiri.com.ar/go/spf"
 	"github.com/emersion/go-message/textproto"
@@ -113,13 +114,14 @@ func (r Results) String() string {
 	if r.DMARC != "" {
 		rs = append(rs, &authres.DMARCResult{Value: authres.ResultValue(r.DMARC), From: clean(r.FromDomain)})
 	}
-	return authres.Format(clean(r.AuthServID), rs)
+	return strings.TrimSpace(strings.ReplaceAll(authres.Format(clean(r.AuthServID), rs), " ;", ";"))
 }
 
-// clean keeps a value on one line of printable characters.
+// clean keeps a value on one line of printable characters (no controls,
+// no bidirectional overrides).
 func clean(s string) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if !unicode.IsPrint(r) {
 			return -1
 		}
 		return r

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"net/smtp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/cvd-project/cvd/internal/cvdtest"
+	"github.com/cvd-project/cvd/internal/dnstest"
+	"github.com/cvd-project/cvd/internal/gpgtest"
+)
+
+// authWorld is cvd with its DNS on a loopback server holding the test
+// zones, the production rule (no automatic mail to unauthenticated
+// senders) and a coordinator, Cora.
+type authWorld struct {
+	*bindWorld
+	dns *dnstest.Server
+	key ed25519.PrivateKey
+}
+
+func newAuthWorld(t *testing.T) *authWorld {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dkimTXT := `"v=DKIM1; k=ed25519; p=` + base64.StdEncoding.EncodeToString(pub) + `"`
+	dns := dnstest.Start(t,
+		// DKIM, and a DMARC policy that needs it or aligned SPF.
+		`sel._domainkey.dkim.example. 300 IN TXT `+dkimTXT,
+		`_dmarc.dkim.example. 300 IN TXT "v=DMARC1; p=reject"`,
+		// SPF that authorises this machine, for the sender and its HELO name.
+		`spf.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"`,
+		`mx.spf.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"`,
+		`_dmarc.spf.example. 300 IN TXT "v=DMARC1; p=none"`,
+		// SPF that does not.
+		`spffail.example. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"`,
+		`_dmarc.spffail.example. 300 IN TXT "v=DMARC1; p=reject"`,
+		// A domain someone would like to impersonate.
+		`victim.example. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"`,
+		`_dmarc.victim.example. 300 IN TXT "v=DMARC1; p=reject"`,
+	)
+	cora := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
+	dir, cfg := initDir(t, "example.org")
+	cvdtest.SetConfig(t, cfg, "acknowledge_unauthenticated", "false")
+	cvdtest.SetConfig(t, cfg, "resolver", `"`+dns.Addr+`"`)
+	w := &authWorld{dns: dns, key: priv}
+	w.bindWorld = newBindWorldIn(t, dir, cfg, cora)
+	return w
+}
+
+// sendAs delivers raw over SMTP with HELO helo and envelope sender from.
+func (w *authWorld) sendAs(helo, from string, raw []byte) {
+	w.t.Helper()
+	c, err := smtp.Dial(w.s.addr)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello(helo); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := c.Mail(from); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := c.Rcpt("security@example.org"); err != nil {
+		w.t.Fatal(err)
+	}
+	wc, err := c.Data()
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	wc.Write(raw)
+	if err := wc.Close(); err != nil {
+		w.t.Fatal(err)
+	}
+	c.Quit()
+}
+
+func authReport(from, token string) []byte {
+	return []byte("From: <" + from + ">\r\nTo: security@example.org\r\nSubject: bug " + token + "\r\nDate: " +
+		time.Now().Format(time.RFC1123Z) + "\r\nMessage-ID: <" + token + "@test>\r\n\r\nThe parser overflows. " + token + "\r\n")
+}
+
+// signed is raw with a DKIM signature of dkim.example.
+func (w *authWorld) signed(raw []byte) []byte {
+	w.t.Helper()
+	var b bytes.Buffer
+	if err := dkim.Sign(&b, bytes.NewReader(raw), &dkim.SignOptions{Domain: "dkim.example", Selector: "sel", Signer: w.key}); err != nil {
+		w.t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestSenderAuthenticationInHeaderBlock: SPF, DKIM and DMARC outcomes,
+// checked against the loopback DNS server, are what the coordinator reads
+// in the report's header block; only authenticated reporters get mail.
+func TestSenderAuthenticationInHeaderBlock(t *testing.T) {
+	w := newAuthWorld(t)
+	cora := w.team[0]
+	tampered := w.signed(authReport("bob@dkim.example", "DKIM-TAMPERED"))
+	tampered = bytes.Replace(tampered, []byte("The parser overflows."), []byte("The parser is fine.."), 1)
+	cases := []struct {
+		name, helo, mailFrom, from string
+		raw                        []byte
+		want                       []string
+		acked                      bool
+	}{
+		{"dkim pass", "client.test", "bounces@elsewhere.example", "alice@dkim.example", w.signed(authReport("alice@dkim.example", "DKIM-GOOD")),
+			[]string{"dkim=pass header.d=dkim.example", "dmarc=pass header.from=dkim.example", "reporter authenticated (DMARC pass for dkim.example)"}, true},
+		{"dkim fail", "client.test", "bounces@elsewhere.example", "bob@dkim.example", tampered,
+			[]string{"dkim=fail", "header.d=dkim.example", "dmarc=fail header.from=dkim.example", "reporter NOT acknowledged"}, false},
+		{"spf pass", "mx.spf.example", "carol@spf.example", "carol@spf.example", authReport("carol@spf.example", "SPF-GOOD"),
+			[]string{"spf=pass smtp.mailfrom=carol@spf.example", "spf=pass smtp.helo=mx.spf.example", "dkim=none", "dmarc=pass header.from=spf.example", "reporter authenticated"}, true},
+		{"spf fail", "client.test", "dave@spffail.example", "dave@spffail.example", authReport("dave@spffail.example", "SPF-BAD"),
+			[]string{"spf=fail smtp.mailfrom=dave@spffail.example", "dmarc=fail header.from=spffail.example", "reporter NOT acknowledged"}, false},
+		// SPF passes for the attacker's own envelope, but the From is forged.
+		{"forged from", "mx.spf.example", "attacker@spf.example", "ceo@victim.example", authReport("ceo@victim.example", "FORGED"),
+			[]string{"spf=pass smtp.mailfrom=attacker@spf.example", "dmarc=fail header.from=victim.example", "reporter NOT acknowledged"}, false},
+	}
+	for _, c := range cases {
+		w.sendAs(c.helo, c.mailFrom, c.raw)
+	}
+	for _, c := range cases {
+		token := string(bytes.TrimSpace(c.raw[bytes.LastIndex(c.raw, []byte(". "))+2:]))
+		got := w.waitPlain(cora, "bug "+token)
+		for _, want := range c.want {
+			if !strings.Contains(got, want) {
+				t.Errorf("%s: Cora's copy lacks %q:\n%s", c.name, want, got)
+			}
+		}
+		if !strings.Contains(got, "Authentication-Results: example.org; ") {
+			t.Errorf("%s: no Authentication-Results line:\n%s", c.name, got)
+		}
+	}
+	// Every report routed: the acknowledgements are queued by then.
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Contains(cvdtest.MustRun(t, w.dir, nil, "spool", "list", "--config", w.cfg), " new") {
+		if time.Now().After(deadline) {
+			t.Fatal("reports still in the spool")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	queue := cvdtest.MustRun(t, w.dir, nil, "queue", "list", "--all", "--config", w.cfg)
+	for _, c := range cases {
+		if got := strings.Contains(queue, c.from); got != c.acked {
+			t.Errorf("%s: mail queued for %s: %v, want %v\n%s", c.name, c.from, got, c.acked, queue)
+		}
+		if strings.Contains(queue, c.mailFrom) && c.mailFrom != c.from {
+			t.Errorf("%s: mail queued for the envelope sender %s:\n%s", c.name, c.mailFrom, queue)
+		}
+	}
+	for _, c := range cases {
+		if c.acked {
+			if ack := waitMail(t, w.dir, c.from, 1)[0]; !strings.Contains(string(ack), "Your security report was received") {
+				t.Errorf("%s: acknowledgement:\n%s", c.name, ack)
+			}
+		}
+	}
+	if n := len(outboxMail(t, w.dir)["ceo@victim.example"]); n != 0 {
+		t.Errorf("the forged From got %d messages", n)
+	}
+}
