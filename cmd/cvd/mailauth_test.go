@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"net/smtp"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +168,39 @@ func TestSenderAuthenticationInHeaderBlock(t *testing.T) {
 	}
 	if n := len(outboxMail(t, w.dir)["ceo@victim.example"]); n != 0 {
 		t.Errorf("the forged From got %d messages", n)
+	}
+}
+
+// TestSignedReportByPinnedKeyAcknowledged: with no SPF or DMARC for her
+// domain, a report signed by the key pinned for Rita is acknowledged;
+// an unsigned one in her name is not.
+func TestSignedReportByPinnedKeyAcknowledged(t *testing.T) {
+	w := newAuthWorld(t)
+	rita := gpgtest.New(t, "Rita Reporter", "rita@nodns.example", "never")
+	projectPub, _ := os.ReadFile(filepath.Join(w.dir, "keys/project.pub.asc"))
+	rita.Import(projectPub)
+	keyFile := filepath.Join(t.TempDir(), "rita.asc")
+	os.WriteFile(keyFile, rita.Pub, 0o600)
+	cvdtest.MustRun(t, w.dir, nil, "member", "key", rita.Email, "--key", keyFile, "--config", w.cfg)
+
+	w.sendAs("client.test", rita.Email, authReport(rita.Email, "UNSIGNED-RITA"))
+	w.waitPlain(w.team[0], "bug UNSIGNED-RITA", "reporter NOT acknowledged")
+	time.Sleep(time.Second)
+	if n := len(outboxMail(t, w.dir)[rita.Email]); n != 0 {
+		t.Errorf("the unsigned report in Rita's name got her %d messages", n)
+	}
+	w.sendAs("client.test", rita.Email, w.signedPost(rita, "security@example.org", "<signed-rita@test>",
+		"Content-Type: text/plain\r\n\r\nThe parser overflows. SIGNED-RITA\r\n"))
+	w.waitPlain(w.team[0], "SIGNED-RITA", "reporter authenticated (good signature by the pinned key")
+	waitMail(t, w.dir, rita.Email, 1)
+	time.Sleep(time.Second)
+	var acks []string
+	for _, m := range outboxMail(t, w.dir)[rita.Email] {
+		if plain, _, err := rita.Decrypt(m); err == nil && strings.Contains(plain, "Your security report was received") {
+			acks = append(acks, plain)
+		}
+	}
+	if len(acks) != 1 || !strings.Contains(acks[0], "incident 2026-002") {
+		t.Errorf("Rita's acknowledgements, want one for 2026-002 (the signed report):\n%s", strings.Join(acks, "\n=====\n"))
 	}
 }
