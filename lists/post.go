@@ -245,7 +245,7 @@ func (p *postJob) undecryptable(ctx context.Context) (*PostResult, error) {
 	text := mustRender("undecryptable", map[string]any{"List": p.list.Name, "ListAddress": p.listAddr,
 		"From": templates.HeaderSafe(p.post.Sender), "Fingerprint": p.s.Key.Fingerprint()})
 	notices := []*notice{{kind: "undecryptable", origin: store.OriginNotice, coordinators: true, text: text}}
-	if ShouldAutoReply(p.outer, p.sm.MailFrom) {
+	if ShouldAutoReply(p.outer, p.sm.MailFrom) && p.s.mayReply(p.sm, p.sm.MailFrom) {
 		notices = append(notices, &notice{kind: "undecryptable", origin: store.OriginReply, plainTo: []string{p.sm.MailFrom}, text: text})
 	}
 	p.post.Status = PostRefused
@@ -266,6 +266,10 @@ func (p *postJob) undecryptable(ctx context.Context) (*PostResult, error) {
 	}
 	p.res.PostID = p.post.ID
 	return &p.res, nil
+}
+
+func (s *Service) mayReply(sm *store.SpooledMessage, addr string) bool {
+	return s.MayReply == nil || s.MayReply(sm, addr)
 }
 
 func (p *postJob) verified() bool {
@@ -562,7 +566,7 @@ func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*mem
 		}
 		notices = append(notices, p.s.missedNotice(p.list, m), p.s.keyProblemNotice(p.list, m, n, n >= p.s.freezeAfter()))
 	}
-	if d.status == PostHeld && !p.senderTold && !p.opts.NoReceipt && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) {
+	if d.status == PostHeld && !p.senderTold && !p.opts.NoReceipt && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) && p.s.mayReply(p.sm, p.sm.MailFrom) {
 		notices = append(notices, p.s.receipt(p.list, p.sm.MailFrom))
 	}
 	notices = append(notices, p.extra...)

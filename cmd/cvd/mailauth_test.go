@@ -8,6 +8,7 @@ import (
 	"net/smtp"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -202,5 +203,31 @@ func TestSignedReportByPinnedKeyAcknowledged(t *testing.T) {
 	}
 	if len(acks) != 1 || !strings.Contains(acks[0], "incident 2026-002") {
 		t.Errorf("Rita's acknowledgements, want one for 2026-002 (the signed report):\n%s", strings.Join(acks, "\n=====\n"))
+	}
+}
+
+// TestNoReceiptsToUnauthenticatedSenders: posts to an incident list in a
+// forged name (SPF fails for it) are held or refused as before, but the
+// forged address gets neither the held-post receipt nor the undecryptable
+// notice.
+func TestNoReceiptsToUnauthenticatedSenders(t *testing.T) {
+	w := newAuthWorld(t)
+	cora := w.team[0]
+	w.sendAs("mx.spf.example", "carol@spf.example", authReport("carol@spf.example", "SPF-GOOD"))
+	id := regexp.MustCompile(`security\+(\d{4}-\d{3})@`).FindSubmatch(waitMail(t, w.dir, "carol@spf.example", 1)[0])
+	if id == nil {
+		t.Fatal("no incident ID in the acknowledgement")
+	}
+	list := "security+" + string(id[1]) + "@example.org"
+	victim := "ceo@victim.example"
+	w.send(victim, list, []byte("From: <"+victim+">\r\nTo: "+list+"\r\nSubject: forged\r\nMessage-ID: <forged1@test>\r\n\r\nFORGED-POST\r\n"))
+	ursula := gpgtest.New(t, "Ursula", victim, "never")
+	armored := ursula.EncryptSign([]byte("Content-Type: text/plain\r\n\r\nSECRET-U\r\n"), ursula.Fpr)
+	w.send(victim, list, []byte(gpgtest.PGPMIME("From: <"+victim+">\r\nTo: "+list+"\r\nSubject: ...\r\nMessage-ID: <forged2@test>\r\n", armored)))
+	w.waitPlain(cora, "FORGED-POST", "spf=fail smtp.mailfrom="+victim)
+	w.waitPlain(cora, "could not be decrypted", victim)
+	time.Sleep(time.Second)
+	if got := outboxMail(t, w.dir)[victim]; len(got) != 0 {
+		t.Errorf("the forged sender got %d messages:\n%s", len(got), got[0])
 	}
 }
