@@ -50,6 +50,8 @@ type Config struct {
 	DKIM     DKIM
 	Embargo  Embargo
 	Lists    Lists
+	Intake   Intake
+	DNS      DNS
 	Web      Web
 	Log      Log
 }
@@ -59,6 +61,19 @@ type Lists struct {
 	// MaxSignatureAge is the oldest a signature on a command or an
 	// announcement may be; older ones are refused.
 	MaxSignatureAge time.Duration
+}
+
+// Intake configures who gets automatic mail from security@DOMAIN.
+type Intake struct {
+	// AcknowledgeUnauthenticated sends automatic replies also to senders
+	// that did not authenticate (true in the embedded default only).
+	AcknowledgeUnauthenticated bool
+}
+
+// DNS configures the resolver of the sender checks (SPF, DKIM, DMARC).
+type DNS struct {
+	// Resolver is the DNS server as HOST:PORT; "" uses the system's.
+	Resolver string
 }
 
 // SMTP configures the SMTP intake listener.
@@ -296,6 +311,12 @@ type raw struct {
 	Lists struct {
 		MaxSignatureAge *age `toml:"max_signature_age"`
 	} `toml:"lists"`
+	Intake struct {
+		AcknowledgeUnauthenticated *bool `toml:"acknowledge_unauthenticated"`
+	} `toml:"intake"`
+	DNS struct {
+		Resolver *string `toml:"resolver"`
+	} `toml:"dns"`
 	Web struct {
 		Listen     *string  `toml:"listen"`
 		BaseURL    *string  `toml:"base_url"`
@@ -415,6 +436,7 @@ var keys = []string{
 	"lists", "lists.max_signature_age",
 	"web", "web.listen", "web.base_url", "web.contacts", "web.policy_url", "web.policy_text", "web.languages",
 	"web.expires_in", "web.static_dir",
+	"intake", "intake.acknowledge_unauthenticated", "dns", "dns.resolver",
 	"log", "log.format", "log.level",
 }
 
@@ -622,6 +644,16 @@ func (c *Config) apply(r *raw, baseDir string) error {
 	}
 	if c.Lists.MaxSignatureAge < time.Hour || c.Lists.MaxSignatureAge > 90*24*time.Hour {
 		return bad("lists.max_signature_age", "%v is out of range; use between \"1h\" and \"90d\" (default \"7d\")", c.Lists.MaxSignatureAge)
+	}
+
+	if r.Intake.AcknowledgeUnauthenticated != nil {
+		c.Intake.AcknowledgeUnauthenticated = *r.Intake.AcknowledgeUnauthenticated
+	}
+	c.DNS.Resolver = strings.TrimSpace(str(r.DNS.Resolver, ""))
+	if c.DNS.Resolver != "" {
+		if host, port, err := net.SplitHostPort(c.DNS.Resolver); err != nil || host == "" || port == "" {
+			return bad("dns.resolver", "%q is not HOST:PORT; use e.g. \"127.0.0.1:53\", or \"\" for the system's resolver", c.DNS.Resolver)
+		}
 	}
 
 	if err := c.applyEmbargo(r, bad); err != nil {

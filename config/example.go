@@ -121,6 +121,19 @@ ed25519_key_file = "dkim/ed25519.pem"
 # Content-Transfer-Encoding, the List-* fields, Auto-Submitted, Precedence.
 # headers = ["From", "To", "Subject", "Date", "Message-ID"]
 
+[intake]
+# Automatic mail (acknowledgement, receipt, refusal notice) goes only to a
+# sender that authenticated: DMARC pass for its From domain, SPF pass for
+# an envelope sender equal to its address, or a good OpenPGP signature by
+# a key already pinned for it. Others are taken in all the same, without a
+# reply. true acknowledges everyone (backscatter to forged addresses).
+acknowledge_unauthenticated = false
+
+[dns]
+# DNS server for the SPF, DKIM and DMARC checks, as HOST:PORT (e.g. a local
+# validating resolver). Default: the system's resolver.
+# resolver = "127.0.0.1:53"
+
 [embargo]
 # The embargo rules cvd enforces. Units: m, h, d.
 # Pre-notification at least this long before the public date.

@@ -81,6 +81,9 @@ type Desk struct {
 	// External are public lists that get the announcement too (e.g.
 	// oss-security@lists.openwall.com).
 	External []string
+	// AcknowledgeUnauthenticated sends automatic replies also to
+	// reporters whose address did not authenticate (see Intake).
+	AcknowledgeUnauthenticated bool
 	// Project describes the project in advisories.
 	Project publish.Project
 	// Now is the clock; time.Now when nil.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cvd-project/cvd/crypto"
 	"github.com/cvd-project/cvd/lists"
+	"github.com/cvd-project/cvd/mailauth"
 	"github.com/cvd-project/cvd/store"
 )
 
@@ -43,7 +44,7 @@ func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 		d.log().Info("automatic mail to the intake: no incident opened", "spool", sm.ID)
 		return d.markSpool(ctx, sm.ID, rcpt, store.SpoolDone, "automatic message: no incident opened")
 	}
-	rp := d.examine(sm, h)
+	rp := d.examine(ctx, sm, h)
 	if herr != nil {
 		rp.problem = "unreadable header"
 	}
@@ -52,7 +53,7 @@ func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 	var id string
 	err := d.DB.Read(ctx, func(tx *sql.Tx) error {
 		if in, err := store.IncidentBySpoolTx(ctx, tx, sm.ID); err == nil {
-			id = in.ID
+			id, rp.opening = in.ID, true
 			return nil
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
@@ -73,6 +74,7 @@ func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 		if id, err = d.open(ctx, sm, rp); err != nil {
 			return d.intakeFailed(ctx, sm, rcpt, rp, fmt.Errorf("intake spool %d: %w", sm.ID, err))
 		}
+		rp.opening = true
 	}
 	if err := d.deliver(ctx, id, sm, rcpt, rp); err != nil {
 		return d.intakeFailed(ctx, sm, rcpt, rp, err)
@@ -95,11 +97,16 @@ type report struct {
 	undecryptable bool
 	// problem is why cvd cannot open the message ("" when it can).
 	problem string
+	// authBy says how the reporter's address authenticated ("" when it
+	// did not): only then does cvd send them automatic mail.
+	authBy string
+	// opening says the message is the report that opened its incident.
+	opening bool
 }
 
 // examine reads the sender, the keys that came with the message and
 // whether cvd can open it.
-func (d *Desk) examine(sm *store.SpooledMessage, h textproto.Header) *report {
+func (d *Desk) examine(ctx context.Context, sm *store.SpooledMessage, h textproto.Header) *report {
 	now := d.now()
 	rp := &report{h: h}
 	from, err := mail.ParseAddress(h.Get("From"))
@@ -108,9 +115,18 @@ func (d *Desk) examine(sm *store.SpooledMessage, h textproto.Header) *report {
 	}
 	rp.from = from
 	rp.reporter = strings.ToLower(from.Address)
+	pinned := d.pinnedKey(ctx, rp.reporter)
 	// Keys that came with the report: outside and inside the encryption.
 	found, _ := crypto.Discover(sm.Raw, d.Limits)
-	o, err := crypto.Open(sm.Raw, []*crypto.Key{d.Key}, nil, now, d.Limits)
+	o, err := crypto.Open(sm.Raw, []*crypto.Key{d.Key}, pinned, now, d.Limits)
+	switch {
+	case sm.Auth.AuthenticatedFor(rp.reporter) && sm.Auth.DMARC == mailauth.Pass:
+		rp.authBy = "DMARC pass for " + sm.Auth.FromDomain
+	case sm.Auth.AuthenticatedFor(rp.reporter):
+		rp.authBy = "SPF pass for the envelope sender"
+	case err == nil && o.Signature == crypto.Good && len(pinned) == 1 && strings.EqualFold(o.Signer, pinned[0].Fingerprint()):
+		rp.authBy = "good signature by the pinned key " + o.Signer
+	}
 	switch {
 	case err == nil:
 		if inner, err := crypto.Discover(o.Entity, d.Limits); err == nil {
@@ -143,6 +159,46 @@ func (d *Desk) examine(sm *store.SpooledMessage, h textproto.Header) *report {
 	}
 	return rp
 }
+
+// pinnedKey is the key pinned for email, as a verification key list
+// (empty when none is pinned or it cannot be read).
+func (d *Desk) pinnedKey(ctx context.Context, email string) []*crypto.Key {
+	var pk *store.PublicKey
+	err := d.DB.Read(ctx, func(tx *sql.Tx) (err error) {
+		pk, err = store.PinnedKeyTx(ctx, tx, email)
+		return err
+	})
+	if err != nil {
+		return nil
+	}
+	k, err := crypto.ParseKey([]byte(pk.Armored))
+	if err != nil {
+		return nil
+	}
+	return []*crypto.Key{k}
+}
+
+// mayReply says whether cvd may send the reporter automatic mail.
+func (d *Desk) mayReply(rp *report) bool {
+	return rp.authBy != "" || d.AcknowledgeUnauthenticated
+}
+
+// ackNotes tell the team, in the report's header block, whether and why
+// the reporter gets automatic mail.
+func (d *Desk) ackNotes(rp *report) []string {
+	switch {
+	case !rp.opening:
+		return nil
+	case rp.authBy != "":
+		return []string{"reporter authenticated (" + rp.authBy + "): acknowledged"}
+	case d.AcknowledgeUnauthenticated:
+		return []string{"reporter not authenticated, acknowledged all the same (intake.acknowledge_unauthenticated)"}
+	}
+	return []string{notAcked}
+}
+
+// notAcked is the team's note on a report whose sender did not authenticate.
+const notAcked = "reporter NOT acknowledged: unauthenticated sender (no DMARC pass for the From domain, no SPF pass for the envelope sender, no good signature by a pinned key); no automatic mail goes to them"
 
 // describeKeyProblem says to a reporter why their key cannot be used.
 func describeKeyProblem(k *crypto.Key, err error) string {
@@ -302,7 +358,7 @@ func (d *Desk) deliver(ctx context.Context, id string, sm *store.SpooledMessage,
 		problem = "the list refused it"
 	case post != nil:
 	case problem == "":
-		res, err := d.Lists.HandlePostWith(ctx, id, sm, d.ListAddress(id), lists.PostOptions{NoReceipt: true})
+		res, err := d.Lists.HandlePostWith(ctx, id, sm, d.ListAddress(id), lists.PostOptions{NoReceipt: true, Notes: d.ackNotes(rp)})
 		if err != nil {
 			return fmt.Errorf("post to incident %s: %w", id, err)
 		}
@@ -342,6 +398,10 @@ func (d *Desk) ackTx(ctx context.Context, tx *sql.Tx, id string, sm *store.Spool
 		if ev.Kind == "ack" {
 			return false, nil
 		}
+	}
+	if !d.mayReply(rp) {
+		d.log().Info("reporter not acknowledged: unauthenticated", "incident", id, "spool", sm.ID)
+		return false, o.event("ack", "not acknowledged: the reporter's address did not authenticate")
 	}
 	reporter := o.in.Reporter
 	l, err := store.ListByNameTx(ctx, tx, id)
@@ -400,7 +460,7 @@ func (d *Desk) quarantine(ctx context.Context, id string, sm *store.SpooledMessa
 		}
 		r, err := render("quarantine", map[string]any{"ID": id, "Reason": problem, "Received": utc(sm.ReceivedAt),
 			"From": lists.HeaderName(rp.from.Name) + " <" + rp.reporter + ">", "Size": strconv.Itoa(len(sm.Raw)) + " bytes",
-			"Acked": o.in.SpoolID == sm.ID})
+			"Acked": o.in.SpoolID == sm.ID && d.mayReply(rp), "NotAcked": o.in.SpoolID == sm.ID && !d.mayReply(rp)})
 		if err != nil {
 			return err
 		}

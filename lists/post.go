@@ -56,6 +56,9 @@ type PostOptions struct {
 	// NoReceipt sends the sender no receipt for a held post (the intake
 	// has acknowledged the message already).
 	NoReceipt bool
+	// Notes are extra lines for the header block (e.g. the intake's
+	// reason for not acknowledging the sender).
+	Notes []string
 }
 
 // HandlePostWith is HandlePost with options.
@@ -251,7 +254,7 @@ func (p *postJob) undecryptable(ctx context.Context) (*PostResult, error) {
 	text := mustRender("undecryptable", map[string]any{"List": p.list.Name, "ListAddress": p.listAddr,
 		"From": templates.HeaderSafe(p.post.Sender), "Fingerprint": p.s.Key.Fingerprint()})
 	notices := []*notice{{kind: "undecryptable", origin: store.OriginNotice, coordinators: true, text: text}}
-	if ShouldAutoReply(p.outer, p.sm.MailFrom) {
+	if ShouldAutoReply(p.outer, p.sm.MailFrom) && p.s.mayReply(p.sm, p.sm.MailFrom) {
 		notices = append(notices, &notice{kind: "undecryptable", origin: store.OriginReply, plainTo: []string{p.sm.MailFrom}, text: text})
 	}
 	p.post.Status = PostRefused
@@ -272,6 +275,10 @@ func (p *postJob) undecryptable(ctx context.Context) (*PostResult, error) {
 	}
 	p.res.PostID = p.post.ID
 	return &p.res, nil
+}
+
+func (s *Service) mayReply(sm *store.SpooledMessage, addr string) bool {
+	return s.MayReply == nil || s.MayReply(sm, addr)
 }
 
 func (p *postJob) verified() bool {
@@ -341,7 +348,8 @@ func (p *postJob) headerBlock(held, notVerified bool) ([]byte, error) {
 	r, err := templates.Render("header", map[string]any{
 		"Held": held, "List": p.list.Name, "ListAddress": p.listAddr, "From": templates.HeaderSafe(from),
 		"Signature": p.opened.Signature.String(), "Signer": p.opened.Signer, "Encrypted": p.opened.Encrypted,
-		"NotVerified": notVerified, "Notes": p.opened.Notes, "Reason": p.heldReason,
+		"NotVerified": notVerified, "Notes": append(slices.Clip(p.opened.Notes), p.opts.Notes...), "Reason": p.heldReason,
+		"AuthResults": p.sm.Auth.String(),
 	})
 	if err != nil {
 		return nil, err
@@ -593,7 +601,7 @@ func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*mem
 		}
 		notices = append(notices, p.s.missedNotice(p.list, m), p.s.keyProblemNotice(p.list, m, n, n >= p.s.freezeAfter()))
 	}
-	if d.status == PostHeld && !p.senderTold && !p.opts.NoReceipt && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) {
+	if d.status == PostHeld && !p.senderTold && !p.opts.NoReceipt && p.from != nil && ShouldAutoReply(p.outer, p.sm.MailFrom) && p.s.mayReply(p.sm, p.sm.MailFrom) {
 		notices = append(notices, p.s.receipt(p.list, p.sm.MailFrom))
 	}
 	notices = append(notices, p.extra...)

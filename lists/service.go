@@ -61,6 +61,9 @@ type Service struct {
 	// the administrator (e.g. "cvd.toml (embargo.team)"), or returns "".
 	// Mail never changes the key of such an address.
 	Authority func(email string) string
+	// MayReply, when set, says whether the sender addr of sm may get an
+	// automatic reply (a receipt, a refusal notice); nil allows it.
+	MayReply func(sm *store.SpooledMessage, addr string) bool
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	Log *slog.Logger

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cvd-project/cvd/mailauth"
 )
 
 // Envelope is the SMTP envelope and connection facts of a received message.
@@ -16,6 +18,9 @@ type Envelope struct {
 	MailFrom   string
 	Rcpts      []string
 	TLS        bool
+	// Auth is the sender authentication checked on receipt (SPF, DKIM,
+	// DMARC); unchecked for mail received before cvd checked it.
+	Auth mailauth.Results
 }
 
 // SpooledMessage is one row of the spool.
@@ -35,8 +40,8 @@ func (db *DB) Spool(ctx context.Context, env Envelope, raw []byte) (int64, error
 	var id int64
 	err := db.Write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
-			`INSERT INTO spool (received_at, remote_addr, helo, mail_from, tls, size, raw) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			env.ReceivedAt.UnixMilli(), env.RemoteAddr, env.Helo, env.MailFrom, env.TLS, len(raw), raw)
+			`INSERT INTO spool (received_at, remote_addr, helo, mail_from, tls, size, raw, auth) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			env.ReceivedAt.UnixMilli(), env.RemoteAddr, env.Helo, env.MailFrom, env.TLS, len(raw), raw, env.Auth)
 		if err != nil {
 			return err
 		}
@@ -62,8 +67,8 @@ func (db *DB) SpooledMessage(ctx context.Context, id int64) (*SpooledMessage, er
 	err := db.Read(ctx, func(tx *sql.Tx) error {
 		var ms int64
 		err := tx.QueryRowContext(ctx,
-			`SELECT received_at, remote_addr, helo, mail_from, tls, raw, state FROM spool WHERE id = ?`, id).
-			Scan(&ms, &m.RemoteAddr, &m.Helo, &m.MailFrom, &m.TLS, &m.Raw, &m.State)
+			`SELECT received_at, remote_addr, helo, mail_from, tls, raw, state, auth FROM spool WHERE id = ?`, id).
+			Scan(&ms, &m.RemoteAddr, &m.Helo, &m.MailFrom, &m.TLS, &m.Raw, &m.State, &m.Auth)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}

@@ -156,7 +156,8 @@ func Sample() map[string]any {
 		"Address": "security+2026-001@example.org", "Intake": "security@example.org",
 		"Held": true, "From": "Alice <alice@example.net>", "Signature": "good", "Signer": "ABCD",
 		"Encrypted": true, "NotVerified": false, "Notes": []string{"1 unencrypted part dropped"},
-		"Results": []string{"x-list-members: ok"}, "Distributed": true,
+		"AuthResults": "mail.example.org; spf=pass smtp.mailfrom=rita@example.net; dkim=none; dmarc=none header.from=example.net",
+		"Results":     []string{"x-list-members: ok"}, "Distributed": true,
 		"Domain": "example.org", "ConfirmAddress": "announce+confirm-abc@example.org", "Expires": "2026-11-24 10:00 UTC",
 		"Fingerprint": "0123456789ABCDEF0123456789ABCDEF01234567", "UnsubscribeAddress": "announce+unsubscribe@example.org",
 		"Kind": "prenotify", "Reply": "550 5.1.1 user unknown",
@@ -170,6 +171,6 @@ func Sample() map[string]any {
 		"URL": "https://example.org/advisories/2026-001.html", "Lists": "announce@example.org", "Credits": "Rita Reporter",
 		"Age": "1 day", "Received": "Monday 2026-11-23 10:00 UTC", "Missing": "description",
 		"KeyProblem": "the key 0123456789ABCDEF0123456789ABCDEF01234567 has expired", "Where": "cvd.toml (embargo.team)",
-		"Dropped": "    89ABCDEF0123456789ABCDEF0123456789ABCDEF (came with a report)", "Size": "12345 bytes", "Acked": true,
+		"Dropped": "    89ABCDEF0123456789ABCDEF0123456789ABCDEF (came with a report)", "Size": "12345 bytes", "Acked": true, "NotAcked": false,
 	}
 }

@@ -268,6 +268,11 @@ func TestSwaksAgainstEmbeddedDefault(t *testing.T) {
 	if err != nil || !regexp.MustCompile(`(?m)^<[-~] +250 .*queued`).MatchString(out) {
 		t.Fatalf("swaks: %v\n%s", err, out)
 	}
+	// The quick start shows an acknowledgement, though nothing
+	// authenticates reporter@example.net here.
+	if ack := waitMail(t, filepath.Join(wd, "cvd-data"), "reporter@example.net", 1)[0]; !bytes.Contains(ack, []byte("Your security report was received")) {
+		t.Errorf("acknowledgement:\n%s", ack)
+	}
 	out, err = swaks(t, "--server", "127.0.0.1:2525", "--tls", "--to", "security+2026-001@localhost", "--from", "reporter@example.net")
 	if err != nil || !strings.Contains(out, "STARTTLS") || !regexp.MustCompile(`(?m)^<~ +250 .*queued`).MatchString(out) {
 		t.Errorf("swaks --tls: %v\n%s", err, out)
@@ -290,6 +295,9 @@ func TestSwaksAgainstEmbeddedDefault(t *testing.T) {
 	m, err := db.SpooledMessage(context.Background(), 1)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !m.Auth.Checked() || m.Auth.AuthServID != "localhost" {
+		t.Errorf("sender not checked: %+v", m.Auth)
 	}
 	if m.MailFrom != "reporter@example.net" || !bytes.Contains(m.Raw, []byte("Subject: swaks report\r\n")) || !bytes.Contains(m.Raw, []byte("the bug")) {
 		t.Errorf("spooled %q from %q", m.Raw, m.MailFrom)

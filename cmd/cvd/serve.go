@@ -19,6 +19,7 @@ import (
 	"github.com/cvd-project/cvd/crypto"
 	"github.com/cvd-project/cvd/embargo"
 	"github.com/cvd-project/cvd/lists"
+	"github.com/cvd-project/cvd/mailauth"
 	"github.com/cvd-project/cvd/mailserver"
 	"github.com/cvd-project/cvd/store"
 )
@@ -182,7 +183,8 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	wakeRouter, stopRouter := startRouter(ctx, router)
 	defer stopRouter()
 
-	smtpSrv := mailserver.NewSMTPServer(&intake{log: log, domain: c.Domain, db: db, wake: wakeRouter}, mailserver.SMTPOptions{
+	smtpSrv := mailserver.NewSMTPServer(&intake{domain: c.Domain, db: db, wake: wakeRouter,
+		auth: &mailauth.Checker{AuthServID: c.Hostname, Resolver: mailauth.NewResolver(c.DNS.Resolver)}, log: log}, mailserver.SMTPOptions{
 		Hostname:            c.Hostname,
 		MaxMessageBytes:     c.SMTP.MaxMessageBytes,
 		MaxRecipients:       c.SMTP.MaxRecipients,
@@ -236,6 +238,9 @@ type intake struct {
 	domain string
 	db     *store.DB
 	wake   func()
+	// auth checks the sender (SPF, DKIM, DMARC) before the message is
+	// spooled; the result is stored with it.
+	auth *mailauth.Checker
 }
 
 func (i *intake) CheckRecipient(addr string) mailserver.Recipient {
@@ -302,7 +307,10 @@ func isRoleAddress(addr, domain string) bool {
 }
 
 func (i *intake) Accept(ctx context.Context, m *mailserver.Message) (string, error) {
+	auth := i.auth.Check(ctx, m.RemoteAddr, m.Helo, m.From, m.Raw)
+	i.log.Debug("sender checked", "from", m.From, "auth", auth.String())
 	id, err := i.db.Spool(ctx, store.Envelope{
+		Auth:       auth,
 		ReceivedAt: m.ReceivedAt,
 		RemoteAddr: m.RemoteAddr,
 		Helo:       m.Helo,

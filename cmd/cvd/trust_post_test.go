@@ -20,12 +20,18 @@ type bindWorld struct {
 	s          *server
 	projectFpr string
 	n          int
+	team       []*gpgtest.User
 }
 
 func newBindWorld(t *testing.T, team ...*gpgtest.User) *bindWorld {
 	dir, cfg := initDir(t, "example.org")
+	return newBindWorldIn(t, dir, cfg, team...)
+}
+
+// newBindWorldIn is newBindWorld on a configuration made by initDir.
+func newBindWorldIn(t *testing.T, dir, cfg string, team ...*gpgtest.User) *bindWorld {
 	projectPub, _ := os.ReadFile(filepath.Join(dir, "keys/project.pub.asc"))
-	w := &bindWorld{t: t, dir: dir, cfg: cfg}
+	w := &bindWorld{t: t, dir: dir, cfg: cfg, team: team}
 	w.projectFpr = regexp.MustCompile(`[0-9A-F]{40}`).FindString(gpgFingerprints(t, filepath.Join(dir, "keys/project.pub.asc")))
 	var conf strings.Builder
 	for _, u := range team {

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cvd-project/cvd/internal/dnstest"
 )
 
 // Bin is the cvd binary built by Main.
@@ -99,7 +101,11 @@ func MustRun(t testing.TB, dir string, env []string, args ...string) string {
 }
 
 // InitDir runs "cvd init" in a new temporary folder and points the
-// configuration's SMTP, IMAP and web listeners at free loopback ports.
+// configuration's SMTP, IMAP and web listeners at free loopback ports. Its
+// DNS goes to an empty loopback server (never the Internet), and, as
+// tests send from made-up domains, every sender is acknowledged
+// (intake.acknowledge_unauthenticated = true); tests of the rule set it
+// back with SetConfig.
 func InitDir(t testing.TB, domain string, extra ...string) (dir, cfg string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -112,6 +118,8 @@ func InitDir(t testing.TB, domain string, extra ...string) (dir, cfg string) {
 	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:2525"`), []byte(`listen = "127.0.0.1:0"`), 1)
 	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:1143"`), []byte(`listen = "127.0.0.1:0"`), 1)
 	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:8080"`), []byte(`listen = "127.0.0.1:0"`), 1)
+	b = bytes.Replace(b, []byte(`acknowledge_unauthenticated = false`), []byte(`acknowledge_unauthenticated = true`), 1)
+	b = bytes.Replace(b, []byte(`# resolver = "127.0.0.1:53"`), []byte(`resolver = "`+dnstest.Start(t).Addr+`"`), 1)
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cvd-project/cvd/internal/dnstest"
 	"github.com/cvd-project/cvd/internal/gpgtest"
 )
 
@@ -42,7 +43,10 @@ func TestIncidentFromReportToRelease(t *testing.T) {
 	cfgPath := filepath.Join(dir, "cvd.toml")
 	cfg, _ := os.ReadFile(cfgPath)
 	text := strings.NewReplacer(`listen = "127.0.0.1:2525"`, `listen = "127.0.0.1:0"`, `listen = "127.0.0.1:1143"`, `listen = "127.0.0.1:0"`,
-		`listen = "127.0.0.1:8080"`, `listen = "127.0.0.1:0"`).Replace(string(cfg))
+		`listen = "127.0.0.1:8080"`, `listen = "127.0.0.1:0"`,
+		// Rita's domain authorises this machine to send its mail (SPF), so
+		// she is acknowledged (intake.acknowledge_unauthenticated stays false).
+		`# resolver = "127.0.0.1:53"`, `resolver = "`+dnstest.Start(t, `reporter.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"`).Addr+`"`).Replace(string(cfg))
 	text += fmt.Sprintf(`
 [[embargo.team]]
 name = "Cora Coordinator"
@@ -96,7 +100,7 @@ key_file = %q
 	}
 	list := "security+" + id + "@example.org"
 	// Cora, of the team, gets the report on the incident list.
-	if got := readAs(t, cora, lastOf(box.wait(cora.Email, 1))); !strings.Contains(got, "RSA-TOKEN-7741") {
+	if got := readAs(t, cora, lastOf(box.wait(cora.Email, 1))); !strings.Contains(got, "RSA-TOKEN-7741") || !strings.Contains(got, "spf=pass smtp.mailfrom=rita@reporter.example") || !strings.Contains(got, "reporter authenticated") {
 		t.Errorf("Cora's copy of the report:\n%s", got)
 	}
 
