@@ -51,6 +51,9 @@ type Config struct {
 	Lists    Lists
 	Web      Web
 	Log      Log
+	// Intake and Spam are the intake policy (see intake.go).
+	Intake Intake
+	Spam   Spam
 }
 
 // Lists configures the lists' posting rules.
@@ -275,6 +278,8 @@ type raw struct {
 		Format *string `toml:"format"`
 		Level  *string `toml:"level"`
 	} `toml:"log"`
+	Intake rawIntake `toml:"intake"`
+	Spam   rawSpam   `toml:"spam"`
 }
 
 type rawContact struct {
@@ -381,6 +386,8 @@ var keys = []string{
 	"web", "web.listen", "web.base_url", "web.contacts", "web.policy_url", "web.policy_text", "web.languages",
 	"web.expires_in", "web.static_dir",
 	"log", "log.format", "log.level",
+	"intake", "intake.per_sender", "intake.per_network", "intake.window", "intake.ipv4_prefix", "intake.ipv6_prefix", "intake.digest_every",
+	"spam", "spam.rspamd_url", "spam.threshold", "spam.timeout",
 }
 
 func unknownKeyError(file, key string) error {
@@ -581,6 +588,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyWeb(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyIntake(r, bad); err != nil {
 		return err
 	}
 

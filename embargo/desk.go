@@ -93,6 +93,17 @@ type Desk struct {
 	// its incident's list and before the acknowledgement (tests crash
 	// there).
 	AfterPost func(id string)
+	// IntakePolicy is the intake policy: rate limits and spam scoring of new
+	// reports (the zero value opens an incident for every report).
+	IntakePolicy IntakePolicy
+	// Authenticated, when set, says whether a spooled message's sender
+	// authenticated (SPF/DKIM/DMARC); the intake policy counts such
+	// senders apart from forged ones. Nil counts every sender as
+	// unauthenticated.
+	Authenticated func(*store.SpooledMessage) bool
+	// Triaged, when set, is called after a report went to the triage
+	// queue (to wake the scheduler for the digest).
+	Triaged func()
 }
 
 func (d *Desk) now() time.Time {

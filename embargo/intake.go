@@ -35,6 +35,12 @@ const reportSource = "came with the report, unverified"
 // marked. Automatic mail (bounces, auto-replies, list traffic) never opens
 // an incident.
 func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string) error {
+	return d.intake(ctx, sm, rcpt, false)
+}
+
+// intake is Intake; accepted skips the intake policy (a report accepted
+// from triage).
+func (d *Desk) intake(ctx context.Context, sm *store.SpooledMessage, rcpt string, accepted bool) error {
 	h, herr := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(sm.Raw)))
 	if herr != nil {
 		h = textproto.Header{}
@@ -42,10 +48,6 @@ func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 	if !lists.ShouldAutoReply(h, sm.MailFrom) {
 		d.log().Info("automatic mail to the intake: no incident opened", "spool", sm.ID)
 		return d.markSpool(ctx, sm.ID, rcpt, store.SpoolDone, "automatic message: no incident opened")
-	}
-	rp := d.examine(sm, h)
-	if herr != nil {
-		rp.problem = "unreadable header"
 	}
 	// A report already taken (cvd stopped before it was acknowledged), or
 	// a reply.
@@ -68,6 +70,20 @@ func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 	})
 	if err != nil {
 		return fmt.Errorf("intake spool %d: %w", sm.ID, err)
+	}
+	if id == "" && !accepted {
+		// A new report: the intake policy decides before any work on it.
+		ok, err := d.admit(ctx, sm, rcpt, h)
+		if err != nil {
+			return fmt.Errorf("intake spool %d: %w", sm.ID, err)
+		}
+		if !ok {
+			return nil
+		}
+	}
+	rp := d.examine(sm, h)
+	if herr != nil {
+		rp.problem = "unreadable header"
 	}
 	if id == "" {
 		if id, err = d.open(ctx, sm, rp); err != nil {

@@ -76,8 +76,9 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 	pol.SubjectPrefix = c.Embargo.SubjectPrefix
 	return &embargo.Desk{DB: db, Lists: svc, Domain: c.Domain, Key: key, Limits: svc.Limits, Policy: pol,
 		Team: team, Roster: roster, Announce: c.Embargo.Announce, External: c.Embargo.External,
-		Project: publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain, URL: c.Web.BaseURL},
-		Log:     log.With("part", "embargo")}, nil
+		Project:      publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain, URL: c.Web.BaseURL},
+		IntakePolicy: intakePolicy(c),
+		Log:          log.With("part", "embargo")}, nil
 }
 
 // withDesk opens the configured database and desk for a command; it works
@@ -418,6 +419,7 @@ func startScheduler(ctx context.Context, d *embargo.Desk, done func()) (stop fun
 	ctx, cancel := context.WithCancel(ctx)
 	s := embargo.NewScheduler(d)
 	s.Done = done
+	d.Triaged = s.Wake
 	fin := make(chan struct{})
 	go func() {
 		defer close(fin)

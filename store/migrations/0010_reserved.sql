@@ -1,0 +1,3 @@
+-- Placeholder so that 0012 applies on this branch; dropped when the
+-- branch that owns migration 0010 is merged.
+SELECT 1;
