@@ -12,6 +12,9 @@ command -v gpg-wks-client >/dev/null 2>&1 || [ -x /usr/lib/gnupg/gpg-wks-client 
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v mbsync >/dev/null 2>&1 || need+=(isync)
+# rspamd scores reports in the spam filter test; the test runs its own
+# instance on a loopback port (no system service is needed).
+command -v rspamd >/dev/null 2>&1 || need+=(rspamd)
 if ((${#need[@]})); then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"
