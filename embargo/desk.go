@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cvd-project/cvd/crypto"
@@ -104,6 +105,13 @@ type Desk struct {
 	// Triaged, when set, is called after a report went to the triage
 	// queue (to wake the scheduler for the digest).
 	Triaged func()
+	// DeferTriage batches the writes of reports held in triage: they are
+	// written by FlushTriage (the Router's AfterBatch), one transaction
+	// per batch instead of one per report.
+	DeferTriage bool
+
+	triageMu  sync.Mutex
+	triageBuf []*store.Triaged
 }
 
 func (d *Desk) now() time.Time {

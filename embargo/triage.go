@@ -123,26 +123,60 @@ func (d *Desk) admit(ctx context.Context, sm *store.SpooledMessage, rcpt string,
 			t.Score, t.HasScore = score, true
 		}
 	}
-	err = d.DB.Write(ctx, func(tx *sql.Tx) error {
-		if t.Reason == "" {
+	if t.Reason == "" {
+		err = d.DB.Write(ctx, func(tx *sql.Tx) error {
 			return store.AddIntakeRateTx(ctx, tx, sm.ID, now, sender, network, now.Add(-window))
+		})
+		if err != nil {
+			return false, fmt.Errorf("intake policy: %w", err)
 		}
-		if err := store.AddTriageTx(ctx, tx, t); err != nil {
-			return err
-		}
-		return store.MarkRcptTx(ctx, tx, sm.ID, rcpt, store.SpoolDone, "held in triage: "+t.Reason)
-	})
-	if err != nil {
-		return false, fmt.Errorf("intake policy: %w", err)
+		return true, nil
 	}
-	if t.Reason != "" {
-		d.log().Info("report held in triage", "spool", sm.ID, "reason", t.Reason)
-		if d.Triaged != nil {
-			d.Triaged()
-		}
+	d.log().Info("report held in triage", "spool", sm.ID, "reason", t.Reason)
+	if d.DeferTriage {
+		// Written with the batch (FlushTriage): a held report changes no
+		// count, and until it is written its spool row stays pending and
+		// is routed again after a crash, to the same decision.
+		d.triageMu.Lock()
+		d.triageBuf = append(d.triageBuf, t)
+		d.triageMu.Unlock()
 		return false, nil
 	}
-	return true, nil
+	return false, d.writeTriage(ctx, []*store.Triaged{t})
+}
+
+// FlushTriage writes the reports held since the last flush to the triage
+// queue, in one transaction (see Desk.DeferTriage).
+func (d *Desk) FlushTriage(ctx context.Context) error {
+	d.triageMu.Lock()
+	ts := d.triageBuf
+	d.triageBuf = nil
+	d.triageMu.Unlock()
+	if len(ts) == 0 {
+		return nil
+	}
+	return d.writeTriage(ctx, ts)
+}
+
+func (d *Desk) writeTriage(ctx context.Context, ts []*store.Triaged) error {
+	err := d.DB.Write(ctx, func(tx *sql.Tx) error {
+		for _, t := range ts {
+			if err := store.AddTriageTx(ctx, tx, t); err != nil {
+				return err
+			}
+			if err := store.MarkRcptTx(ctx, tx, t.SpoolID, t.Rcpt, store.SpoolDone, "held in triage: "+t.Reason); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("intake policy: %w", err)
+	}
+	if d.Triaged != nil {
+		d.Triaged()
+	}
+	return nil
 }
 
 func decodeSubject(s string) string {
