@@ -272,6 +272,9 @@ func (d *Desk) TriageDrop(ctx context.Context, id int64) error {
 	return nil
 }
 
+// digestMax is how many waiting reports one digest lists.
+const digestMax = 200
+
 // triageDigest seals to the team a list of the reports waiting in triage
 // when some arrived since the last digest and that was at least
 // DigestEvery ago. It returns whether one was queued.
@@ -292,7 +295,11 @@ func (d *Desk) triageDigest(ctx context.Context) (bool, error) {
 			return err
 		}
 		var b strings.Builder
-		for _, t := range ts {
+		for i, t := range ts {
+			if i == digestMax {
+				fmt.Fprintf(&b, "  ... and %d more: cvd triage list\n", len(ts)-digestMax)
+				break
+			}
 			score := ""
 			if t.HasScore {
 				score = " score " + strconv.FormatFloat(t.Score, 'f', 2, 64)
