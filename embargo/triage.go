@@ -307,7 +307,11 @@ func (d *Desk) triageDigest(ctx context.Context) (bool, error) {
 			fmt.Fprintf(&b, "  %d  %s  from %s (%s), %d bytes%s\n      subject: %s\n      held: %s\n",
 				t.ID, t.ReceivedAt.Format(time.RFC3339), t.Sender, t.Source, t.Size, score, t.Subject, t.Reason)
 		}
-		r, err := render("triage-digest", map[string]any{"Count": len(ts), "New": fresh, "Since": utc(last), "List": strings.TrimRight(b.String(), "\n")})
+		since := "none before"
+		if !last.IsZero() {
+			since = utc(last)
+		}
+		r, err := render("triage-digest", map[string]any{"Count": len(ts), "New": fresh, "Since": since, "Waiting": strings.TrimRight(b.String(), "\n")})
 		if err != nil {
 			return err
 		}
