@@ -152,3 +152,28 @@ func cvdtestSetSpam(t *testing.T, cfg, url string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSpamFilterDownLetsReportsThrough: with rspamd unreachable a report
+// still opens its incident (a filter that is down must not lose reports),
+// and the failure is logged.
+func TestSpamFilterDownLetsReportsThrough(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ln.Close()
+	dir, cfg := initDir(t, "example.org")
+	cvdtestSetSpam(t, cfg, url)
+	s := startCVD(t, t.TempDir(), nil, "--config", cfg)
+	if err := smtpSend(s.addr, "rita@reporter.example", "From: Rita <rita@reporter.example>\r\nTo: security@example.org\r\nSubject: crash\r\nMessage-ID: <r1@reporter.example>\r\n\r\nIt crashes.\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitMail(t, dir, "rita@reporter.example", 1)
+	if n := len(incidentIDs(t, dir, cfg)); n != 1 {
+		t.Fatalf("%d incidents, want 1", n)
+	}
+	if !strings.Contains(s.logs(), "spam filter failed: report let through") {
+		t.Errorf("no log line for the failed spam check:\n%s", s.logs())
+	}
+}
