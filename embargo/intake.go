@@ -71,9 +71,11 @@ func (d *Desk) intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 	if err != nil {
 		return fmt.Errorf("intake spool %d: %w", sm.ID, err)
 	}
+	var record func(context.Context, *sql.Tx) error
 	if id == "" && !accepted {
 		// A new report: the intake policy decides before any work on it.
-		ok, err := d.admit(ctx, sm, rcpt, h)
+		var ok bool
+		ok, record, err = d.admit(ctx, sm, rcpt, h)
 		if err != nil {
 			return fmt.Errorf("intake spool %d: %w", sm.ID, err)
 		}
@@ -86,7 +88,7 @@ func (d *Desk) intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 		rp.problem = "unreadable header"
 	}
 	if id == "" {
-		if id, err = d.open(ctx, sm, rp); err != nil {
+		if id, err = d.open(ctx, sm, rp, record); err != nil {
 			return fmt.Errorf("intake spool %d: %w", sm.ID, err)
 		}
 	}
@@ -186,9 +188,10 @@ func (d *Desk) markSpool(ctx context.Context, spoolID int64, rcpt, state, reason
 	return d.DB.Write(ctx, func(tx *sql.Tx) error { return store.MarkRcptTx(ctx, tx, spoolID, rcpt, state, reason) })
 }
 
-// open opens an incident for the report in sm and returns its ID. The
-// acknowledgement waits until the team has the report (deliver).
-func (d *Desk) open(ctx context.Context, sm *store.SpooledMessage, rp *report) (string, error) {
+// open opens an incident for the report in sm and returns its ID; record,
+// when set, counts it for the intake's limits in the same transaction.
+// The acknowledgement waits until the team has the report (deliver).
+func (d *Desk) open(ctx context.Context, sm *store.SpooledMessage, rp *report, record func(context.Context, *sql.Tx) error) (string, error) {
 	now := d.now()
 	reporter := rp.reporter
 	var id string
@@ -197,6 +200,11 @@ func (d *Desk) open(ctx context.Context, sm *store.SpooledMessage, rp *report) (
 		var err error
 		if id, seq, err = store.NextIncidentIDTx(ctx, tx, now.Year()); err != nil {
 			return err
+		}
+		if record != nil {
+			if err := record(ctx, tx); err != nil {
+				return err
+			}
 		}
 		in := &store.Incident{ID: id, Year: now.Year(), Seq: seq, State: store.IncidentNew, Privacy: Private,
 			Reporter: reporter, ReporterName: lists.HeaderName(rp.from.Name), SpoolID: sm.ID, CreatedAt: now}

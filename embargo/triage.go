@@ -84,12 +84,14 @@ func (d *Desk) sender(sm *store.SpooledMessage, h textproto.Header) string {
 }
 
 // admit applies the intake policy to a new report: it returns true when
-// the report may open an incident (recording it for the limits), false
-// when it went to the triage queue (the spool row is then done).
-func (d *Desk) admit(ctx context.Context, sm *store.SpooledMessage, rcpt string, h textproto.Header) (bool, error) {
+// the report may open an incident, with what records it for the limits
+// (run in the transaction that opens the incident), false when it went to
+// the triage queue (the spool row is then done, or pending until
+// FlushTriage with DeferTriage).
+func (d *Desk) admit(ctx context.Context, sm *store.SpooledMessage, rcpt string, h textproto.Header) (bool, func(context.Context, *sql.Tx) error, error) {
 	p := &d.IntakePolicy
 	if p.PerSender <= 0 && p.PerNetwork <= 0 && p.Spam == nil {
-		return true, nil
+		return true, nil, nil
 	}
 	now := d.now()
 	sender, network := d.sender(sm, h), p.network(sm.RemoteAddr)
@@ -103,7 +105,7 @@ func (d *Desk) admit(ctx context.Context, sm *store.SpooledMessage, rcpt string,
 		return err
 	})
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	t := &store.Triaged{SpoolID: sm.ID, Rcpt: rcpt, ReceivedAt: sm.ReceivedAt, Sender: strings.TrimPrefix(sender, "authenticated:"),
 		Source: sm.RemoteAddr, Subject: decodeSubject(h.Get("Subject")), Size: int64(len(sm.Raw))}
@@ -124,13 +126,9 @@ func (d *Desk) admit(ctx context.Context, sm *store.SpooledMessage, rcpt string,
 		}
 	}
 	if t.Reason == "" {
-		err = d.DB.Write(ctx, func(tx *sql.Tx) error {
+		return true, func(ctx context.Context, tx *sql.Tx) error {
 			return store.AddIntakeRateTx(ctx, tx, sm.ID, now, sender, network, now.Add(-window))
-		})
-		if err != nil {
-			return false, fmt.Errorf("intake policy: %w", err)
-		}
-		return true, nil
+		}, nil
 	}
 	d.log().Info("report held in triage", "spool", sm.ID, "reason", t.Reason)
 	if d.DeferTriage {
@@ -140,9 +138,9 @@ func (d *Desk) admit(ctx context.Context, sm *store.SpooledMessage, rcpt string,
 		d.triageMu.Lock()
 		d.triageBuf = append(d.triageBuf, t)
 		d.triageMu.Unlock()
-		return false, nil
+		return false, nil, nil
 	}
-	return false, d.writeTriage(ctx, []*store.Triaged{t})
+	return false, nil, d.writeTriage(ctx, []*store.Triaged{t})
 }
 
 // FlushTriage writes the reports held since the last flush to the triage
