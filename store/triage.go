@@ -68,18 +68,6 @@ func TriageTx(ctx context.Context, tx *sql.Tx, id int64) (*Triaged, error) {
 	return t, nil
 }
 
-// TriageBySpoolTx returns the triage row of spooled message spoolID.
-func TriageBySpoolTx(ctx context.Context, tx *sql.Tx, spoolID int64) (*Triaged, error) {
-	t, err := scanTriaged(tx.QueryRowContext(ctx, `SELECT `+triageCols+` FROM triage WHERE spool_id = ?`, spoolID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("triage of spool %d: %w", spoolID, err)
-	}
-	return t, nil
-}
-
 // TriageListTx returns the waiting reports, oldest first.
 func TriageListTx(ctx context.Context, tx *sql.Tx) ([]*Triaged, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT `+triageCols+` FROM triage ORDER BY id`)
