@@ -21,6 +21,9 @@ perl -MNet::SSLeay -e1 >/dev/null 2>&1 || need+=(libnet-ssleay-perl)
 perl -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libio-socket-ssl-perl)
 # The independent DKIM verifier (internal/dkimtest).
 /usr/bin/python3 -c 'import dkim, dns.query' >/dev/null 2>&1 || need+=(python3-dkim python3-dnspython)
+# rspamd scores reports in the spam filter test; the test runs its own
+# instance on a loopback port (no system service is needed).
+command -v rspamd >/dev/null 2>&1 || need+=(rspamd)
 if ((${#need[@]})); then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo="sudo"

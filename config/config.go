@@ -50,10 +50,12 @@ type Config struct {
 	DKIM     DKIM
 	Embargo  Embargo
 	Lists    Lists
-	Intake   Intake
 	DNS      DNS
 	Web      Web
 	Log      Log
+	// Intake and Spam are the intake policy (see intake.go).
+	Intake Intake
+	Spam   Spam
 }
 
 // Lists configures the lists' posting rules.
@@ -61,13 +63,6 @@ type Lists struct {
 	// MaxSignatureAge is the oldest a signature on a command or an
 	// announcement may be; older ones are refused.
 	MaxSignatureAge time.Duration
-}
-
-// Intake configures who gets automatic mail from security@DOMAIN.
-type Intake struct {
-	// AcknowledgeUnauthenticated sends automatic replies also to senders
-	// that did not authenticate (true in the embedded default only).
-	AcknowledgeUnauthenticated bool
 }
 
 // DNS configures the resolver of the sender checks (SPF, DKIM, DMARC).
@@ -311,9 +306,6 @@ type raw struct {
 	Lists struct {
 		MaxSignatureAge *age `toml:"max_signature_age"`
 	} `toml:"lists"`
-	Intake struct {
-		AcknowledgeUnauthenticated *bool `toml:"acknowledge_unauthenticated"`
-	} `toml:"intake"`
 	DNS struct {
 		Resolver *string `toml:"resolver"`
 	} `toml:"dns"`
@@ -331,6 +323,8 @@ type raw struct {
 		Format *string `toml:"format"`
 		Level  *string `toml:"level"`
 	} `toml:"log"`
+	Intake rawIntake `toml:"intake"`
+	Spam   rawSpam   `toml:"spam"`
 }
 
 type rawContact struct {
@@ -436,8 +430,10 @@ var keys = []string{
 	"lists", "lists.max_signature_age",
 	"web", "web.listen", "web.base_url", "web.contacts", "web.policy_url", "web.policy_text", "web.languages",
 	"web.expires_in", "web.static_dir",
-	"intake", "intake.acknowledge_unauthenticated", "dns", "dns.resolver",
+	"dns", "dns.resolver",
 	"log", "log.format", "log.level",
+	"intake", "intake.acknowledge_unauthenticated", "intake.per_sender", "intake.per_network", "intake.window", "intake.ipv4_prefix", "intake.ipv6_prefix", "intake.digest_every",
+	"spam", "spam.rspamd_url", "spam.threshold", "spam.timeout",
 }
 
 func unknownKeyError(file, key string) error {
@@ -660,6 +656,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyWeb(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyIntake(r, bad); err != nil {
 		return err
 	}
 

@@ -198,6 +198,29 @@ expires_in = "180d"
 # the default of 'cvd site build'. Default: none.
 # static_dir = "site"
 
+[intake]
+# A new report opens an incident only within these limits, per window: from
+# one sender (its From address) and from one source network (IPv4 /24,
+# IPv6 /64; loopback clients, such as a local MTA, are not counted). 0 is
+# no limit. The others wait in triage ('cvd triage list'): no incident, no
+# reply; the team gets a sealed digest of them at most every digest_every.
+# Replies into an incident's thread are never held.
+per_sender = 3
+per_network = 10
+window = "1h"
+ipv4_prefix = 24
+ipv6_prefix = 64
+digest_every = "1h"
+
+[spam]
+# rspamd's normal worker (its /checkv2 API), e.g. "http://127.0.0.1:11333";
+# a new report scored at or above threshold (or that rspamd would reject)
+# waits in triage. Default: none. When rspamd cannot be reached the
+# report is let through and the failure logged.
+# rspamd_url = ""
+threshold = 6.0
+timeout = "10s"
+
 [log]
 # "text" or "json"; level "debug", "info", "warn" or "error".
 format = "text"

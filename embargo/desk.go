@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cvd-project/cvd/crypto"
@@ -96,6 +97,23 @@ type Desk struct {
 	// its incident's list and before the acknowledgement (tests crash
 	// there).
 	AfterPost func(id string)
+	// IntakePolicy is the intake policy: rate limits and spam scoring of new
+	// reports (the zero value opens an incident for every report).
+	IntakePolicy IntakePolicy
+	// Authenticated, when set, replaces the sender check recorded on the
+	// spooled message (SPF/DKIM/DMARC, mailauth) for the intake policy,
+	// which counts authenticated senders apart from forged ones.
+	Authenticated func(*store.SpooledMessage) bool
+	// Triaged, when set, is called after a report went to the triage
+	// queue (to wake the scheduler for the digest).
+	Triaged func()
+	// DeferTriage batches the writes of reports held in triage: they are
+	// written by FlushTriage (the Router's AfterBatch), one transaction
+	// per batch instead of one per report.
+	DeferTriage bool
+
+	triageMu  sync.Mutex
+	triageBuf []*store.Triaged
 }
 
 func (d *Desk) now() time.Time {

@@ -36,6 +36,12 @@ const reportSource = "came with the report, unverified"
 // marked. Automatic mail (bounces, auto-replies, list traffic) never opens
 // an incident.
 func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string) error {
+	return d.intake(ctx, sm, rcpt, false)
+}
+
+// intake is Intake; accepted skips the intake policy (a report accepted
+// from triage).
+func (d *Desk) intake(ctx context.Context, sm *store.SpooledMessage, rcpt string, accepted bool) error {
 	h, herr := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(sm.Raw)))
 	if herr != nil {
 		h = textproto.Header{}
@@ -44,16 +50,13 @@ func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 		d.log().Info("automatic mail to the intake: no incident opened", "spool", sm.ID)
 		return d.markSpool(ctx, sm.ID, rcpt, store.SpoolDone, "automatic message: no incident opened")
 	}
-	rp := d.examine(ctx, sm, h)
-	if herr != nil {
-		rp.problem = "unreadable header"
-	}
 	// A report already taken (cvd stopped before it was acknowledged), or
 	// a reply.
 	var id string
+	opening := false
 	err := d.DB.Read(ctx, func(tx *sql.Tx) error {
 		if in, err := store.IncidentBySpoolTx(ctx, tx, sm.ID); err == nil {
-			id, rp.opening = in.ID, true
+			id, opening = in.ID, true
 			return nil
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
@@ -70,8 +73,25 @@ func (d *Desk) Intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 	if err != nil {
 		return fmt.Errorf("intake spool %d: %w", sm.ID, err)
 	}
+	var record func(context.Context, *sql.Tx) error
+	if id == "" && !accepted {
+		// A new report: the intake policy decides before any work on it.
+		var ok bool
+		ok, record, err = d.admit(ctx, sm, rcpt, h)
+		if err != nil {
+			return fmt.Errorf("intake spool %d: %w", sm.ID, err)
+		}
+		if !ok {
+			return nil
+		}
+	}
+	rp := d.examine(ctx, sm, h)
+	if herr != nil {
+		rp.problem = "unreadable header"
+	}
+	rp.opening = opening
 	if id == "" {
-		if id, err = d.open(ctx, sm, rp); err != nil {
+		if id, err = d.open(ctx, sm, rp, record); err != nil {
 			return d.intakeFailed(ctx, sm, rcpt, rp, fmt.Errorf("intake spool %d: %w", sm.ID, err))
 		}
 		rp.opening = true
@@ -229,9 +249,10 @@ func (d *Desk) markSpool(ctx context.Context, spoolID int64, rcpt, state, reason
 	return d.DB.Write(ctx, func(tx *sql.Tx) error { return store.MarkRcptTx(ctx, tx, spoolID, rcpt, state, reason) })
 }
 
-// open opens an incident for the report in sm and returns its ID. The
-// acknowledgement waits until the team has the report (deliver).
-func (d *Desk) open(ctx context.Context, sm *store.SpooledMessage, rp *report) (string, error) {
+// open opens an incident for the report in sm and returns its ID; record,
+// when set, counts it for the intake's limits in the same transaction.
+// The acknowledgement waits until the team has the report (deliver).
+func (d *Desk) open(ctx context.Context, sm *store.SpooledMessage, rp *report, record func(context.Context, *sql.Tx) error) (string, error) {
 	now := d.now()
 	reporter := rp.reporter
 	var id string
@@ -240,6 +261,11 @@ func (d *Desk) open(ctx context.Context, sm *store.SpooledMessage, rp *report) (
 		var err error
 		if id, seq, err = store.NextIncidentIDTx(ctx, tx, now.Year()); err != nil {
 			return err
+		}
+		if record != nil {
+			if err := record(ctx, tx); err != nil {
+				return err
+			}
 		}
 		in := &store.Incident{ID: id, Year: now.Year(), Seq: seq, State: store.IncidentNew, Privacy: Private,
 			Reporter: reporter, ReporterName: lists.HeaderName(rp.from.Name), SpoolID: sm.ID, CreatedAt: now}

@@ -34,6 +34,9 @@ type Router struct {
 	// Routed, when set, is called after a batch was routed (e.g. to wake
 	// the delivery worker for the mail it queued).
 	Routed func()
+	// AfterBatch, when set, is called after each batch of messages was
+	// routed (the Desk's FlushTriage); an error routes the batch again.
+	AfterBatch func(ctx context.Context) error
 
 	wakeOnce sync.Once
 	wake     chan struct{}
@@ -89,6 +92,7 @@ func (r *Router) RouteOnce(ctx context.Context, cursor int64) (int, int64, error
 	if err != nil {
 		return 0, cursor, err
 	}
+	first := cursor
 	var sm *store.SpooledMessage
 	for _, p := range pending {
 		if sm == nil || sm.ID != p.SpoolID {
@@ -104,6 +108,11 @@ func (r *Router) RouteOnce(ctx context.Context, cursor int64) (int, int64, error
 			}
 		}
 		cursor = p.SpoolID
+	}
+	if r.AfterBatch != nil && len(pending) > 0 {
+		if err := r.AfterBatch(ctx); err != nil {
+			return 0, first, err
+		}
 	}
 	return len(pending), cursor, nil
 }

@@ -26,6 +26,8 @@ type Tick struct {
 	Reminded    int
 	Escalated   []string
 	AckedByPost int
+	// Digests is 1 when a triage digest went to the team.
+	Digests int
 }
 
 // RunDue does everything due at the desk's clock: releases (each in its
@@ -71,6 +73,11 @@ func (d *Desk) RunDue(ctx context.Context) (Tick, error) {
 			}
 			t.Escalated = append(t.Escalated, in.ID)
 		}
+	}
+	if ok, err := d.triageDigest(ctx); err != nil {
+		errs = append(errs, err)
+	} else if ok {
+		t.Digests++
 	}
 	return t, errors.Join(errs...)
 }
@@ -235,6 +242,11 @@ func (d *Desk) NextDue(ctx context.Context) (time.Time, error) {
 		}
 	}
 	err := d.DB.Read(ctx, func(tx *sql.Tx) error {
+		dg, err := d.nextDigest(ctx, tx)
+		if err != nil {
+			return err
+		}
+		earlier(dg)
 		ins, err := store.IncidentsTx(ctx, tx, store.IncidentNew, store.IncidentPrenotified)
 		if err != nil {
 			return err
@@ -305,8 +317,8 @@ func (s *Scheduler) Run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			log.Error("scheduler", "err", err)
 		}
-		if len(t.Released)+t.Reminded+len(t.Escalated) > 0 {
-			log.Info("scheduler", "released", strings.Join(t.Released, ","), "reminded", t.Reminded, "escalated", len(t.Escalated))
+		if len(t.Released)+t.Reminded+len(t.Escalated)+t.Digests > 0 {
+			log.Info("scheduler", "released", strings.Join(t.Released, ","), "reminded", t.Reminded, "escalated", len(t.Escalated), "triage_digests", t.Digests)
 			if s.Done != nil {
 				s.Done()
 			}

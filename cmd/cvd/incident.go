@@ -79,6 +79,7 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 		Team: team, Roster: roster, Announce: c.Embargo.Announce, External: c.Embargo.External,
 		Project:                    publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain, URL: c.Web.BaseURL},
 		AcknowledgeUnauthenticated: c.Intake.AcknowledgeUnauthenticated,
+		IntakePolicy:               intakePolicy(c),
 		Log:                        log.With("part", "embargo")}, nil
 }
 
@@ -420,6 +421,7 @@ func startScheduler(ctx context.Context, d *embargo.Desk, done func()) (stop fun
 	ctx, cancel := context.WithCancel(ctx)
 	s := embargo.NewScheduler(d)
 	s.Done = done
+	d.Triaged = s.Wake
 	fin := make(chan struct{})
 	go func() {
 		defer close(fin)

@@ -48,6 +48,10 @@ Usage:
   cvd incident list|show|confirm|reject|cve|cvss|versions|credit|set|embargo|notify|publish|close|report|export ID ...
         Run incidents: see 'cvd incident' for every command. Works while
         the server runs.
+  cvd triage list|show ID|accept ID|drop ID [--config FILE]
+        Reports held by the intake policy (rate limits, spam score) instead
+        of opening an incident: list them, show one, open its incident, or
+        drop it.
   cvd site build [DIR] [--config FILE]
         Write the public site (security.txt, WKD, advisories, feed) as
         static files to DIR (default web.static_dir).
@@ -100,6 +104,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCVSS(args[1:], stdout, stderr)
 	case "incident":
 		err = cmdIncident(args[1:], stdout, stderr)
+	case "triage":
+		err = cmdTriage(args[1:], stdout, stderr)
 	case "site":
 		err = cmdSite(args[1:], stdout, stderr)
 	case "templates":

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/cvd-project/cvd/mailauth"
 	"github.com/cvd-project/cvd/mailserver"
 
 	"github.com/cvd-project/cvd/ops"
@@ -36,7 +37,7 @@ func cmdDNS(args []string, stdout, stderr io.Writer) error {
 func cmdDoctor(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("doctor")
 	cfgPath := fs.String("config", "", "configuration file")
-	resolver := fs.String("resolver", os.Getenv("CVD_RESOLVER"), "DNS server HOST:PORT to ask (default $CVD_RESOLVER, else the system's)")
+	resolver := fs.String("resolver", os.Getenv("CVD_RESOLVER"), "DNS server HOST:PORT to ask (default $CVD_RESOLVER, else dns.resolver, else the system's)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -44,7 +45,7 @@ func cmdDoctor(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	o := ops.DoctorOptions{Resolver: net.DefaultResolver, Now: now(), HTTP: &http.Client{Timeout: 10 * time.Second}}
+	o := ops.DoctorOptions{Resolver: mailauth.NewResolver(c.DNS.Resolver), Now: now(), HTTP: &http.Client{Timeout: 10 * time.Second}}
 	if *resolver != "" {
 		if _, _, err := net.SplitHostPort(*resolver); err != nil {
 			return fmt.Errorf("doctor: --resolver %q: use HOST:PORT: %w", *resolver, errUsage)

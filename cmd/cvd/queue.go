@@ -13,6 +13,7 @@ import (
 
 	"github.com/cvd-project/cvd/config"
 	"github.com/cvd-project/cvd/lists"
+	"github.com/cvd-project/cvd/mailauth"
 	"github.com/cvd-project/cvd/mailserver"
 	"github.com/cvd-project/cvd/store"
 )
@@ -115,8 +116,10 @@ func startDelivery(ctx context.Context, c *config.Config, db *store.DB, outbox *
 	}
 	opts.Outbox = outbox
 	if c.Delivery.Mode == mailserver.ModeMX {
+		resolver := mailauth.NewResolver(c.DNS.Resolver)
+		opts.Resolver = resolver
 		if c.Delivery.MTASTS {
-			opts.MTASTS = &mailserver.MTASTS{Now: now}
+			opts.MTASTS = &mailserver.MTASTS{Now: now, Resolver: resolver}
 		}
 		opts.RequireTLS = c.Delivery.RequireTLS
 	}

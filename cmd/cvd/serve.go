@@ -179,7 +179,9 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("%s: smtp.listen: %w", c.File, err)
 	}
 	router := &embargo.Router{DB: db, Domain: c.Domain, Lists: svc, Log: log.With("part", "router"),
-		Bounce: bounceHandler(db, svc, c.Domain, log), Intake: desk.Intake, RoleMail: desk.ForwardRoleMail, Routed: func() { worker.Wake(); imapSvc.Notify() }}
+		Bounce: bounceHandler(db, svc, c.Domain, log), Intake: desk.Intake, RoleMail: desk.ForwardRoleMail, Routed: func() { worker.Wake(); imapSvc.Notify() },
+		AfterBatch: desk.FlushTriage}
+	desk.DeferTriage = true
 	wakeRouter, stopRouter := startRouter(ctx, router)
 	defer stopRouter()
 
