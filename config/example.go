@@ -121,14 +121,6 @@ ed25519_key_file = "dkim/ed25519.pem"
 # Content-Transfer-Encoding, the List-* fields, Auto-Submitted, Precedence.
 # headers = ["From", "To", "Subject", "Date", "Message-ID"]
 
-[intake]
-# Automatic mail (acknowledgement, receipt, refusal notice) goes only to a
-# sender that authenticated: DMARC pass for its From domain, SPF pass for
-# an envelope sender equal to its address, or a good OpenPGP signature by
-# a key already pinned for it. Others are taken in all the same, without a
-# reply. true acknowledges everyone (backscatter to forged addresses).
-acknowledge_unauthenticated = false
-
 [dns]
 # DNS server for the SPF, DKIM and DMARC checks, as HOST:PORT (e.g. a local
 # validating resolver). Default: the system's resolver.
@@ -199,6 +191,12 @@ expires_in = "180d"
 # static_dir = "site"
 
 [intake]
+# Automatic mail (acknowledgement, receipt, refusal notice) goes only to a
+# sender that authenticated: DMARC pass for its From domain, SPF pass for
+# an envelope sender equal to its address, or a good OpenPGP signature by
+# a key already pinned for it. Others are taken in all the same, without a
+# reply. true acknowledges everyone (backscatter to forged addresses).
+acknowledge_unauthenticated = false
 # A new report opens an incident only within these limits, per window: from
 # one sender (its From address) and from one source network (IPv4 /24,
 # IPv6 /64; loopback clients, such as a local MTA, are not counted). 0 is
