@@ -30,7 +30,7 @@ func zoneRecords(t *testing.T, dir, cfg string) []string {
 
 // TestEveryOutgoingMessageIsDKIMSigned: every message in the outbox (the
 // announcement copies with their per-subscriber headers, subscription
-// confirmations, acknowledgements) carries an RSA and an Ed25519 DKIM
+// confirmations, acknowledgements, sealed list copies) carries an RSA and an Ed25519 DKIM
 // signature with d= the From domain that python3-dkim verifies against
 // the records 'cvd dns' printed, served by a loopback DNS server; the
 // clear-signed announcement still verifies with gpg.
@@ -43,8 +43,25 @@ func TestEveryOutgoingMessageIsDKIMSigned(t *testing.T) {
 		"Subject: [SECURITY] libexample 1.2.4\r\nMessage-ID: <ann-dkim@example.org>\r\n", "x-list: announce\n\nUpgrade to 1.2.4.\n"))
 	waitMail(t, w.dir, samAddr, 1)
 	w.send("rita@reporter.example", "announce+subscribe@example.org", "From: Rita <rita@reporter.example>\r\nTo: announce+subscribe@example.org\r\nSubject: subscribe\r\n\r\n")
-	w.send("rita@reporter.example", "security@example.org", "From: Rita <rita@reporter.example>\r\nTo: security@example.org\r\nSubject: crash in parser\r\n\r\nA crash.\r\n")
-	waitMail(t, w.dir, "rita@reporter.example", 2)
+	w.send("rita@reporter.example", "security@example.org", "From: Rita <rita@reporter.example>\r\nTo: security@example.org\r\nSubject: crash in parser\r\n"+
+		"Message-ID: <crash-dkim@reporter.example>\r\n\r\nA crash.\r\n")
+	var id []byte
+	for _, m := range waitMail(t, w.dir, "rita@reporter.example", 2) {
+		if m := regexp.MustCompile(`incident (\d{4}-\d{3})`).FindSubmatch(m); m != nil {
+			id = m[1]
+		}
+	}
+	if id == nil {
+		t.Fatalf("no acknowledgement\n%s", outboxListing(t, w.dir))
+	}
+	// A list copy: Dan joins the incident and Rita writes again in its
+	// thread; Dan gets it sealed from the list address.
+	keyFile := filepath.Join(t.TempDir(), "dan.asc")
+	os.WriteFile(keyFile, w.dan.Pub, 0o600)
+	w.cli(0, "member", "add", string(id), w.dan.Email, "--role", "coordinator", "--key", keyFile)
+	w.send("rita@reporter.example", "security@example.org", "From: Rita <rita@reporter.example>\r\nTo: security@example.org\r\nSubject: Re: crash in parser\r\n"+
+		"In-Reply-To: <crash-dkim@reporter.example>\r\nMessage-ID: <crash-dkim-2@reporter.example>\r\n\r\nMore details.\r\n")
+	waitMail(t, w.dir, w.dan.Email, 1)
 	w.drained()
 
 	kinds := map[string]bool{}
@@ -69,10 +86,12 @@ func TestEveryOutgoingMessageIsDKIMSigned(t *testing.T) {
 				kinds["confirmation"] = true
 			case rcpt == "rita@reporter.example":
 				kinds["acknowledgement"] = true
+			case rcpt == w.dan.Email && bytes.Contains(m, []byte("multipart/encrypted")) && bytes.Contains(m, []byte("security+"+string(id)+"@example.org")):
+				kinds["list copy"] = true
 			}
 		}
 	}
-	for _, k := range []string{"announcement", "confirmation", "acknowledgement"} {
+	for _, k := range []string{"announcement", "confirmation", "acknowledgement", "list copy"} {
 		if !kinds[k] {
 			t.Errorf("no %s in the outbox (%d messages)", k, n)
 		}
