@@ -80,6 +80,8 @@ func (s *Service) anonHeader(h *textproto.Header, v *anonView) {
 var (
 	blockFrom      = regexp.MustCompile(`(?m)^From:      [^\r\n]*`)
 	blockSignature = regexp.MustCompile(`(?m)^(Signature: [^\r\n]*?) by [0-9A-Fa-f]{16,}`)
+	// The sender checks name the reporter's address, domain or key.
+	blockSenderChecks = regexp.MustCompile(`(?m)^(Authentication-Results: |Note:      reporter )[^\r\n]*(\r\n)?`)
 )
 
 // anonInner rewrites an entity built by postJob.inner (a multipart/mixed
@@ -103,6 +105,7 @@ func (s *Service) anonInner(inner []byte, v *anonView) ([]byte, error) {
 		}
 		block := blockFrom.ReplaceAll(body[:end:end], []byte("From:      the reporter (anonymous)"))
 		block = blockSignature.ReplaceAll(block, []byte("$1 by the reporter's key"))
+		block = blockSenderChecks.ReplaceAll(block, nil)
 		body = append(block, body[end:]...)
 	}
 	var b bytes.Buffer
