@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cvd-project/cvd/internal/cvdtest"
 )
 
 // startRspamd runs Debian's rspamd on a loopback port with a private
@@ -30,12 +31,7 @@ func startRspamd(t *testing.T) string {
 		t.Fatalf("rspamd without its packaged configuration: %v", err)
 	}
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := cvdtest.FreeAddr(t)
 	conf := `.include "$CONFDIR/common.conf"
 options {
     pidfile = "$RUNDIR/rspamd.pid";
@@ -157,12 +153,7 @@ func cvdtestSetSpam(t *testing.T, cfg, url string) {
 // still opens its incident (a filter that is down must not lose reports),
 // and the failure is logged.
 func TestSpamFilterDownLetsReportsThrough(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + ln.Addr().String()
-	ln.Close()
+	url := "http://" + cvdtest.FreeAddr(t)
 	dir, cfg := initDir(t, "example.org")
 	cvdtestSetSpam(t, cfg, url)
 	s := startCVD(t, t.TempDir(), nil, "--config", cfg)

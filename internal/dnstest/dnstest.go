@@ -4,6 +4,7 @@
 package dnstest
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -27,13 +28,8 @@ type Server struct {
 // the test ends.
 func Start(t testing.TB, records ...string) *Server {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, ln, err := listen()
 	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		t.Fatal(err)
 	}
 	s := &Server{Addr: pc.LocalAddr().String()}
@@ -47,6 +43,26 @@ func Start(t testing.TB, records ...string) *Server {
 		tcp.Shutdown()
 	})
 	return s
+}
+
+// listen binds a UDP and a TCP socket on one loopback port. The TCP side
+// of a port the kernel chose for UDP may be taken (another listener, an
+// outgoing connection's local port): then it tries another port.
+func listen() (net.PacketConn, net.Listener, error) {
+	var last error
+	for range 50 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		last = err
+	}
+	return nil, nil, fmt.Errorf("dnstest: no loopback port free for both UDP and TCP: %w", last)
 }
 
 // Set replaces every record the server holds.

@@ -233,12 +233,8 @@ func postfixTool(b *testing.B, name string) string {
 }
 
 func freeAddr(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	b.Helper()
+	return cvdtest.FreeAddr(b)
 }
 
 func waitListening(b *testing.B, addr string, what func() string) {

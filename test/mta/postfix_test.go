@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cvd-project/cvd/internal/cvdtest"
 )
 
 // requirePostfix skips the test when a private Postfix instance cannot run
@@ -245,12 +247,7 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool, d
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return cvdtest.FreeAddr(t)
 }
 
 func tail(s string, n int) string {
