@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -232,7 +231,7 @@ func TestRemovedMemberGetsNoQueuedCopy(t *testing.T) {
 		t.Errorf("Fred's copy is still sealed to his old key")
 	}
 	if t.Failed() {
-		fmt.Println(queue())
+		t.Log(queue())
 	}
 	s.stop(t)
 }
