@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -399,10 +400,10 @@ func (w *DeliveryWorker) round(ctx context.Context) time.Duration {
 		}
 		return 5 * time.Second
 	}
+	w.signAll(batches)
 	claimed := 0
 	for i := range batches {
 		claimed += len(batches[i].Rcpts)
-		w.sign(&batches[i])
 		w.dispatch(&batches[i])
 	}
 	if claimed >= limit {
@@ -424,6 +425,30 @@ func (w *DeliveryWorker) round(ctx context.Context) time.Duration {
 		return poll
 	}
 	return min(d, poll)
+}
+
+// signAll signs the claimed batches on every core: RSA signing costs
+// milliseconds a message, and an announcement claims hundreds at once.
+func (w *DeliveryWorker) signAll(batches []OutboundBatch) {
+	if w.opts.DKIM == nil || len(batches) == 0 {
+		return
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(batches)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				w.sign(&batches[i])
+			}
+		}()
+	}
+	for i := range batches {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // sign adds the DKIM signatures to b's message. A message that cannot be
