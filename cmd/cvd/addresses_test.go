@@ -69,16 +69,7 @@ func TestRoleAndUnknownAddresses(t *testing.T) {
 	reporter := "rita@reporter.example"
 	send(reporter, "security@example.org", "From: Rita <"+reporter+">\r\nTo: security@example.org\r\nSubject: crash\r\n\r\nThe parser crashes.\r\n")
 	outbox := filepath.Join(dir, "outbox")
-	var ack cvdtest.Mail
-	waitFor(t, "the acknowledgement", func() bool {
-		for _, m := range cvdtest.Outbox(t, outbox) {
-			if m.DeliveredTo == reporter {
-				ack = m
-				return true
-			}
-		}
-		return false
-	}, s.Logs)
+	ack := waitOutboxTo(t, dir, reporter, s.Logs)
 	list := regexp.MustCompile(`security\+(\d{4}-\d+)@example\.org`).FindStringSubmatch(string(ack.Raw))
 	if list == nil || ack.Token == "" {
 		t.Fatalf("acknowledgement names no incident list or has no token:\n%s", ack.Raw)

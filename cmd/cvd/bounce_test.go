@@ -29,16 +29,7 @@ func TestRelayExpiryBounceFailsTheRow(t *testing.T) {
 		t.Fatalf("swaks: %v\n%s", err, out)
 	}
 	outbox := filepath.Join(dir, "outbox")
-	var ack cvdtest.Mail
-	waitFor(t, "the acknowledgement in the outbox", func() bool {
-		for _, m := range cvdtest.Outbox(t, outbox) {
-			if m.DeliveredTo == reporter {
-				ack = m
-				return true
-			}
-		}
-		return false
-	}, s.Logs)
+	ack := waitOutboxTo(t, dir, reporter, s.Logs)
 	if ack.Token == "" {
 		t.Fatalf("acknowledgement without a VERP return path:\n%s", ack.Raw)
 	}

@@ -103,24 +103,7 @@ func TestEveryOutgoingMessageIsDKIMSigned(t *testing.T) {
 // over its first part, as Cora (who holds the project key).
 func verifySignedByProject(t *testing.T, w *annWorld, m []byte) {
 	t.Helper()
-	head, body, _ := bytes.Cut(m, []byte("\r\n\r\n"))
-	b := regexp.MustCompile(`(?i)boundary="?([^";\r\n]+)"?`).FindSubmatch(head)
-	if b == nil {
-		t.Fatalf("no boundary:\n%s", head)
-	}
-	parts := bytes.Split(body, []byte("--"+string(b[1])))
-	if len(parts) < 4 {
-		t.Fatalf("multipart/signed with %d parts", len(parts)-2)
-	}
-	signed := bytes.TrimSuffix(bytes.TrimPrefix(parts[1], []byte("\r\n")), []byte("\r\n"))
-	i := bytes.Index(parts[2], []byte("-----BEGIN PGP SIGNATURE"))
-	if i < 0 {
-		t.Fatalf("no signature part")
-	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "part"), signed, 0o600)
-	os.WriteFile(filepath.Join(dir, "part.asc"), parts[2][i:], 0o600)
-	if _, status, err := w.cora.Try(nil, "--verify", filepath.Join(dir, "part.asc"), filepath.Join(dir, "part")); err != nil || !strings.Contains(status, "VALIDSIG "+w.projectFpr) {
+	if _, status, err := w.cora.VerifyMultipartSigned(m); err != nil || !strings.Contains(status, "VALIDSIG "+w.projectFpr) {
 		t.Errorf("gpg --verify of the DKIM-signed announcement: %v\n%s", err, status)
 	}
 }

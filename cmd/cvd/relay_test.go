@@ -66,6 +66,22 @@ func addTeam(t *testing.T, dir, cfg string, u *gpgtest.User) {
 	cvdtest.AppendConfig(t, cfg, "\n[[embargo.team]]\nname = \""+u.Name+"\"\nemail = \""+u.Email+"\"\nkey_file = \"keys/"+name+".asc\"\n")
 }
 
+// waitOutboxTo waits for the first message to rcpt in dir's outbox.
+func waitOutboxTo(t *testing.T, dir, rcpt string, diag func() string) cvdtest.Mail {
+	t.Helper()
+	var got cvdtest.Mail
+	waitFor(t, "a message to "+rcpt+" in the outbox", func() bool {
+		for _, m := range cvdtest.Outbox(t, filepath.Join(dir, "outbox")) {
+			if m.DeliveredTo == rcpt {
+				got = m
+				return true
+			}
+		}
+		return false
+	}, diag)
+	return got
+}
+
 // waitFor polls cond for up to a minute; on time-out it fails with what
 // it waited for and diag's output (the server log, the queue).
 func waitFor(t *testing.T, what string, cond func() bool, diag func() string) {

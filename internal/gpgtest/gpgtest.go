@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -116,4 +117,30 @@ func PGPMIME(header string, armored []byte) string {
 		"--XX\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n" +
 		"--XX\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n" +
 		strings.ReplaceAll(string(armored), "\n", "\r\n") + "\r\n--XX--\r\n"
+}
+
+// VerifyMultipartSigned runs gpg --verify, as u, over the exact bytes of
+// the first part of the PGP/MIME multipart/signed message raw (CRLF), and
+// returns that part and gpg's status output.
+func (u *User) VerifyMultipartSigned(raw []byte) (signed []byte, status string, err error) {
+	u.t.Helper()
+	head, body, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
+	m := regexp.MustCompile(`(?i)boundary="?([^";\r\n]+)"?`).FindSubmatch(head)
+	if m == nil || !bytes.Contains(bytes.ToLower(head), []byte("multipart/signed")) {
+		u.t.Fatalf("not multipart/signed:\n%s", head)
+	}
+	parts := bytes.Split(body, []byte("--"+string(m[1])))
+	if len(parts) < 4 {
+		u.t.Fatalf("multipart/signed with %d parts", len(parts)-2)
+	}
+	signed = bytes.TrimSuffix(bytes.TrimPrefix(parts[1], []byte("\r\n")), []byte("\r\n"))
+	i := bytes.Index(parts[2], []byte("-----BEGIN PGP SIGNATURE"))
+	if i < 0 {
+		u.t.Fatalf("no signature part")
+	}
+	dir := u.t.TempDir()
+	os.WriteFile(filepath.Join(dir, "part"), signed, 0o600)
+	os.WriteFile(filepath.Join(dir, "part.asc"), parts[2][i:], 0o600)
+	_, status, err = u.Try(nil, "--verify", filepath.Join(dir, "part.asc"), filepath.Join(dir, "part"))
+	return signed, status, err
 }

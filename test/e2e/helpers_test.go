@@ -135,24 +135,7 @@ func verifySigned(t *testing.T, u *gpgtest.User, raw []byte) string {
 		// over the canonical CRLF form.
 		raw = bytes.ReplaceAll(raw, []byte("\n"), []byte("\r\n"))
 	}
-	head, body, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
-	m := regexp.MustCompile(`(?i)boundary="?([^";\r\n]+)"?`).FindSubmatch(head)
-	if m == nil || !bytes.Contains(bytes.ToLower(head), []byte("multipart/signed")) {
-		t.Fatalf("not multipart/signed:\n%s", head)
-	}
-	parts := bytes.Split(body, []byte("--"+string(m[1])))
-	if len(parts) < 4 {
-		t.Fatalf("multipart/signed with %d parts", len(parts)-2)
-	}
-	signed := bytes.TrimSuffix(bytes.TrimPrefix(parts[1], []byte("\r\n")), []byte("\r\n"))
-	i := bytes.Index(parts[2], []byte("-----BEGIN PGP SIGNATURE"))
-	if i < 0 {
-		t.Fatalf("no signature part")
-	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "part"), signed, 0o600)
-	os.WriteFile(filepath.Join(dir, "part.asc"), parts[2][i:], 0o600)
-	_, status, err := u.Try(nil, "--verify", filepath.Join(dir, "part.asc"), filepath.Join(dir, "part"))
+	signed, status, err := u.VerifyMultipartSigned(raw)
 	if err != nil || !gpgtest.HasStatus(status, "GOODSIG") || !strings.Contains(status, "VALIDSIG "+projectFingerprint(t, u)) {
 		t.Fatalf("gpg --verify: %v\n%s", err, status)
 	}
