@@ -56,6 +56,8 @@ type Config struct {
 	// Intake and Spam are the intake policy (see intake.go).
 	Intake Intake
 	Spam   Spam
+	// Announce is where a release is announced besides mail (webhooks).
+	Announce Announce
 }
 
 // Lists configures the lists' posting rules.
@@ -182,6 +184,10 @@ type Embargo struct {
 
 // Contact is a person or team with an OpenPGP key file.
 type Contact struct {
+	// Category is a roster entry's category (distribution, vendor,
+	// service-provider), "" when none is configured.
+	Category string
+
 	Name    string
 	Email   string
 	KeyFile string // absolute; "" when none is configured
@@ -325,9 +331,13 @@ type raw struct {
 	} `toml:"log"`
 	Intake rawIntake `toml:"intake"`
 	Spam   rawSpam   `toml:"spam"`
+	// Announce is [announce].
+	Announce rawAnnounce `toml:"announce"`
 }
 
 type rawContact struct {
+	Category *string `toml:"category"`
+
 	Name    *string `toml:"name"`
 	Email   *string `toml:"email"`
 	KeyFile *string `toml:"key_file"`
@@ -659,6 +669,12 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyIntake(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyRosterCategories(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyAnnounce(r, bad); err != nil {
 		return err
 	}
 

@@ -56,6 +56,9 @@ func DefaultPolicy() Policy {
 
 // Person is a member of the security team or of the downstream roster.
 type Person struct {
+	// Category is a downstream's roster category ("" when none).
+	Category string
+
 	Name  string
 	Email string
 	// Key is the armored public key; nil when none is configured.
@@ -82,6 +85,9 @@ type Desk struct {
 	// External are public lists that get the announcement too (e.g.
 	// oss-security@lists.openwall.com).
 	External []string
+	// Webhooks name the configured endpoints that get a signed event at
+	// each release.
+	Webhooks []string
 	// AcknowledgeUnauthenticated sends automatic replies also to
 	// reporters whose address did not authenticate (see Intake).
 	AcknowledgeUnauthenticated bool

@@ -222,6 +222,9 @@ func (o *op) release(how string, broken, force bool) error {
 			return err
 		}
 	}
+	if err := o.queueWebhooks(a, ann.Subject, ann.Body, broken); err != nil {
+		return err
+	}
 	data["Lists"] = strings.Join(lists, ", ")
 	lifted, err := render("lifted", data)
 	if err != nil {

@@ -111,6 +111,7 @@ func withDesk(cfgPath string, fn func(ctx context.Context, d *embargo.Desk) erro
 		return err
 	}
 	d.Now = now
+	extendDesk(c, d)
 	if err := d.PinConfigKeys(ctx); err != nil {
 		return err
 	}

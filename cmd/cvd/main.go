@@ -52,6 +52,10 @@ Usage:
         Reports held by the intake policy (rate limits, spam score) instead
         of opening an incident: list them, show one, open its incident, or
         drop it.
+  cvd webhook list [--all] | cvd webhook retry ID [--config FILE]
+        Show the release events queued for the [[announce.webhook]]
+        endpoints (endpoint, state, attempts, next try, last reply), or
+        make one due now.
   cvd site build [DIR] [--config FILE]
         Write the public site (security.txt, WKD, advisories, feed) as
         static files to DIR (default web.static_dir).
@@ -106,6 +110,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdIncident(args[1:], stdout, stderr)
 	case "triage":
 		err = cmdTriage(args[1:], stdout, stderr)
+	case "webhook":
+		err = cmdWebhook(args[1:], stdout, stderr)
 	case "site":
 		err = cmdSite(args[1:], stdout, stderr)
 	case "templates":

@@ -155,11 +155,17 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 		return err
 	}
 	desk.Now = now
+	extendDesk(c, desk)
 	if err := desk.PinConfigKeys(ctx); err != nil {
 		return err
 	}
 	svc.Keywords = desk.HandleKeyword
-	defer startScheduler(ctx, desk, worker.Wake)()
+	hooks, stopHooks, err := startWebhooks(ctx, c, db, log)
+	if err != nil {
+		return err
+	}
+	defer stopHooks()
+	defer startScheduler(ctx, desk, func() { worker.Wake(); hooks.Wake() })()
 
 	site, err := newSite(c, desk, key)
 	if err != nil {
