@@ -169,6 +169,9 @@ type Facts struct {
 	// ReleaseHeld says what the advisory lacked when the scheduler held
 	// its release at the public date; empty once released.
 	ReleaseHeld string `json:"release_held,omitempty" vis:"internal"`
+	// Decisions are the team's release decisions (patches, tests,
+	// exploit, public issue, discussion).
+	Decisions []Decision `json:"decisions,omitempty" vis:"internal"`
 }
 
 // Incident is an incident with its decoded facts.

@@ -128,6 +128,14 @@ func (d *Desk) selectRoster(sel []string) ([]Person, error) {
 		if s == "" {
 			continue
 		}
+		if cat, ok := strings.CutPrefix(strings.ToLower(s), "category="); ok {
+			ps, err := d.byCategory(cat)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ps...)
+			continue
+		}
 		found := false
 		for _, p := range d.Roster {
 			if strings.EqualFold(p.Name, s) || strings.EqualFold(p.Email, s) {
@@ -206,6 +214,7 @@ func (d *Desk) factsText(in *Incident) string {
 		line("Credit", c.DisplayName()+" ("+c.Kind().Words()+")")
 	}
 	line("Upstream", f.UpstreamAdvisory)
+	b.WriteString(decisionsText(in))
 	if f.Workaround != "" {
 		b.WriteString("\nWork-around:\n" + f.Workaround + "\n")
 	}

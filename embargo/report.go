@@ -79,6 +79,8 @@ func (d *Desk) Report(ctx context.Context, id string, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "  %-32s %s\n", orDefault(x.Name, x.Email), status)
 	}
+	d.writeTold(w, in, ds)
+	d.WriteDecisions(w, in)
 	fmt.Fprintf(w, "\nTimeline (UTC)\n")
 	WriteTimeline(w, evs)
 	return nil

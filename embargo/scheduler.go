@@ -74,6 +74,11 @@ func (d *Desk) RunDue(ctx context.Context) (Tick, error) {
 			t.Escalated = append(t.Escalated, in.ID)
 		}
 	}
+	if n, err := d.remindDecisions(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		t.Reminded += n
+	}
 	if ok, err := d.triageDigest(ctx); err != nil {
 		errs = append(errs, err)
 	} else if ok {
@@ -247,6 +252,11 @@ func (d *Desk) NextDue(ctx context.Context) (time.Time, error) {
 			return err
 		}
 		earlier(dg)
+		dd, err := d.nextDecisionDue(ctx, tx)
+		if err != nil {
+			return err
+		}
+		earlier(dd)
 		ins, err := store.IncidentsTx(ctx, tx, store.IncidentNew, store.IncidentPrenotified)
 		if err != nil {
 			return err

@@ -169,6 +169,7 @@ func Sample() map[string]any {
 		"Announce": "announce@example.org", "OldDate": "Monday 2026-11-30 10:00 UTC", "Notified": "Friday 2026-11-27 10:00 UTC",
 		"CVE": "CVE-2026-12345", "Advisory": "LIBEXAMPLE-2026-001: Heap overflow in the frobnicator\n", "Broken": false,
 		"URL": "https://example.org/advisories/2026-001.html", "Lists": "announce@example.org", "Credits": "Rita Reporter",
+		"Topics": "exploit", "Decisions": "Exploit:      public 7 days after the release (Tuesday 2026-12-08 10:00 UTC)",
 		"Age": "1 day", "Received": "Monday 2026-11-23 10:00 UTC", "Missing": "description",
 		"KeyProblem": "the key 0123456789ABCDEF0123456789ABCDEF01234567 has expired", "Where": "cvd.toml (embargo.team)",
 		"Dropped": "    89ABCDEF0123456789ABCDEF0123456789ABCDEF (came with a report)", "Size": "12345 bytes", "Acked": true, "NotAcked": false,

@@ -37,6 +37,9 @@ const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
   set ID reporter anonymous|named   keep the reporter's address and name from downstreams and observers
   embargo ID DATE [--override REASON] | embargo ID --propose
   notify ID [--to NAME,NAME]        pre-notify the roster (default: all of it)
+  notify ID --category CATEGORY     pre-notify the roster entries of a category (distribution, vendor, service-provider)
+  decide ID TOPIC=VALUE ...         release decisions: patches|tests|exploit|discussion=at-release|release+7d|DATE|never,
+                                    public-issue=URL; TOPIC=done records that it happened
   publish ID [--now --reason REASON] [--force]  (--force: an incomplete advisory with placeholders)
   close ID
   report ID                         the post-mortem
@@ -158,6 +161,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	reason := fs.String("reason", "", "publish --now: why (recorded and announced)")
 	force := fs.Bool("force", false, "publish: release an incomplete advisory, with placeholders for the missing title and description")
 	format := fs.String("format", "text", "export: text, cve, osv, csaf or mbox")
+	category := fs.String("category", "", "notify: the roster entries of a category (distribution, vendor, service-provider)")
 	pos, err := splitArgs(fs, args[1:])
 	if err != nil {
 		return err
@@ -286,11 +290,20 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 				sel = append(sel, s)
 			}
 		}
+		if *category != "" {
+			cs, err := categorySelection(*category)
+			if err != nil {
+				return err
+			}
+			sel = append(sel, cs...)
+		}
 		return change(func(p *embargo.Op) error { return p.Notify(sel) })
 	case "publish":
 		return change(func(p *embargo.Op) error { return p.Publish(*now, *reason, *force) })
 	case "close":
 		return change(func(p *embargo.Op) error { return p.Close() })
+	case "decide":
+		return change(func(p *embargo.Op) error { return p.Decide(pos[1:]) })
 	}
 	return fmt.Errorf("incident: unknown command %q\n%s: %w", sub, incidentUsage, errUsage)
 }
@@ -354,6 +367,7 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 	for _, c := range f.Credits {
 		fmt.Fprintf(w, "%-14s %s (%s)\n", "Credit:", c.DisplayName(), c.Kind().Words())
 	}
+	d.WriteDecisions(w, in)
 	if f.Workaround != "" {
 		fmt.Fprintf(w, "Work-around:\n%s\n", f.Workaround)
 	}

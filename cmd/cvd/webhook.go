@@ -33,6 +33,23 @@ func extendDesk(c *config.Config, d *embargo.Desk) {
 	}
 }
 
+// categorySelection turns --category values (comma-separated, aliases
+// allowed) into notify selections.
+func categorySelection(v string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		c, ok := config.ParseCategory(s)
+		if !ok {
+			return nil, fmt.Errorf("incident notify: --category %q: use distribution, vendor or service-provider: %w", s, errUsage)
+		}
+		out = append(out, "category="+c)
+	}
+	return out, nil
+}
+
 // webhookEndpoints reads the configured webhooks and their secrets.
 func webhookEndpoints(c *config.Config, log *slog.Logger) (map[string]webhook.Endpoint, error) {
 	out := map[string]webhook.Endpoint{}
