@@ -156,6 +156,9 @@ external = []
 
 # The downstream roster: pre-notified by default ('cvd incident notify'
 # or x-notify), each encrypted to its own key.
+# category = "distribution", "vendor" (vendors, bundlers) or
+# "service-provider" (cloud and service providers) selects entries for
+# 'cvd incident notify --category' and groups them in the post-mortem.
 # [[embargo.roster]]
 # name = "Debian"
 # email = "team@security.debian.org"
@@ -218,6 +221,15 @@ digest_every = "1h"
 # rspamd_url = ""
 threshold = 6.0
 timeout = "10s"
+
+# [[announce.webhook]]
+# Each release posts a signed JSON event here (HMAC-SHA256 with the
+# secret in secret_file; see contrib/webhook-receiver.py), retried like
+# mail until the receiver answers 2xx. Default: none.
+# name = "chat"
+# url = "https://chat.DOMAIN/hooks/cvd"
+# secret_file = "webhook-chat.secret"
+# timeout = "10s"
 
 [log]
 # "text" or "json"; level "debug", "info", "warn" or "error".

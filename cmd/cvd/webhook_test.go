@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cvd-project/cvd/internal/cvdtest"
+	"github.com/cvd-project/cvd/webhook"
 )
 
 // hookReceiver is a webhook receiver as an operator would write one: it
@@ -213,5 +215,67 @@ func TestWebhookHangingReceiver(t *testing.T) {
 	s.stop(t)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("stopping took %s", d)
+	}
+}
+
+// TestContribWebhookReceiver runs the example receiver of contrib/
+// against cvd: it takes the release event, and refuses a forged
+// signature, a stale timestamp and a second copy of the event.
+func TestContribWebhookReceiver(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		cvdtest.SkipOrFail(t, "python3 is not installed: %v", err)
+	}
+	const secret = "contrib-0123456789abcdef0123456789abcdef"
+	dir, cfg := initDir(t, "example.org")
+	secretFile := filepath.Join(dir, "webhook-contrib.secret")
+	os.WriteFile(secretFile, []byte(secret+"\n"), 0o600)
+	addr := cvdtest.FreeAddr(t)
+	cmd := exec.Command(py, "../../contrib/webhook-receiver.py", "--secret-file", secretFile, "--listen", addr)
+	var stdout, stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, "the receiver listening", func() bool { return strings.Contains(stderr.String(), "listening") }, stderr.String)
+	addWebhook(t, dir, cfg, "contrib", "http://"+addr+"/", secret, "")
+	s := startCVD(t, t.TempDir(), nil, "--config", cfg)
+	cli := func(wantCode int, args ...string) string {
+		t.Helper()
+		code, out, errOut := runCVD(t, dir, nil, append(args, "--config", cfg)...)
+		if code != wantCode {
+			t.Fatalf("cvd %v: exit %d, want %d\n%s%s", args, code, wantCode, out, errOut)
+		}
+		return out + errOut
+	}
+	id := releasePublic(t, s, dir, cli)
+	waitFor(t, "the event printed by the receiver", func() bool { return strings.Contains(stdout.String(), id+" - Crash in the hook parser") },
+		func() string { return stdout.String() + stderr.String() + s.Logs() })
+
+	post := func(ts int64, sig string, body []byte) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(string(body)))
+		req.Header.Set("Cvd-Timestamp", strconv.FormatInt(ts, 10))
+		req.Header.Set("Cvd-Signature", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	body := []byte(`{"id":"example.org:` + id + `:released","incident":"` + id + `","title":"FORGED"}`)
+	nowTS := time.Now().Unix()
+	if c := post(nowTS, webhook.Sign([]byte("not-the-secret-0123456789abcdef01"), nowTS, body), body); c != 401 {
+		t.Errorf("forged signature: %d", c)
+	}
+	if c := post(nowTS-3600, webhook.Sign([]byte(secret), nowTS-3600, body), body); c != 401 {
+		t.Errorf("stale timestamp: %d", c)
+	}
+	if c := post(nowTS, webhook.Sign([]byte(secret), nowTS, body), body); c != 200 {
+		t.Errorf("repeated event: %d", c)
+	}
+	if strings.Contains(stdout.String(), "FORGED") || strings.Count(stdout.String(), "\n") != 1 {
+		t.Errorf("receiver printed:\n%s", stdout.String())
 	}
 }
