@@ -192,7 +192,12 @@ func (p *Op) Decide(pairs []string) error {
 		}
 		cs = append(cs, c)
 	}
-	if err := o.editable("decide"); err != nil {
+	// Decisions outlive the incident's closing: an exploit may be due
+	// weeks after the release.
+	if err := o.coordinator("decide"); err != nil {
+		return err
+	}
+	if err := o.take(); err != nil {
 		return err
 	}
 	var told []string

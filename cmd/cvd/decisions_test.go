@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/internal/gpgtest"
@@ -117,6 +118,7 @@ func TestReleaseDecisions(t *testing.T) {
 	cli(week, 0, "incident", "decide", id, "patches=done")
 	w.s.stop(t)
 	w.s = startCVD(t, t.TempDir(), week, "--config", cfg)
+	time.Sleep(3 * time.Second) // the scheduler's first pass and a delivery poll
 	w.s.stop(t)
 	if n := len(reminders()); n != 1 {
 		t.Errorf("%d reminders after a restart, want 1", n)
@@ -126,13 +128,21 @@ func TestReleaseDecisions(t *testing.T) {
 	later := []string{"CVD_CLOCK_OFFSET=340h"}
 	w.s = startCVD(t, t.TempDir(), later, "--config", cfg)
 	waitFor(t, "the reminder of the tests", func() bool { return len(reminders()) == 2 }, func() string { return w.s.Logs() })
+	time.Sleep(3 * time.Second)
+	if n := len(reminders()); n != 2 {
+		t.Errorf("%d reminders, want 2", n)
+	}
 	if r := reminders()[1]; !strings.Contains(r, "Tests:") || strings.Contains(r, "Patches:") {
 		t.Errorf("second reminder:\n%s", r)
 	}
+	// Closed, the incident still takes decisions: the exploit decided
+	// "never" was published after all.
+	cli(later, 0, "incident", "close", id)
+	cli(later, 0, "incident", "decide", id, "exploit=done")
 	rep := cli(later, 0, "incident", "report", id)
 	for _, want := range []string{
 		"Told, by category:", "distribution                     1: Debian", "service-provider                 1: CloudCo",
-		"Patches:", "kept: done", "Tests:", "NOT KEPT: due", "Exploit:", "kept (not published)", "Public issue:",
+		"Patches:", "kept: done", "Tests:", "NOT KEPT: due", "Exploit:", "NOT KEPT: decided never, done", "Public issue:",
 	} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("post-mortem lacks %q:\n%s", want, rep)

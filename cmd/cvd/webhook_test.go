@@ -37,6 +37,7 @@ type hookReceiver struct {
 
 type hookHit struct {
 	event, err string
+	raw        string
 	status     int
 	body       map[string]any
 }
@@ -54,7 +55,7 @@ func (r *hookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 		<-r.hang
 		return
 	}
-	h := hookHit{event: req.Header.Get("Cvd-Event"), status: http.StatusOK}
+	h := hookHit{event: req.Header.Get("Cvd-Event"), raw: string(body), status: http.StatusOK}
 	ts, terr := strconv.ParseInt(req.Header.Get("Cvd-Timestamp"), 10, 64)
 	m := hmac.New(sha256.New, []byte(r.secret))
 	m.Write([]byte(req.Header.Get("Cvd-Timestamp") + "."))
@@ -106,6 +107,9 @@ func releasePublic(t *testing.T, s *server, dir string, cli func(int, ...string)
 	cli(0, "incident", "set", id, "title", "Crash in the hook parser")
 	cli(0, "incident", "set", id, "description", "A long header crashes the parser.")
 	cli(0, "incident", "versions", id, "libexample", "--fixed", "2.0")
+	cli(0, "incident", "set", id, "note", "INTERNALMARK customer Initech")
+	cli(0, "incident", "backport", id, "1.2", "no-INTERNALMARK")
+	cli(0, "incident", "decide", id, "exploit=never")
 	cli(0, "incident", "publish", id)
 	return id
 }
@@ -144,6 +148,9 @@ func TestWebhookReleaseEvent(t *testing.T) {
 	if b.err != "" || b.body["type"] != "advisory.released" || b.body["incident"] != id || b.body["title"] != "Crash in the hook parser" ||
 		!strings.Contains(b.body["url"].(string), id) {
 		t.Errorf("blog got %+v", b)
+	}
+	if strings.Contains(b.raw, "INTERNALMARK") || strings.Contains(b.raw, "rita@") || strings.Contains(b.raw, "exploit") {
+		t.Errorf("the event carries internal facts:\n%s", b.raw)
 	}
 	if c := chat.got()[0]; c.err != "" || c.status != 500 || c.event != b.event {
 		t.Errorf("chat got %+v", c)
