@@ -48,6 +48,9 @@ Usage:
   cvd incident list|show|confirm|reject|cve|cvss|versions|credit|set|embargo|notify|publish|close|report|export ID ...
         Run incidents: see 'cvd incident' for every command. Works while
         the server runs.
+  cvd incident decide ID TOPIC=VALUE ... | cvd incident notify ID --category CATEGORY
+        Release decisions (patches, tests, exploit, discussion,
+        public-issue), reminded when due; pre-notify a roster category.
   cvd triage list|show ID|accept ID|drop ID [--config FILE]
         Reports held by the intake policy (rate limits, spam score) instead
         of opening an incident: list them, show one, open its incident, or
