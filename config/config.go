@@ -54,8 +54,9 @@ type Config struct {
 	Web      Web
 	Log      Log
 	// Intake and Spam are the intake policy (see intake.go).
-	Intake Intake
-	Spam   Spam
+	Intake  Intake
+	Spam    Spam
+	Metrics Metrics
 }
 
 // Lists configures the lists' posting rules.
@@ -323,8 +324,9 @@ type raw struct {
 		Format *string `toml:"format"`
 		Level  *string `toml:"level"`
 	} `toml:"log"`
-	Intake rawIntake `toml:"intake"`
-	Spam   rawSpam   `toml:"spam"`
+	Intake  rawIntake  `toml:"intake"`
+	Spam    rawSpam    `toml:"spam"`
+	Metrics rawMetrics `toml:"metrics"`
 }
 
 type rawContact struct {
@@ -434,6 +436,7 @@ var keys = []string{
 	"log", "log.format", "log.level",
 	"intake", "intake.acknowledge_unauthenticated", "intake.per_sender", "intake.per_network", "intake.window", "intake.ipv4_prefix", "intake.ipv6_prefix", "intake.digest_every",
 	"spam", "spam.rspamd_url", "spam.threshold", "spam.timeout",
+	"metrics", "metrics.listen",
 }
 
 func unknownKeyError(file, key string) error {
@@ -659,6 +662,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyIntake(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyMetrics(r, bad); err != nil {
 		return err
 	}
 

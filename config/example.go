@@ -219,6 +219,12 @@ digest_every = "1h"
 threshold = 6.0
 timeout = "10s"
 
+[metrics]
+# Prometheus metrics at http://LISTEN/metrics and a health check at
+# /healthz (200 when the database and every listener answer, 503 and the
+# failed parts otherwise). Off by default; keep it on a private address.
+# listen = "127.0.0.1:9425"
+
 [log]
 # "text" or "json"; level "debug", "info", "warn" or "error".
 format = "text"

@@ -16,6 +16,7 @@ import (
 	"github.com/cvd-project/cvd/embargo"
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/mailserver"
+	"github.com/cvd-project/cvd/metrics"
 	"github.com/cvd-project/cvd/store"
 )
 
@@ -91,8 +92,10 @@ func bounceHandler(db *store.DB, svc *lists.Service, domain string, log *slog.Lo
 		switch {
 		case errors.Is(err, mailserver.ErrNotBounce):
 			state, reason = store.SpoolFailed, "mail to a return path that is not a bounce"
+			metrics.Bounces.WithLabelValues("not_a_bounce").Inc()
 		case err != nil:
 			state, reason = store.SpoolFailed, "unreadable bounce"
+			metrics.Bounces.WithLabelValues("unreadable").Inc()
 		default:
 			tok, _ := mailserver.BounceToken(rcpt, sm.Raw, domain)
 			if tok == "" {
@@ -102,12 +105,18 @@ func bounceHandler(db *store.DB, svc *lists.Service, domain string, log *slog.Lo
 				e, failed, err := db.RecordBounce(ctx, tok, r.Addr(), r.Status, r.Diagnostic, r.Permanent(), now())
 				if errors.Is(err, store.ErrNotFound) {
 					reason = "bounce for an unknown token"
+					metrics.Bounces.WithLabelValues("unknown_token").Inc()
 					continue
 				}
 				if err != nil {
 					return err
 				}
 				log.Info("bounce", "spool", sm.ID, "queue_id", e.ID, "status", r.Status, "failed", failed)
+				result := "transient"
+				if r.Permanent() {
+					result = "permanent"
+				}
+				metrics.Bounces.WithLabelValues(result).Inc()
 				if failed {
 					if err := svc.DeliveryFailed(ctx, e.Kind, e.Ref, e.Rcpt, r.Status+" "+r.Diagnostic); err != nil {
 						return err
