@@ -18,7 +18,11 @@ var version = ""
 
 const usage = `cvd runs a project's security response over email.
 
-Usage:
+Usage: cvd [--as NAME] COMMAND ...
+  --as NAME names the operator in the records of what a command changes
+  (incident history, key history); default: the OS user.
+
+Commands:
   cvd serve [--config FILE] [--log-format text|json]
         Run the SMTP intake, IMAP and the public site. Without --config
         (or CVD_CONFIG) cvd reads ./cvd.toml, or else uses the embedded
@@ -82,7 +86,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	var err error
+	args, err := takeOperator(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "cvd: %v\n\n%s", err, usage)
+		return 2
+	}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
 	switch args[0] {
 	case "serve":
 		err = cmdServe(args[1:], stderr)
