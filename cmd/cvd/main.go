@@ -56,6 +56,11 @@ Commands:
         Reports held by the intake policy (rate limits, spam score) instead
         of opening an incident: list them, show one, open its incident, or
         drop it.
+  cvd key list | key rotate | key revoke FINGERPRINT --reason TEXT [--compromised] [--config FILE]
+        Show the project key and its history; replace it by a new key
+        certified by it (the old one still reads mail sent to it, members
+        are mailed the new key signed by the old); revoke a retired key
+        (published with the site's keys).
   cvd site build [DIR] [--config FILE]
         Write the public site (security.txt, WKD, advisories, feed) as
         static files to DIR (default web.static_dir).
@@ -118,6 +123,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdIncident(args[1:], stdout, stderr)
 	case "triage":
 		err = cmdTriage(args[1:], stdout, stderr)
+	case "key":
+		err = cmdKey(args[1:], stdout, stderr)
 	case "site":
 		err = cmdSite(args[1:], stdout, stderr)
 	case "templates":

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/mailserver"
 	"github.com/cvd-project/cvd/metrics"
+	"github.com/cvd-project/cvd/ops"
 	"github.com/cvd-project/cvd/store"
 )
 
@@ -24,16 +24,9 @@ import (
 // cannot sign or encrypt, so the problem shows at start and not at the
 // first notice.
 func loadProjectKey(c *config.Config) (*crypto.Key, error) {
-	b, err := os.ReadFile(c.PGP.KeyFile)
+	k, err := ops.LoadProjectKey(c)
 	if err != nil {
-		return nil, fmt.Errorf("%s: pgp.key_file: %w", c.File, err)
-	}
-	k, err := crypto.ParseKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: pgp.key_file %s: %w", c.File, c.PGP.KeyFile, err)
-	}
-	if !k.HasPrivate() {
-		return nil, fmt.Errorf("%s: pgp.key_file %s holds no private key", c.File, c.PGP.KeyFile)
+		return nil, err
 	}
 	if err := crypto.CheckUsable(k, time.Now()); err != nil {
 		return nil, fmt.Errorf("%s: pgp.key_file %s: %w", c.File, c.PGP.KeyFile, err)
