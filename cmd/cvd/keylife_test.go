@@ -218,7 +218,7 @@ func TestKeyRotation(t *testing.T) {
 	_, wkd = httpGet(t, "http://"+s.webAddr(t), publish.WKDPath("security@example.org"))
 	os.WriteFile(wkdFile, []byte(wkd), 0o600)
 	shown := gpgShowKey(t, wkdFile)
-	if !regexp.MustCompile(`(?m)^pub:r:.*\n(?:.*\n)*?fpr:+` + oldFpr).MatchString(shown) || !strings.Contains(shown, newFpr) {
+	if !regexp.MustCompile(`(?m)^pub:r:.*\n(?:.*\n)*?fpr:+`+oldFpr).MatchString(shown) || !strings.Contains(shown, newFpr) {
 		t.Errorf("WKD after the revocation does not carry the old key revoked and the new one:\n%s", shown)
 	}
 }
