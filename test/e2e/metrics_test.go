@@ -75,8 +75,9 @@ func refuseRcpt(t *testing.T, addr, rcpt string) int {
 }
 
 // TestMetricsDuringAnIncident scrapes /metrics as an incident runs from
-// report to release: the counters and gauges move as the operator
-// watching a dashboard expects, and /healthz says ok throughout.
+// report to release (with a bounce on the way): the counters and gauges
+// move as the operator watching a dashboard expects, and /healthz says ok
+// throughout.
 func TestMetricsDuringAnIncident(t *testing.T) {
 	dir, cfgPath := cvdtest.InitDir(t, "example.org")
 	metricsAddr := cvdtest.FreeAddr(t)
@@ -180,6 +181,26 @@ func TestMetricsDuringAnIncident(t *testing.T) {
 		t.Errorf("next deadline %v, want after now and no later than the public date %v", next, date)
 	}
 	waitMetric(`cvd_deliveries_total{result="sent"}`, eq(files()))
+
+	// The reporter's server gives up on the acknowledgement: its bounce
+	// (a real Postfix DSN) fails the row.
+	var token string
+	for _, m := range cvdtest.Outbox(t, box.dir) {
+		if m.DeliveredTo == "rita@reporter.example" && token == "" {
+			token = m.Token
+		}
+	}
+	returnPath := "security+bounce-" + token + "@example.org"
+	sample, err := os.ReadFile(filepath.Join("..", "..", "mailserver", "testdata", "dsn", "postfix", "expired-4.4.1.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	swaks(t, s.Addr, "", returnPath, []byte(strings.NewReplacer("security+bounce-3f9a1c2e7b@lists.example.org", returnPath,
+		"security+2Bbounce-3f9a1c2e7b@lists.example.org", returnPath, "team@downstream.example", "rita@reporter.example").Replace(string(sample))))
+	m = waitMetric(`cvd_bounces_total{result="permanent"}`, eq(1))
+	if m[`cvd_queue_recipients{state="failed"}`] != 1 || m[`cvd_smtp_received_total`] != 3 {
+		t.Errorf("after the bounce: failed rows %v, received %v", m[`cvd_queue_recipients{state="failed"}`], m[`cvd_smtp_received_total`])
+	}
 	s.Stop(t)
 
 	// The date passes while cvd is down: at start it releases. The
@@ -193,7 +214,7 @@ func TestMetricsDuringAnIncident(t *testing.T) {
 		t.Errorf("release lag %vs, want about %v (cvd was down at the date)", lag, late)
 	}
 	m = waitMetric(`cvd_deliveries_total{result="sent"}`, eq(files()-before))
-	if m[`cvd_deliveries_total{result="sent"}`] == 0 || m[`cvd_smtp_received_total`] != 0 || m[`cvd_queue_recipients{state="sent"}`] != files() {
+	if m[`cvd_deliveries_total{result="sent"}`] == 0 || m[`cvd_smtp_received_total`] != 0 || m[`cvd_queue_recipients{state="sent"}`]+m[`cvd_queue_recipients{state="failed"}`] != files() {
 		t.Errorf("after the release: sent %v (outbox grew by %v), received %v, queue rows sent %v (outbox %v)",
 			m[`cvd_deliveries_total{result="sent"}`], files()-before, m[`cvd_smtp_received_total`], m[`cvd_queue_recipients{state="sent"}`], files())
 	}
