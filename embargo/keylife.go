@@ -88,8 +88,8 @@ func (d *Desk) sealToTx(ctx context.Context, tx *sql.Tx, kind, to string, key *c
 
 // AnnounceKeyRotation records that the project key old was replaced by
 // next (by actor) and mails next, signed by old, to everyone who gets
-// mail from cvd under a key: the active members of every list, the team
-// and the roster. It returns how many addresses it queued for.
+// mail from cvd: the active members of every list (announce subscribers
+// included), the team and the roster. It returns how many addresses it queued for.
 func (d *Desk) AnnounceKeyRotation(ctx context.Context, old, next *crypto.Key, actor string) (int, error) {
 	now := d.now()
 	pub, err := next.ArmoredPublic()
@@ -107,7 +107,7 @@ func (d *Desk) AnnounceKeyRotation(ctx context.Context, old, next *crypto.Key, a
 			NewFingerprint: next.Fingerprint(), Actor: actor}); err != nil {
 			return err
 		}
-		rcpts, err := store.KeyHolderEmailsTx(ctx, tx)
+		rcpts, err := store.ActiveMemberEmailsTx(ctx, tx)
 		if err != nil {
 			return err
 		}

@@ -110,13 +110,12 @@ func (db *DB) ProjectKeyEvents(ctx context.Context) ([]ProjectKeyEvent, error) {
 	return out, nil
 }
 
-// KeyHolderEmailsTx returns every address with a pinned key that is an
-// active member of some list, sorted.
-func KeyHolderEmailsTx(ctx context.Context, tx *sql.Tx) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT m.email FROM member m JOIN key_pin p ON p.email = m.email
-		WHERE m.state = 'active' ORDER BY m.email`)
+// ActiveMemberEmailsTx returns the address of every active member of any
+// list (subscribers of the announce list included), sorted.
+func ActiveMemberEmailsTx(ctx context.Context, tx *sql.Tx) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT email FROM member WHERE state = 'active' ORDER BY email`)
 	if err != nil {
-		return nil, fmt.Errorf("members with keys: %w", err)
+		return nil, fmt.Errorf("active members: %w", err)
 	}
 	defer rows.Close()
 	var out []string
