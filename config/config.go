@@ -58,6 +58,7 @@ type Config struct {
 	Spam   Spam
 	// Announce is where a release is announced besides mail (webhooks).
 	Announce Announce
+	Metrics  Metrics
 }
 
 // Lists configures the lists' posting rules.
@@ -333,6 +334,7 @@ type raw struct {
 	Spam   rawSpam   `toml:"spam"`
 	// Announce is [announce].
 	Announce rawAnnounce `toml:"announce"`
+	Metrics  rawMetrics  `toml:"metrics"`
 }
 
 type rawContact struct {
@@ -444,6 +446,7 @@ var keys = []string{
 	"log", "log.format", "log.level",
 	"intake", "intake.acknowledge_unauthenticated", "intake.per_sender", "intake.per_network", "intake.window", "intake.ipv4_prefix", "intake.ipv6_prefix", "intake.digest_every",
 	"spam", "spam.rspamd_url", "spam.threshold", "spam.timeout",
+	"metrics", "metrics.listen",
 }
 
 func unknownKeyError(file, key string) error {
@@ -675,6 +678,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyAnnounce(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyMetrics(r, bad); err != nil {
 		return err
 	}
 

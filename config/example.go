@@ -230,6 +230,11 @@ timeout = "10s"
 # url = "https://chat.DOMAIN/hooks/cvd"
 # secret_file = "webhook-chat.secret"
 # timeout = "10s"
+[metrics]
+# Prometheus metrics at http://LISTEN/metrics and a health check at
+# /healthz (200 when the database and every listener answer, 503 and the
+# failed parts otherwise). Off by default; keep it on a private address.
+# listen = "127.0.0.1:9425"
 
 [log]
 # "text" or "json"; level "debug", "info", "warn" or "error".

@@ -21,6 +21,9 @@ import (
 // Unlock) and may be shared between goroutines.
 type Key struct {
 	e *openpgp.Entity
+	// retired are earlier project keys, kept to open mail sent to them
+	// (see WithRetired).
+	retired []*openpgp.Entity
 }
 
 // ParseKeys parses one or more keys: binary, or one or more armored
@@ -425,6 +428,7 @@ func entityList(keys []*Key) openpgp.EntityList {
 	for _, k := range keys {
 		if k != nil && k.e != nil {
 			el = append(el, k.e)
+			el = append(el, k.retired...)
 		}
 	}
 	return el

@@ -84,6 +84,9 @@ func (d *Desk) RunDue(ctx context.Context) (Tick, error) {
 	} else if ok {
 		t.Digests++
 	}
+	if _, err := d.warnExpiringKeys(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	return t, errors.Join(errs...)
 }
 

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/cvd-project/cvd/metrics"
 )
 
 // Delivery states of a queue row, as the queue stores them.
@@ -631,6 +633,9 @@ func (w *DeliveryWorker) attempt(s sender, j *job) []jobResult {
 		res := w.decide(j.batch, r, st[i], now)
 		out[i] = jobResult{res, j.batch, r.Addr}
 		log := w.log.With("id", r.ID, "msg", j.batch.MessageID, "rcpt", r.Addr, "attempt", r.Attempts+1)
+		if res.State != StateQueued {
+			metrics.Deliveries.WithLabelValues(res.State).Inc()
+		}
 		switch res.State {
 		case StateSent:
 			log.Info("delivered", "reply", res.Reply)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cvd-project/cvd/metrics"
 )
 
 // connTracker limits connections in all and per client IP, and knows which
@@ -16,6 +18,8 @@ type connTracker struct {
 	max, perIP int
 	// refusal is the line a refused connection gets, for a reason.
 	refusal func(reason string) string
+	// onRefuse, when set, is told of each refused connection.
+	onRefuse func(code string)
 
 	mu       sync.Mutex
 	byIP     map[string]int
@@ -70,15 +74,18 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		ip := addressKey(remoteIP(c))
 		t := l.t
 		t.mu.Lock()
-		reason := ""
+		reason, code := "", ""
 		switch {
 		case len(t.all) >= t.max:
-			reason = "too many connections"
+			reason, code = "too many connections", metrics.RefusedTooManyConns
 		case t.byIP[ip] >= t.perIP:
-			reason = "too many connections from your address"
+			reason, code = "too many connections from your address", metrics.RefusedTooManyFromAddr
 		}
 		if reason != "" {
 			t.mu.Unlock()
+			if t.onRefuse != nil {
+				t.onRefuse(code)
+			}
 			l.log.Warn("connection refused", "remote", c.RemoteAddr().String(), "reason", reason)
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			c.Write([]byte(t.refusal(reason)))

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/cvd-project/cvd/metrics"
 )
 
 // Recipient is the verdict on a RCPT TO address.
@@ -103,6 +105,7 @@ func NewSMTPServer(intake Intake, opts SMTPOptions) *SMTPServer {
 		log:    opts.Logger.With("proto", "smtp"),
 		conns:  newConnTracker(opts.MaxConnections, opts.MaxConnectionsPerIP),
 	}
+	s.conns.onRefuse = func(code string) { metrics.Refused.WithLabelValues(code).Inc() }
 	srv := smtp.NewServer(s)
 	srv.Domain = opts.Hostname
 	srv.MaxMessageBytes = opts.MaxMessageBytes
@@ -212,11 +215,11 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	addr, err := normalizeAddress(from, true)
 	if err != nil {
 		se.log.Info("refused sender", "from", from, "err", err)
-		return errBadAddress
+		return refused(metrics.RefusedBadAddress, errBadAddress)
 	}
 	if opts != nil && opts.Size > 0 && opts.Size > se.srv.forwardable() {
 		se.log.Info("message too big to forward", "from", addr, "size", opts.Size, "limit", se.srv.forwardable())
-		return errTooBigToForward
+		return refused(metrics.RefusedTooBig, errTooBigToForward)
 	}
 	se.from, se.hasFrom = addr, true
 	return nil
@@ -240,7 +243,7 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	addr, err := normalizeAddress(to, false)
 	if err != nil {
 		se.log.Info("refused recipient", "rcpt", to, "err", err)
-		return errBadAddress
+		return refused(metrics.RefusedBadAddress, errBadAddress)
 	}
 	switch se.srv.intake.CheckRecipient(addr) {
 	case RecipientLocal:
@@ -248,10 +251,10 @@ func (se *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return nil
 	case RecipientUnknown:
 		se.log.Info("unknown recipient", "rcpt", addr)
-		return errNoSuchUser
+		return refused(metrics.RefusedUnknownRcpt, errNoSuchUser)
 	default:
 		se.log.Warn("relaying refused", "from", se.from, "rcpt", addr)
-		return errRelayDenied
+		return refused(metrics.RefusedRelay, errRelayDenied)
 	}
 }
 
@@ -263,20 +266,20 @@ func (se *session) Data(r io.Reader) error {
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			se.log.Info("message too large", "from", se.from, "limit", se.srv.opts.MaxMessageBytes)
-			return smtp.ErrDataTooLarge
+			return refused(metrics.RefusedTooBig, smtp.ErrDataTooLarge)
 		}
 		// The rest of the transfer must not be read as commands.
 		se.conn.poison()
 		if errors.Is(err, smtp.ErrTooLongLine) {
 			se.log.Info("message refused: line too long", "from", se.from)
-			return errLineTooLong
+			return refused(metrics.RefusedLineTooLong, errLineTooLong)
 		}
 		se.log.Info("message transfer failed", "err", err)
-		return errTransfer
+		return refused(metrics.RefusedTransfer, errTransfer)
 	}
 	if int64(len(raw)) > se.srv.forwardable() {
 		se.log.Info("message too big to forward", "from", se.from, "size", len(raw), "limit", se.srv.forwardable())
-		return errTooBigToForward
+		return refused(metrics.RefusedTooBig, errTooBigToForward)
 	}
 	msg := &Message{
 		ReceivedAt: se.srv.opts.Now(),
@@ -294,8 +297,9 @@ func (se *session) Data(r io.Reader) error {
 	id, err := se.srv.intake.Accept(ctx, msg)
 	if err != nil {
 		se.log.Error("message not stored", "from", se.from, "size", len(raw), "err", err)
-		return errLocal
+		return refused(metrics.RefusedLocalError, errLocal)
 	}
+	metrics.Received.Inc()
 	se.log.Info("message accepted", "id", id, "from", se.from, "rcpts", len(se.to), "size", len(raw))
 	return nil
 }
@@ -321,4 +325,10 @@ func normalizeAddress(addr string, allowNull bool) (string, error) {
 		return "", errors.New("address is not local@domain")
 	}
 	return addr[:at] + "@" + strings.ToLower(addr[at+1:]), nil
+}
+
+// refused counts a refusal by reason and returns the reply err.
+func refused(reason string, err error) error {
+	metrics.Refused.WithLabelValues(reason).Inc()
+	return err
 }

@@ -179,7 +179,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	id := pos[0]
-	actor := embargo.CLI(os.Getenv("USER"))
+	actor := embargo.CLI(operator())
 	change := func(fn func(p *embargo.Op) error) error {
 		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error {
 			out, err := d.Do(ctx, id, actor, fn)

@@ -95,7 +95,7 @@ func cmdMember(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("member key: %w", err)
 		}
 		return withLists(*cfgPath, func(ctx context.Context, svc *lists.Service) error {
-			done, err := svc.PinKey(ctx, email, key, *replace, "cli")
+			done, err := svc.PinKey(ctx, email, key, *replace, cliActor())
 			if err != nil {
 				return err
 			}
@@ -115,7 +115,7 @@ func cmdMember(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return withLists(*cfgPath, func(ctx context.Context, svc *lists.Service) error {
-			dropped, err := svc.RemoveMember(ctx, list, email, "cli")
+			dropped, err := svc.RemoveMember(ctx, list, email, cliActor())
 			if err != nil {
 				return err
 			}
@@ -157,7 +157,7 @@ func cmdMember(args []string, stdout, stderr io.Writer) error {
 		key = b
 	}
 	return withLists(*cfgPath, func(ctx context.Context, svc *lists.Service) error {
-		m, err := svc.AddMember(ctx, list, lists.NewMember{Email: email, Name: *name, Role: *role, Key: key, ReplaceKey: *replace, Actor: "cli"})
+		m, err := svc.AddMember(ctx, list, lists.NewMember{Email: email, Name: *name, Role: *role, Key: key, ReplaceKey: *replace, Actor: cliActor()})
 		if err != nil {
 			return err
 		}

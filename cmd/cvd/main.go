@@ -18,7 +18,11 @@ var version = ""
 
 const usage = `cvd runs a project's security response over email.
 
-Usage:
+Usage: cvd [--as NAME] COMMAND ...
+  --as NAME names the operator in the records of what a command changes
+  (incident history, key history); default: the OS user.
+
+Commands:
   cvd serve [--config FILE] [--log-format text|json]
         Run the SMTP intake, IMAP and the public site. Without --config
         (or CVD_CONFIG) cvd reads ./cvd.toml, or else uses the embedded
@@ -59,6 +63,11 @@ Usage:
         Show the release events queued for the [[announce.webhook]]
         endpoints (endpoint, state, attempts, next try, last reply), or
         make one due now.
+  cvd key list | key rotate | key revoke FINGERPRINT --reason TEXT [--compromised] [--config FILE]
+        Show the project key and its history; replace it by a new key
+        certified by it (the old one still reads mail sent to it, members
+        are mailed the new key signed by the old); revoke a retired key
+        (published with the site's keys).
   cvd site build [DIR] [--config FILE]
         Write the public site (security.txt, WKD, advisories, feed) as
         static files to DIR (default web.static_dir).
@@ -89,7 +98,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	var err error
+	args, err := takeOperator(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "cvd: %v\n\n%s", err, usage)
+		return 2
+	}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
 	switch args[0] {
 	case "serve":
 		err = cmdServe(args[1:], stderr)
@@ -115,6 +132,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdTriage(args[1:], stdout, stderr)
 	case "webhook":
 		err = cmdWebhook(args[1:], stdout, stderr)
+	case "key":
+		err = cmdKey(args[1:], stdout, stderr)
 	case "site":
 		err = cmdSite(args[1:], stdout, stderr)
 	case "templates":

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +15,8 @@ import (
 	"github.com/cvd-project/cvd/embargo"
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/mailserver"
+	"github.com/cvd-project/cvd/metrics"
+	"github.com/cvd-project/cvd/ops"
 	"github.com/cvd-project/cvd/store"
 )
 
@@ -23,16 +24,9 @@ import (
 // cannot sign or encrypt, so the problem shows at start and not at the
 // first notice.
 func loadProjectKey(c *config.Config) (*crypto.Key, error) {
-	b, err := os.ReadFile(c.PGP.KeyFile)
+	k, err := ops.LoadProjectKey(c)
 	if err != nil {
-		return nil, fmt.Errorf("%s: pgp.key_file: %w", c.File, err)
-	}
-	k, err := crypto.ParseKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: pgp.key_file %s: %w", c.File, c.PGP.KeyFile, err)
-	}
-	if !k.HasPrivate() {
-		return nil, fmt.Errorf("%s: pgp.key_file %s holds no private key", c.File, c.PGP.KeyFile)
+		return nil, err
 	}
 	if err := crypto.CheckUsable(k, time.Now()); err != nil {
 		return nil, fmt.Errorf("%s: pgp.key_file %s: %w", c.File, c.PGP.KeyFile, err)
@@ -91,8 +85,10 @@ func bounceHandler(db *store.DB, svc *lists.Service, domain string, log *slog.Lo
 		switch {
 		case errors.Is(err, mailserver.ErrNotBounce):
 			state, reason = store.SpoolFailed, "mail to a return path that is not a bounce"
+			metrics.Bounces.WithLabelValues("not_a_bounce").Inc()
 		case err != nil:
 			state, reason = store.SpoolFailed, "unreadable bounce"
+			metrics.Bounces.WithLabelValues("unreadable").Inc()
 		default:
 			tok, _ := mailserver.BounceToken(rcpt, sm.Raw, domain)
 			if tok == "" {
@@ -102,12 +98,18 @@ func bounceHandler(db *store.DB, svc *lists.Service, domain string, log *slog.Lo
 				e, failed, err := db.RecordBounce(ctx, tok, r.Addr(), r.Status, r.Diagnostic, r.Permanent(), now())
 				if errors.Is(err, store.ErrNotFound) {
 					reason = "bounce for an unknown token"
+					metrics.Bounces.WithLabelValues("unknown_token").Inc()
 					continue
 				}
 				if err != nil {
 					return err
 				}
 				log.Info("bounce", "spool", sm.ID, "queue_id", e.ID, "status", r.Status, "failed", failed)
+				result := "transient"
+				if r.Permanent() {
+					result = "permanent"
+				}
+				metrics.Bounces.WithLabelValues(result).Inc()
 				if failed {
 					if err := svc.DeliveryFailed(ctx, e.Kind, e.Ref, e.Rcpt, r.Status+" "+r.Diagnostic); err != nil {
 						return err

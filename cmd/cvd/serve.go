@@ -207,6 +207,13 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	})
 	errc := make(chan error, 1)
 	go func() { errc <- smtpSrv.Serve(ln) }()
+	stopMetrics, err := startMetrics(c, db, desk, listeners{smtp: ln.Addr().String(), imap: imapSvc.addr,
+		imapTLS: strings.HasSuffix(c.IMAP.Listen, ":993"), web: strings.TrimSuffix(web.addr, "off")}, log)
+	if err != nil {
+		smtpSrv.Close()
+		return err
+	}
+	defer stopMetrics()
 
 	log.Info("cvd ready",
 		"version", versionString(),

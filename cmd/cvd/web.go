@@ -13,6 +13,7 @@ import (
 	"github.com/cvd-project/cvd/crypto"
 	"github.com/cvd-project/cvd/embargo"
 	"github.com/cvd-project/cvd/lists"
+	"github.com/cvd-project/cvd/ops"
 	"github.com/cvd-project/cvd/publish"
 )
 
@@ -29,13 +30,15 @@ func (s siteSource) Published(ctx context.Context) ([]publish.Advisory, error) {
 }
 
 func (s siteSource) Keys(context.Context) ([]publish.PublicKey, error) {
-	pub, err := s.key.ArmoredPublic()
+	pubs, err := ops.PublishedKeys(s.key, now())
 	if err != nil {
-		return nil, fmt.Errorf("project key: %w", err)
+		return nil, err
 	}
 	var out []publish.PublicKey
 	for _, e := range s.key.Emails() {
-		out = append(out, publish.PublicKey{Email: e, Key: pub})
+		for _, pub := range pubs {
+			out = append(out, publish.PublicKey{Email: e, Key: pub})
+		}
 	}
 	return out, nil
 }
