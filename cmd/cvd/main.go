@@ -116,6 +116,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDoctor(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "cvd %s (schema %d, %s)\n", versionString(), store.SchemaVersion(), runtime.Version())
+		if rev := vcsRevision(); rev != "" {
+			fmt.Fprintf(stdout, "revision %s\n", rev)
+		}
 	case "help", "--help", "-help", "-h":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -145,6 +148,42 @@ func versionString() string {
 		return bi.Main.Version
 	}
 	return "devel"
+}
+
+// vcsRevision returns the commit the binary was built from, with its time
+// and "(modified)" for a dirty tree, as the Go toolchain recorded it; ""
+// when it recorded none (go run, or a build outside a checkout).
+func vcsRevision() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	return revision(bi.Settings)
+}
+
+func revision(settings []debug.BuildSetting) string {
+	var rev, at string
+	var dirty bool
+	for _, s := range settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	if at != "" {
+		rev += " " + at
+	}
+	if dirty {
+		rev += " (modified)"
+	}
+	return rev
 }
 
 // newFlags returns a flag set that reports errors instead of exiting.
