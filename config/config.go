@@ -56,6 +56,8 @@ type Config struct {
 	// Intake and Spam are the intake policy (see intake.go).
 	Intake Intake
 	Spam   Spam
+	// Retention is how long routed and delivered mail is kept (see retention.go).
+	Retention Retention
 }
 
 // Lists configures the lists' posting rules.
@@ -323,8 +325,9 @@ type raw struct {
 		Format *string `toml:"format"`
 		Level  *string `toml:"level"`
 	} `toml:"log"`
-	Intake rawIntake `toml:"intake"`
-	Spam   rawSpam   `toml:"spam"`
+	Intake    rawIntake    `toml:"intake"`
+	Spam      rawSpam      `toml:"spam"`
+	Retention rawRetention `toml:"retention"`
 }
 
 type rawContact struct {
@@ -659,6 +662,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyIntake(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyRetention(&r.Retention, bad); err != nil {
 		return err
 	}
 

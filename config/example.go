@@ -219,6 +219,15 @@ digest_every = "1h"
 threshold = 6.0
 timeout = "10s"
 
+[retention]
+# How long cvd keeps what it no longer needs (units: d, h); "0d" keeps it
+# forever. spool: the raw message of routed mail (a report stays, encrypted,
+# in its incident's archive). delivered: the body of a delivered message no
+# archive or IMAP mailbox needs (each subscriber's copy of an announcement).
+# Nothing of an incident that is not closed is ever purged.
+spool = "30d"
+delivered = "30d"
+
 [log]
 # "text" or "json"; level "debug", "info", "warn" or "error".
 format = "text"

@@ -64,8 +64,18 @@ Usage:
   cvd doctor [--config FILE] [--resolver HOST:PORT]
         Check a live setup: DNS records, TLS certificate, project key,
         security.txt, delivery, free disk. Exit 1 when anything is wrong.
+  cvd backup FILE [--config FILE] [--to KEYFILE]
+        Write a consistent backup while the server runs: the database,
+        the configuration and every key and file it names, in one
+        archive; --to encrypts it to an administrator's OpenPGP key.
+  cvd restore FILE|- --dir DIR
+        Unpack a backup into the new folder DIR, checked, ready for
+        'cvd serve --config DIR/cvd.toml'.
+  cvd retention run [--config FILE] [--dry-run]
+        Purge now what [retention] allows (also done hourly by 'cvd
+        serve'): raw spooled mail and delivered copies no one needs.
   cvd version
-        Print the version.
+        Print the version and the VCS revision it was built from.
   cvd help
         Print this text.
 `
@@ -114,6 +124,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDNS(args[1:], stdout, stderr)
 	case "doctor":
 		err = cmdDoctor(args[1:], stdout, stderr)
+	case "backup":
+		err = cmdBackup(args[1:], stdout, stderr)
+	case "restore":
+		err = cmdRestore(args[1:], stdout, stderr)
+	case "retention":
+		err = cmdRetention(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "cvd %s (schema %d, %s)\n", versionString(), store.SchemaVersion(), runtime.Version())
 		if rev := vcsRevision(); rev != "" {
