@@ -128,8 +128,8 @@ func (db *DB) purge(ctx context.Context, sel, upd string, before, now time.Time,
 
 // Space is how much room the database takes.
 type Space struct {
-	// File is the size of the database file; InUse the part of it holding
-	// data (the rest is free pages, reused before the file grows).
+	// File is the size of the database file; InUse the part of it not in
+	// free pages (which are reused before the file grows).
 	File, InUse int64
 }
 
@@ -153,4 +153,18 @@ func (db *DB) SpaceUsed(ctx context.Context) (Space, error) {
 		return s, fmt.Errorf("size of %s: %w", db.path, err)
 	}
 	return Space{File: pages * size, InUse: (pages - free) * size}, nil
+}
+
+// Vacuum rebuilds the database file without the room purged rows left in
+// their pages (SQLite reuses only whole free pages, and purged rows leave
+// pages partly empty). Writers wait while it runs; it needs free disk for
+// a second copy of the database.
+func (db *DB) Vacuum(ctx context.Context) error {
+	if _, err := db.write.ExecContext(ctx, `VACUUM`); err != nil {
+		return fmt.Errorf("vacuum %s: %w", db.path, err)
+	}
+	if _, err := db.write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", db.path, err)
+	}
+	return nil
 }

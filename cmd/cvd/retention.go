@@ -22,6 +22,7 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("retention run")
 	cfgPath := fs.String("config", "", "configuration file")
 	dry := fs.Bool("dry-run", false, "only count what would be purged")
+	vacuum := fs.Bool("vacuum", false, "then rebuild the database file to give the room back (writers wait meanwhile)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -36,28 +37,39 @@ func cmdRetention(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	space, err := db.SpaceUsed(ctx)
-	if err != nil {
-		return err
-	}
 	verb := "purged"
 	if *dry {
 		verb = "would purge"
 	}
-	fmt.Fprintf(stdout, "%s %d spooled messages (%d bytes) older than %s and %d delivered bodies (%d bytes) older than %s\n",
-		verb, p.SpoolMessages, p.SpoolBytes, human(c.Retention.Spool), p.QueueBodies, p.QueueBytes, human(c.Retention.Delivered))
-	fmt.Fprintf(stdout, "database %s: %d bytes, %d in use (free pages are reused before the file grows)\n", db.Path(), space.File, space.InUse)
+	fmt.Fprintf(stdout, "%s %d spooled messages (%d bytes) %s and %d delivered bodies (%d bytes) %s\n",
+		verb, p.SpoolMessages, p.SpoolBytes, olderThan(c.Retention.Spool), p.QueueBodies, p.QueueBytes, olderThan(c.Retention.Delivered))
+	before, err := db.SpaceUsed(ctx)
+	if err != nil {
+		return err
+	}
+	if *vacuum && !*dry {
+		if err := db.Vacuum(ctx); err != nil {
+			return err
+		}
+		after, err := db.SpaceUsed(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "database %s: %d bytes, %d after vacuum\n", db.Path(), before.File, after.File)
+		return nil
+	}
+	fmt.Fprintf(stdout, "database %s: %d bytes (the room purged rows leave is given back by --vacuum)\n", db.Path(), before.File)
 	return nil
 }
 
-func human(d time.Duration) string {
-	if d == 0 {
-		return "forever (never)"
+func olderThan(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "(kept forever)"
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("older than %dd", d/(24*time.Hour))
 	}
-	if d%(24*time.Hour) == 0 {
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	}
-	return d.String()
+	return "older than " + d.String()
 }
 
 // startRetention purges at once and then hourly while the server runs.
