@@ -59,6 +59,8 @@ type Config struct {
 	// Announce is where a release is announced besides mail (webhooks).
 	Announce Announce
 	Metrics  Metrics
+	// Retention is how long routed and delivered mail is kept (see retention.go).
+	Retention Retention
 }
 
 // Lists configures the lists' posting rules.
@@ -333,8 +335,9 @@ type raw struct {
 	Intake rawIntake `toml:"intake"`
 	Spam   rawSpam   `toml:"spam"`
 	// Announce is [announce].
-	Announce rawAnnounce `toml:"announce"`
-	Metrics  rawMetrics  `toml:"metrics"`
+	Announce  rawAnnounce  `toml:"announce"`
+	Metrics   rawMetrics   `toml:"metrics"`
+	Retention rawRetention `toml:"retention"`
 }
 
 type rawContact struct {
@@ -681,6 +684,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyMetrics(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyRetention(&r.Retention, bad); err != nil {
 		return err
 	}
 

@@ -230,11 +230,21 @@ timeout = "10s"
 # url = "https://chat.DOMAIN/hooks/cvd"
 # secret_file = "webhook-chat.secret"
 # timeout = "10s"
+
 [metrics]
 # Prometheus metrics at http://LISTEN/metrics and a health check at
 # /healthz (200 when the database and every listener answer, 503 and the
 # failed parts otherwise). Off by default; keep it on a private address.
 # listen = "127.0.0.1:9425"
+
+[retention]
+# How long cvd keeps what it no longer needs (units: d, h); "0d" keeps it
+# forever. spool: the raw message of routed mail (a report stays, encrypted,
+# in its incident's archive). delivered: the body of a delivered message no
+# archive or IMAP mailbox needs (each subscriber's copy of an announcement).
+# Nothing of an incident that is not closed is ever purged.
+spool = "30d"
+delivered = "30d"
 
 [log]
 # "text" or "json"; level "debug", "info", "warn" or "error".

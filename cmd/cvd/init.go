@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/cvd-project/cvd/config"
 	"github.com/cvd-project/cvd/crypto"
 	"github.com/cvd-project/cvd/mailserver"
+	"github.com/cvd-project/cvd/store"
 )
 
 func cmdInit(args []string, stdout, stderr io.Writer) error {
@@ -53,6 +56,11 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
+	made, err := initDatabase(c)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	created = append(created, made...)
 	fmt.Fprintf(stdout, "wrote %s\n", path)
 	for _, f := range created {
 		fmt.Fprintf(stdout, "wrote %s\n", f)
@@ -99,6 +107,33 @@ func provision(c *config.Config, keyType string) ([]string, error) {
 	}
 	made, err := provisionDKIM(c)
 	return append(created, made...), err
+}
+
+// initDatabase creates the database with its schema and the announce
+// list, so that every admin command works before the first 'cvd serve'.
+// It returns the database's path when it was created.
+func initDatabase(c *config.Config) ([]string, error) {
+	fresh := !exists(c.Database)
+	ctx := context.Background()
+	key, err := loadProjectKey(c)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, c.Database)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	if err := listService(c, db, key, slog.New(slog.DiscardHandler)).EnsureAnnounceList(ctx); err != nil {
+		return nil, fmt.Errorf("create the announce list: %w", err)
+	}
+	if err := db.Close(); err != nil {
+		return nil, err
+	}
+	if !fresh {
+		return nil, nil
+	}
+	return []string{c.Database}, nil
 }
 
 // provisionDKIM generates the DKIM key files of c that are missing.

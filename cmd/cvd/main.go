@@ -80,8 +80,18 @@ Commands:
   cvd doctor [--config FILE] [--resolver HOST:PORT]
         Check a live setup: DNS records, TLS certificate, project key,
         security.txt, delivery, free disk. Exit 1 when anything is wrong.
+  cvd backup FILE [--config FILE] [--to KEYFILE]
+        Write a consistent backup while the server runs: the database,
+        the configuration and every key and file it names, in one
+        archive; --to encrypts it to an administrator's OpenPGP key.
+  cvd restore FILE|- --dir DIR
+        Unpack a backup into the new folder DIR, checked, ready for
+        'cvd serve --config DIR/cvd.toml'.
+  cvd retention run [--config FILE] [--dry-run]
+        Purge now what [retention] allows (also done hourly by 'cvd
+        serve'): raw spooled mail and delivered copies no one needs.
   cvd version
-        Print the version.
+        Print the version and the VCS revision it was built from.
   cvd help
         Print this text.
 `
@@ -142,8 +152,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDNS(args[1:], stdout, stderr)
 	case "doctor":
 		err = cmdDoctor(args[1:], stdout, stderr)
+	case "backup":
+		err = cmdBackup(args[1:], stdout, stderr)
+	case "restore":
+		err = cmdRestore(args[1:], stdout, stderr)
+	case "retention":
+		err = cmdRetention(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "cvd %s (schema %d, %s)\n", versionString(), store.SchemaVersion(), runtime.Version())
+		if rev := vcsRevision(); rev != "" {
+			fmt.Fprintf(stdout, "revision %s\n", rev)
+		}
 	case "help", "--help", "-help", "-h":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -173,6 +192,42 @@ func versionString() string {
 		return bi.Main.Version
 	}
 	return "devel"
+}
+
+// vcsRevision returns the commit the binary was built from, with its time
+// and "(modified)" for a dirty tree, as the Go toolchain recorded it; ""
+// when it recorded none (go run, or a build outside a checkout).
+func vcsRevision() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	return revision(bi.Settings)
+}
+
+func revision(settings []debug.BuildSetting) string {
+	var rev, at string
+	var dirty bool
+	for _, s := range settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	if at != "" {
+		rev += " " + at
+	}
+	if dirty {
+		rev += " (modified)"
+	}
+	return rev
 }
 
 // newFlags returns a flag set that reports errors instead of exiting.
