@@ -162,17 +162,11 @@ func (d *Desk) held(in *store.Incident) bool {
 // remind records acknowledgements by reply and reminds the downstreams
 // still silent ReminderBefore the date.
 func (o *op) remind() error {
-	acked, err := store.AckDownstreamsByReplyTx(o.ctx, o.tx, o.in.ID)
+	n, err := replyAcksTx(o.ctx, o.tx, o.in.ID, o.now)
 	if err != nil {
 		return err
 	}
-	for _, e := range acked {
-		if err := store.AddIncidentEventTx(o.ctx, o.tx, &store.IncidentEvent{Incident: o.in.ID, At: o.now, Actor: e, Kind: "ack",
-			Detail: "pre-notification acknowledged by a reply"}); err != nil {
-			return err
-		}
-	}
-	o.ackedByPost = len(acked)
+	o.ackedByPost = n
 	if o.in.State != store.IncidentPrenotified || o.now.Before(o.in.EmbargoAt.Add(-o.d.Policy.ReminderBefore)) || !o.now.Before(o.in.EmbargoAt) {
 		return nil
 	}
@@ -186,7 +180,7 @@ func (o *op) remind() error {
 			continue
 		}
 		r, err := render("reminder", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
-			"ListAddress": o.d.ListAddress(o.in.ID), "Email": ds.Email, "Notified": utc(ds.NotifiedAt)})
+			"ListAddress": o.d.ListAddress(o.in.ID), "Email": ds.Email, "Notified": utc(ds.NotifiedAt), "Fingerprint": o.d.Key.Fingerprint()})
 		if err != nil {
 			return err
 		}
@@ -215,7 +209,7 @@ func (o *op) escalate() error {
 		return nil
 	}
 	r, err := render("escalation", map[string]any{"ID": o.in.ID, "ListAddress": o.d.ListAddress(o.in.ID),
-		"Age": human(o.now.Sub(o.in.CreatedAt).Truncate(time.Hour)), "Received": utc(o.in.CreatedAt)})
+		"Age": human(o.now.Sub(o.in.CreatedAt).Truncate(time.Hour)), "Received": utc(o.in.CreatedAt), "Fingerprint": o.d.Key.Fingerprint()})
 	if err != nil {
 		return err
 	}
