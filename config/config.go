@@ -49,6 +49,8 @@ type Config struct {
 	Delivery Delivery
 	DKIM     DKIM
 	Embargo  Embargo
+	CVE      CVE
+	Agenda   Agenda
 	Lists    Lists
 	DNS      DNS
 	Web      Web
@@ -295,6 +297,7 @@ type raw struct {
 		MaxEmbargo     *age         `toml:"max_embargo"`
 		ReminderBefore *age         `toml:"reminder_before"`
 		AckEscalation  *age         `toml:"ack_escalation"`
+		AgendaEvery    *age         `toml:"agenda_every"`
 		SubjectPrefix  *string      `toml:"subject_prefix"`
 		Project        *string      `toml:"project"`
 		Vendor         *string      `toml:"vendor"`
@@ -324,6 +327,7 @@ type raw struct {
 		Level  *string `toml:"level"`
 	} `toml:"log"`
 	Intake rawIntake `toml:"intake"`
+	CVE    rawCVE    `toml:"cve"`
 	Spam   rawSpam   `toml:"spam"`
 }
 
@@ -656,6 +660,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyWeb(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyCVE(r, bad); err != nil {
 		return err
 	}
 	if err := c.applyIntake(r, bad); err != nil {

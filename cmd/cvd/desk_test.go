@@ -32,7 +32,12 @@ type deskWorld struct {
 }
 
 func newDeskWorld(t *testing.T, roster ...*gpgtest.User) *deskWorld {
-	dir, cfg := initDir(t, "example.org")
+	return newDeskWorldInit(t, nil, roster...)
+}
+
+// newDeskWorldInit is newDeskWorld with extra flags for cvd init.
+func newDeskWorldInit(t *testing.T, initFlags []string, roster ...*gpgtest.User) *deskWorld {
+	dir, cfg := initDir(t, "example.org", initFlags...)
 	w := &deskWorld{t: t, dir: dir, cfg: cfg, plain: map[string]string{}}
 	w.cora = gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
 	addTeam(t, dir, cfg, w.cora)

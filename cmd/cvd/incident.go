@@ -28,7 +28,7 @@ const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
   reject ID REASON                  (the reporter is told the reason)
   duplicate ID OTHER-ID
   fixing ID
-  cve ID CVE-YYYY-NNNN | cve ID --request [--to CNA-ADDRESS]
+  cve ID CVE-YYYY-NNNN | cve ID --request [--to CNA-ADDRESS]  (the request mail; default CNA: cve.request_to)
   cvss ID VECTOR
   versions ID PACKAGE [--introduced V] [--fixed V] [--type SEMVER|ECOSYSTEM|GIT] | versions ID --clear
   backport ID VERSION DECISION
@@ -77,7 +77,10 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 	pol.SubjectPrefix = c.Embargo.SubjectPrefix
 	return &embargo.Desk{DB: db, Lists: svc, Domain: c.Domain, Key: key, Limits: svc.Limits, Policy: pol,
 		Team: team, Roster: roster, Announce: c.Embargo.Announce, External: c.Embargo.External,
-		Project:                    publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain, URL: c.Web.BaseURL},
+		Project: publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain, URL: c.Web.BaseURL,
+			CNAOrgID: c.CVE.OrgID, CNAShortName: c.CVE.ShortName},
+		CVE:                        embargo.CVESettings{CNA: c.CVE.CNA, RequestTo: c.CVE.RequestTo},
+		AgendaEvery:                c.Agenda.Every,
 		AcknowledgeUnauthenticated: c.Intake.AcknowledgeUnauthenticated,
 		IntakePolicy:               intakePolicy(c),
 		Log:                        log.With("part", "embargo")}, nil
@@ -208,11 +211,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	case "cve":
 		if *request {
 			return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error {
-				a, err := d.Advisory(ctx, id)
-				if err != nil {
-					return err
-				}
-				m, err := publish.CVERequest(a, d.IntakeAddress(), *cna)
+				m, err := d.CVERequest(ctx, id, *cna)
 				if err != nil {
 					return err
 				}
@@ -331,7 +330,7 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 	fmt.Fprintf(w, "%s\n", d.Status(in))
 	fmt.Fprintf(w, "%-14s %s\n", "List:", d.ListAddress(in.ID))
 	fmt.Fprintf(w, "%-14s %s\n", "Reporter:", strings.TrimSpace(in.ReporterName+" <"+in.Reporter+">"))
-	for _, kv := range [][2]string{{"Title", f.Title}, {"CVE", f.CVE}, {"Type", strings.TrimSpace(f.ProblemType + " " + f.CWE)},
+	for _, kv := range [][2]string{{"Title", f.Title}, {"CVE", f.CVE}, {"Type", publish.TypeText(f.ProblemType, f.CWE)},
 		{"Upstream", f.UpstreamAdvisory}, {"Override", in.EmbargoOverride}, {"Broken", f.BreakReason}} {
 		if kv[1] != "" {
 			fmt.Fprintf(w, "%-14s %s\n", kv[0]+":", kv[1])
@@ -399,7 +398,7 @@ func exportIncident(ctx context.Context, d *embargo.Desk, id, format string, w i
 		s, err = publish.TextAdvisory(a)
 		b = []byte(s)
 	case "cve":
-		b, err = publish.CVERecord(a)
+		b, err = d.CVERecord(ctx, id)
 	case "osv":
 		b, err = publish.OSV(a)
 	case "csaf":

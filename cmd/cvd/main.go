@@ -25,9 +25,9 @@ Usage:
         default: domain localhost, data in ./cvd-data, SMTP on
         127.0.0.1:2525, the site on 127.0.0.1:8080, outbound mail kept in
         a local Maildir.
-  cvd init --dir DIR --domain DOMAIN [--key-type curve25519|rsa4096] [--force]
+  cvd init --dir DIR --domain DOMAIN [--project NAME] [--key-type curve25519|rsa4096] [--force]
         Write DIR/cvd.toml, the project's OpenPGP key for security@DOMAIN
-        and a self-signed TLS certificate.
+        ("NAME security team") and a self-signed TLS certificate.
   cvd spool list [--config FILE] [--limit N]
         Show the newest received messages (no content).
   cvd queue list|retry ID|drop ID [--config FILE] [--all] [--limit N]
