@@ -28,6 +28,8 @@ type Tick struct {
 	AckedByPost int
 	// Digests is 1 when a triage digest went to the team.
 	Digests int
+	// Agendas is 1 when the agenda went to the team.
+	Agendas int
 }
 
 // RunDue does everything due at the desk's clock: releases (each in its
@@ -78,6 +80,11 @@ func (d *Desk) RunDue(ctx context.Context) (Tick, error) {
 		errs = append(errs, err)
 	} else if ok {
 		t.Digests++
+	}
+	if ok, err := d.agendaMail(ctx); err != nil {
+		errs = append(errs, err)
+	} else if ok {
+		t.Agendas++
 	}
 	return t, errors.Join(errs...)
 }
@@ -241,6 +248,11 @@ func (d *Desk) NextDue(ctx context.Context) (time.Time, error) {
 			return err
 		}
 		earlier(dg)
+		if ag, err := d.nextAgenda(ctx, tx); err != nil {
+			return err
+		} else if ag.After(d.now()) {
+			earlier(ag)
+		}
 		ins, err := store.IncidentsTx(ctx, tx, store.IncidentNew, store.IncidentPrenotified)
 		if err != nil {
 			return err
@@ -311,7 +323,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			log.Error("scheduler", "err", err)
 		}
-		if len(t.Released)+t.Reminded+len(t.Escalated)+t.Digests > 0 {
+		if len(t.Released)+t.Reminded+len(t.Escalated)+t.Digests+t.Agendas > 0 {
 			log.Info("scheduler", "released", strings.Join(t.Released, ","), "reminded", t.Reminded, "escalated", len(t.Escalated), "triage_digests", t.Digests)
 			if s.Done != nil {
 				s.Done()

@@ -173,6 +173,7 @@ func Sample() map[string]any {
 		"Age": "1 day", "Received": "Monday 2026-11-23 10:00 UTC", "Missing": "description",
 		"KeyProblem": "the key 0123456789ABCDEF0123456789ABCDEF01234567 has expired", "Where": "cvd.toml (embargo.team)",
 		"Dropped": "    89ABCDEF0123456789ABCDEF0123456789ABCDEF (came with a report)", "Size": "12345 bytes", "Acked": true, "NotAcked": false,
+		"Agenda": "DUE (UTC)         INCIDENT  STATE  WHAT\n2026-12-01 10:00  2026-001  prenotified  release at the public date", "Every": "7 days", "Open": "1 open incident",
 		// The triage digest (package embargo).
 		"Count": 2, "New": 1, "Since": "Monday 2026-11-23 09:00 UTC",
 		"Waiting": "  1  2026-11-23T09:30:00Z  from x@spam.example (192.0.2.1:4000), 812 bytes\n      subject: offer\n      held: sender over its limit",

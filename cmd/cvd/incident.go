@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/cvd-project/cvd/config"
 	"github.com/cvd-project/cvd/crypto"
@@ -21,8 +19,10 @@ import (
 )
 
 const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
-  list                              every incident, its state and date
-  show ID                           facts, downstreams and the timeline
+  list                              every incident: state, CVE, publication date, next deadline, title
+  show ID [--report]                facts, downstreams and the timeline; --report: the original report, decrypted
+  thread ID                         the list's posts in order: who, when, signature, text (decrypted)
+  patches ID                        the patches posted to the list, as an mbox for git am
   triage ID                         take a new report
   confirm ID [--privacy private|public|zero-day]
   reject ID REASON                  (the reporter is told the reason)
@@ -160,6 +160,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	reason := fs.String("reason", "", "publish --now: why (recorded and announced)")
 	force := fs.Bool("force", false, "publish: release an incomplete advisory, with placeholders for the missing title and description")
 	format := fs.String("format", "text", "export: text, cve, osv, csaf or mbox")
+	original := fs.Bool("report", false, "show: the original report, decrypted from the archive")
 	pos, err := splitArgs(fs, args[1:])
 	if err != nil {
 		return err
@@ -171,7 +172,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if sub == "list" {
-		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error { return listIncidents(ctx, d, stdout) })
+		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error { return d.WriteList(ctx, stdout) })
 	}
 	if err := need(1, "ID"); err != nil {
 		return err
@@ -193,7 +194,35 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	rest := strings.Join(pos[1:], " ")
 	switch sub {
 	case "show":
+		if *original {
+			return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error {
+				p, err := d.OriginalReport(ctx, id)
+				if err != nil {
+					return err
+				}
+				return embargo.WriteReport(stdout, p)
+			})
+		}
 		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error { return showIncident(ctx, d, id, stdout) })
+	case "thread":
+		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error {
+			posts, err := d.Thread(ctx, id)
+			if err != nil {
+				return err
+			}
+			return embargo.WriteThread(stdout, posts)
+		})
+	case "patches":
+		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error {
+			msgs, err := d.PatchMails(ctx, id)
+			if err != nil {
+				return err
+			}
+			if len(msgs) == 0 {
+				fmt.Fprintf(stderr, "no patches posted to %s\n", id)
+			}
+			return publish.WriteMbox(stdout, msgs)
+		})
 	case "report":
 		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error { return d.Report(ctx, id, stdout) })
 	case "export":
@@ -291,23 +320,6 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 		return change(func(p *embargo.Op) error { return p.Close() })
 	}
 	return fmt.Errorf("incident: unknown command %q\n%s: %w", sub, incidentUsage, errUsage)
-}
-
-func listIncidents(ctx context.Context, d *embargo.Desk, w io.Writer) error {
-	ins, err := d.List(ctx)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tPRIVACY\tCVE\tPUBLIC DATE (UTC)\tREPORTED")
-	for _, in := range ins {
-		date := "-"
-		if !in.EmbargoAt.IsZero() {
-			date = in.EmbargoAt.Format("2006-01-02 15:04")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, in.State, in.Privacy, dash(in.Facts.CVE), date, in.CreatedAt.Format(time.DateOnly))
-	}
-	return tw.Flush()
 }
 
 func dash(s string) string {

@@ -45,9 +45,13 @@ Usage:
   cvd member password EMAIL [--config FILE]
         Give a member a new IMAP password (for reading their archive), sent
         to them sealed to their key; the old one stops working.
-  cvd incident list|show|confirm|reject|cve|cvss|versions|credit|set|embargo|notify|publish|close|report|export ID ...
+  cvd incident list|show|thread|patches|confirm|reject|cve|cvss|versions|credit|set|embargo|notify|publish|close|report|export ID ...
         Run incidents: see 'cvd incident' for every command. Works while
         the server runs.
+  cvd agenda [--config FILE]
+        Every open incident's next deadline (escalation, reminder,
+        pre-notification, release), soonest first; mailed to the team,
+        encrypted, every embargo.agenda_every.
   cvd triage list|show ID|accept ID|drop ID [--config FILE]
         Reports held by the intake policy (rate limits, spam score) instead
         of opening an incident: list them, show one, open its incident, or
@@ -104,6 +108,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCVSS(args[1:], stdout, stderr)
 	case "incident":
 		err = cmdIncident(args[1:], stdout, stderr)
+	case "agenda":
+		err = cmdAgenda(args[1:], stdout)
 	case "triage":
 		err = cmdTriage(args[1:], stdout, stderr)
 	case "site":
