@@ -349,7 +349,7 @@ func (p *postJob) headerBlock(held, notVerified bool) ([]byte, error) {
 		"Held": held, "List": p.list.Name, "ListAddress": p.listAddr, "From": templates.HeaderSafe(from),
 		"Signature": p.opened.Signature.String(), "Signer": p.opened.Signer, "Encrypted": p.opened.Encrypted,
 		"NotVerified": notVerified, "Notes": append(slices.Clip(p.opened.Notes), p.opts.Notes...), "Reason": p.heldReason,
-		"AuthResults": p.sm.Auth.String(),
+		"AuthResults": p.sm.Auth.String(), "Fingerprint": p.s.Key.Fingerprint(),
 	})
 	if err != nil {
 		return nil, err

@@ -222,7 +222,9 @@ func TestNoticesFollowedLiterally(t *testing.T) {
 
 	// Fedora replies on the list: show has it at once.
 	w.send(fed, listA, "", "We will be ready on the date.\n")
-	w.waitText(deb, 2, "We will be ready on the date.")
+	if cp := w.waitText(deb, 2, "We will be ready on the date."); !strings.Contains(cp, "Reply:     to "+listA+", encrypted to the project key "+w.project) {
+		t.Errorf("a member's copy does not say which key to encrypt a reply to:\n%s", cp)
+	}
 	if out := w.cli(0, "incident", "show", a); !regexp.MustCompile(`Fedora <secalert@fedora.example> +notified .*, acknowledged .* \(reply\)`).MatchString(out) {
 		t.Errorf("show right after Fedora's reply on the list:\n%s", out)
 	}
