@@ -198,7 +198,7 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 	if !b.ok {
 		return p.holdUnbound(ctx, b)
 	}
-	if len(kws) == 1 && kws[0].Name == "list" {
+	if len(kws) == 1 && kws[0].Name == "list" && !blank(stripped) {
 		// A plain post naming its list: the x-list line is not content.
 		p.opened.Entity, kws = stripped, nil
 	}

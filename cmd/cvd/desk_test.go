@@ -242,6 +242,11 @@ func TestNoticesFollowedLiterally(t *testing.T) {
 	if !strings.Contains(r, "x-status: "+a) || !strings.Contains(r, "it was not sent to the list") || strings.Contains(r, "was sent to the list") {
 		t.Errorf("reply to a post of keyword lines only:\n%s", r)
 	}
+	coraBefore := len(w.texts(w.cora))
+	w.send(w.cora, listA, "", "x-list: "+a+"\n\n")
+	if r := w.waitText(w.cora, coraBefore, "Results of your commands"); !strings.Contains(r, "nothing to do") || !strings.Contains(r, "it was not sent to the list") {
+		t.Errorf("reply to a post of the x-list line only:\n%s", r)
+	}
 	if got := w.texts(deb); len(got) != debBefore {
 		t.Errorf("a post of keyword lines only was distributed:\n%s", got[len(got)-1])
 	}
