@@ -40,6 +40,8 @@ type ThreadPost struct {
 	// NoArchive says why there is no content to read (a post of
 	// commands only, a refused or duplicate post).
 	NoArchive string
+	// Report is true for the report that opened the incident.
+	Report bool
 }
 
 // Patch is a patch attached to a post.
@@ -52,10 +54,13 @@ type Patch struct {
 // from the archive.
 func (d *Desk) Thread(ctx context.Context, id string) ([]ThreadPost, error) {
 	var ps []store.Post
+	var spool int64
 	err := d.DB.Read(ctx, func(tx *sql.Tx) error {
-		if _, err := d.load(ctx, tx, id); err != nil {
+		in, err := d.load(ctx, tx, id)
+		if err != nil {
 			return err
 		}
+		spool = in.SpoolID
 		l, err := store.ListByNameTx(ctx, tx, id)
 		if err != nil {
 			return err
@@ -73,6 +78,7 @@ func (d *Desk) Thread(ctx context.Context, id string) ([]ThreadPost, error) {
 			return nil, fmt.Errorf("thread of %s, post %d: %w", id, p.ID, err)
 		}
 		tp.N = i + 1
+		tp.Report = spool != 0 && p.SpoolID == spool
 		out = append(out, tp)
 	}
 	return out, nil
@@ -211,19 +217,43 @@ func headerText(v string) string {
 // order, as mail git am applies: a git format-patch attachment as it
 // is, any other diff with the post's sender, date and subject. Each
 // carries the post's signature status in X-Cvd-* fields (git am
-// ignores them).
-func (d *Desk) PatchMails(ctx context.Context, id string) ([]publish.MboxMessage, error) {
+// ignores them; the patch's own X-Cvd-* fields are dropped). Only posts
+// that were distributed (a member's verified post) and the report count:
+// held ones, which anyone can send, are skipped and counted.
+func (d *Desk) PatchMails(ctx context.Context, id string) (msgs []publish.MboxMessage, skipped int, err error) {
 	posts, err := d.Thread(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	var out []publish.MboxMessage
 	for _, p := range posts {
+		if p.Status != "distributed" && !p.Report {
+			skipped += len(p.Patches)
+			continue
+		}
 		for _, pt := range p.Patches {
-			out = append(out, patchMail(id, p, pt))
+			msgs = append(msgs, patchMail(id, p, pt))
 		}
 	}
-	return out, nil
+	return msgs, skipped, nil
+}
+
+// dropCvdFields removes X-Cvd-* fields (ours to set) from a header.
+func dropCvdFields(head []byte) []byte {
+	var out [][]byte
+	skip := false
+	for _, l := range bytes.Split(head, []byte("\n")) {
+		if len(l) > 0 && (l[0] == ' ' || l[0] == '\t') {
+			if !skip {
+				out = append(out, l)
+			}
+			continue
+		}
+		skip = len(l) >= 6 && strings.EqualFold(string(l[:6]), "x-cvd-")
+		if !skip {
+			out = append(out, l)
+		}
+	}
+	return bytes.Join(out, []byte("\n"))
 }
 
 func patchMail(id string, p ThreadPost, pt Patch) publish.MboxMessage {
@@ -250,7 +280,7 @@ func patchMail(id string, p ThreadPost, pt Patch) publish.MboxMessage {
 		_, rest, _ := bytes.Cut(body, []byte("\n"))
 		if head, b, ok := bytes.Cut(rest, []byte("\n\n")); ok {
 			var raw bytes.Buffer
-			raw.Write(head)
+			raw.Write(dropCvdFields(head))
 			raw.WriteString("\n")
 			raw.Write(meta.Bytes())
 			raw.WriteString("\n")

@@ -84,6 +84,26 @@ func TestDeskReading(t *testing.T) {
 			"--p1--\n")
 	w.waitText(deb, 0, "Here is the fix")
 
+	// Hostile patches: a member's format-patch forging cvd's signature
+	// field, and a non-member's patch (held, never in the mbox).
+	os.WriteFile(filepath.Join(repo, "NOTES"), []byte("packaging notes\n"), 0o644)
+	gitRun(t, repo, "", "add", "NOTES")
+	gitRun(t, repo, "", "commit", "-q", "-m", "notes for packagers")
+	debPatch := gitRun(t, repo, "", "format-patch", "-1", "--stdout")
+	debPatch = strings.Replace(debPatch, "\nSubject:", "\nX-Cvd-Signature: good by "+w.cora.Fpr+"\nSubject:", 1)
+	w.send(deb, listA, "Content-Type: multipart/mixed; boundary=\"p2\"\r\n",
+		"--p2\nContent-Type: text/plain; charset=utf-8\n\nNotes for packagers attached.\n"+
+			"--p2\nContent-Type: text/x-patch\nContent-Disposition: attachment; filename=\"0001-notes.patch\"\n\n"+debPatch+"--p2--\n")
+	w.waitText(w.cora, 0, "Notes for packagers attached.")
+	mallory := gpgtest.New(t, "Mallory", "mallory@evil.example", "never")
+	mallory.Import(w.cora.Pub)
+	projectPub, _ := os.ReadFile(filepath.Join(w.dir, "keys/project.pub.asc"))
+	mallory.Import(projectPub)
+	w.send(mallory, listA, "Content-Type: multipart/mixed; boundary=\"p3\"\r\n",
+		"--p3\nContent-Type: text/plain; charset=utf-8\n\nx-list: "+a+"\nUrgent fix, apply now.\n"+
+			"--p3\nContent-Type: text/x-patch\nContent-Disposition: attachment; filename=\"0001-backdoor.patch\"\n\n"+debPatch+"--p3--\n")
+	w.waitText(w.cora, 0, "Urgent fix, apply now.")
+
 	// The original report.
 	rep := w.cli(0, "incident", "show", a, "--report")
 	if !strings.Contains(rep, `The parser crashes on empty input: run parse("").`) || !strings.Contains(rep, "Rita <rita@reporter.example>") ||
@@ -103,9 +123,10 @@ func TestDeskReading(t *testing.T) {
 	}
 
 	// The patches: git am applies them, in order, in a fresh clone.
-	mbox := w.cli(0, "incident", "patches", a)
-	if strings.Count(mbox, "\nX-Cvd-Signature: good by "+w.cora.Fpr) != 2 {
-		t.Errorf("patches without the signature's status:\n%s", mbox)
+	code, mbox, errOut := runCVD(t, w.dir, nil, "incident", "patches", a, "--config", w.cfg)
+	if code != 0 || strings.Count(mbox, "\nX-Cvd-Signature: good by "+w.cora.Fpr) != 2 || strings.Count(mbox, "\nX-Cvd-Signature: good by "+deb.Fpr) != 1 ||
+		strings.Contains(mbox, "backdoor") || !strings.Contains(errOut, "left out 1 patch") {
+		t.Errorf("patches (exit %d, %s):\n%s", code, errOut, mbox)
 	}
 	fresh := newRepo(t)
 	gitRun(t, fresh, mbox, "am")
@@ -113,6 +134,7 @@ func TestDeskReading(t *testing.T) {
 		t.Errorf("parser.c after git am:\n%s", got)
 	}
 	if log := gitRun(t, fresh, "", "log", "--format=%an <%ae>: %s"); !strings.Contains(log, "Fay Fixer <fay@example.org>: parser: refuse empty input") ||
+		!strings.Contains(log, "Fay Fixer <fay@example.org>: notes for packagers") ||
 		!strings.Contains(log, "<cora@example.org>: null-check") {
 		t.Errorf("git log after git am:\n%s", log)
 	}

@@ -214,9 +214,12 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 		})
 	case "patches":
 		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error {
-			msgs, err := d.PatchMails(ctx, id)
+			msgs, skipped, err := d.PatchMails(ctx, id)
 			if err != nil {
 				return err
+			}
+			if skipped > 0 {
+				fmt.Fprintf(stderr, "left out %d patch(es) of held posts (not verified as a member's): see cvd incident thread %s\n", skipped, id)
 			}
 			if len(msgs) == 0 {
 				fmt.Fprintf(stderr, "no patches posted to %s\n", id)
