@@ -81,3 +81,7 @@ func WithProject(text, name string) (string, error) {
 	j := strings.Index(text[i+1:], "\n")
 	return text[:i+1] + `project = "` + name + `"` + text[i+1+j:], nil
 }
+
+func init() {
+	keys = append(keys, "cve", "cve.cna", "cve.org_id", "cve.short_name", "cve.request_to", "embargo.agenda_every")
+}
