@@ -98,4 +98,13 @@ func TestCVEFromFreshInit(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "0c8d8d8e-7d6e-4b5c-9a1b-2c3d4e5f6a7b") {
 		t.Errorf("GET /advisories/%s.cve.json: %s\n%s", id, resp.Status, page)
 	}
+	resp, err = http.Get("http://" + w.s.webAddr(t) + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "encrypted with OpenPGP if you can") {
+		t.Errorf("GET /:\n%s", page)
+	}
 }
