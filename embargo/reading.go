@@ -120,6 +120,10 @@ func (d *Desk) OriginalReport(ctx context.Context, id string) (ThreadPost, error
 		return ThreadPost{}, fmt.Errorf("report of %s: %w", id, err)
 	}
 	tp.N = 1
+	tp.Report = true
+	// The intake posts every report for the team to read; "held" says
+	// only that it came unsigned, as its header block states.
+	tp.Subject = strings.TrimPrefix(tp.Subject, "[held] ")
 	return tp, nil
 }
 

@@ -107,7 +107,7 @@ func TestDeskReading(t *testing.T) {
 	// The original report.
 	rep := w.cli(0, "incident", "show", a, "--report")
 	if !strings.Contains(rep, `The parser crashes on empty input: run parse("").`) || !strings.Contains(rep, "Rita <rita@reporter.example>") ||
-		!strings.Contains(rep, "parser crash") {
+		!strings.Contains(rep, "Subject:   parser crash\n") {
 		t.Errorf("show --report:\n%s", rep)
 	}
 
