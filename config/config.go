@@ -49,6 +49,8 @@ type Config struct {
 	Delivery Delivery
 	DKIM     DKIM
 	Embargo  Embargo
+	CVE      CVE
+	Agenda   Agenda
 	Lists    Lists
 	DNS      DNS
 	Web      Web
@@ -304,6 +306,7 @@ type raw struct {
 		MaxEmbargo     *age         `toml:"max_embargo"`
 		ReminderBefore *age         `toml:"reminder_before"`
 		AckEscalation  *age         `toml:"ack_escalation"`
+		AgendaEvery    *age         `toml:"agenda_every"`
 		SubjectPrefix  *string      `toml:"subject_prefix"`
 		Project        *string      `toml:"project"`
 		Vendor         *string      `toml:"vendor"`
@@ -333,6 +336,7 @@ type raw struct {
 		Level  *string `toml:"level"`
 	} `toml:"log"`
 	Intake rawIntake `toml:"intake"`
+	CVE    rawCVE    `toml:"cve"`
 	Spam   rawSpam   `toml:"spam"`
 	// Announce is [announce].
 	Announce  rawAnnounce  `toml:"announce"`
@@ -672,6 +676,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyWeb(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyCVE(r, bad); err != nil {
 		return err
 	}
 	if err := c.applyIntake(r, bad); err != nil {

@@ -139,6 +139,9 @@ reminder_before = "24h"
 ack_escalation = "24h"
 # Subject tag of pre-notifications (inside the encryption).
 subject_prefix = "[vs]"
+# The coordinators get the agenda ('cvd agenda': every open incident's
+# next deadline) by mail, encrypted, this often; "0d" for never.
+agenda_every = "7d"
 # The software and its maintainers, as advisories name them (the vendor
 # defaults to the project).
 project = "DOMAIN"
@@ -163,6 +166,21 @@ external = []
 # name = "Debian"
 # email = "team@security.debian.org"
 # key_file = "keys/debian.asc"
+
+[cve]
+# Is the project a CVE Numbering Authority? A CNA reserves its own CVE IDs
+# (e.g. with cvelib) and submits the CVE record cvd writes
+# ('cvd incident export ID --format cve', /advisories/ID.cve.json).
+cna = false
+# The CNA's organisation ID (a UUID) and short name, as CVE Services knows
+# them: the project's own when cna = true (then required), else those of
+# the CNA that assigns your IDs (optional: without them no CVE record is
+# written, the CNA publishes it).
+org_id = ""
+short_name = ""
+# Not a CNA: the CNA you request IDs from; 'cvd incident cve ID --request'
+# writes the request mail to it (or to --to ADDRESS).
+request_to = ""
 
 [lists]
 # A signed command (x-...) or announcement counts once, and only while its

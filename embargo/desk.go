@@ -93,6 +93,10 @@ type Desk struct {
 	AcknowledgeUnauthenticated bool
 	// Project describes the project in advisories.
 	Project publish.Project
+	// CVE says how CVE IDs are had (CNA or not, whom to ask).
+	CVE CVESettings
+	// AgendaEvery is how often the coordinators get the agenda (0: never).
+	AgendaEvery time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	Log *slog.Logger
@@ -300,6 +304,9 @@ func (d *Desk) Do(ctx context.Context, id string, actor Actor, fn func(o *Op) er
 		return err
 	})
 	if err != nil {
+		if IsRefusal(err) && strings.Contains(err.Error(), id) {
+			return "", err
+		}
 		return "", fmt.Errorf("incident %s: %w", id, err)
 	}
 	d.afterCommit(o)

@@ -62,7 +62,7 @@ func (p *Op) Notify(selection []string) error {
 		r, err := render("prenotify", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
 			"DateISO": o.in.EmbargoAt.Format("2006-01-02T15:04Z"), "ListAddress": o.d.ListAddress(o.in.ID), "Project": o.d.Project.Name,
 			"Title": orDefault(o.in.Facts.Title, "security issue "+o.in.ID), "Facts": o.d.factsText(o.in), "MinNotice": human(o.d.Policy.MinNotice),
-			"Announce": strings.Join(o.d.publicLists(), ", ")})
+			"Announce": strings.Join(o.d.publicLists(), ", "), "Fingerprint": o.d.Key.Fingerprint()})
 		if err != nil {
 			return err
 		}
@@ -191,7 +191,7 @@ func (d *Desk) factsText(in *Incident) string {
 			line("Vector", c.Vector)
 		}
 	}
-	line("Type", strings.TrimSpace(f.ProblemType+" "+f.CWE))
+	line("Type", publish.TypeText(f.ProblemType, f.CWE))
 	for _, pk := range f.Packages {
 		for _, r := range pk.Ranges {
 			line("Affected", fmt.Sprintf("%s from %s", pk.Name, r.Introduced))
@@ -235,7 +235,7 @@ func (p *Op) Ack() error {
 			return err
 		}
 		if !ok {
-			o.note("%s: nothing to acknowledge (not notified, or acknowledged before)", o.in.ID)
+			o.note("%s", o.ackAgain())
 			return nil
 		}
 		o.note("%s: acknowledgement recorded; the public date is %s", o.in.ID, utc(o.in.EmbargoAt))
@@ -252,4 +252,23 @@ func (p *Op) Ack() error {
 		return o.save()
 	}
 	return refuse("ack is for downstreams and coordinators")
+}
+
+// ackAgain says why a downstream's x-ack changed nothing: acknowledged
+// before (when and how), or never notified.
+func (o *op) ackAgain() string {
+	ds, err := store.DownstreamsTx(o.ctx, o.tx, o.in.ID)
+	if err == nil {
+		for _, x := range ds {
+			if !strings.EqualFold(x.Email, o.actor.Who) || x.AckedAt.IsZero() {
+				continue
+			}
+			how := "an x-ack"
+			if x.AckHow == "reply" {
+				how = "your post to the list"
+			}
+			return fmt.Sprintf("%s: already acknowledged, by %s on %s; the public date is %s", o.in.ID, how, utc(x.AckedAt), utc(o.in.EmbargoAt))
+		}
+	}
+	return fmt.Sprintf("%s: nothing to acknowledge: %s has not been sent a pre-notification of this incident", o.in.ID, o.actor.Who)
 }

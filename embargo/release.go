@@ -124,13 +124,13 @@ func (p *Op) Publish(breakNow bool, reason string, force bool) error {
 		o.note("%s is already %s (%s)", o.in.ID, o.in.State, utc(o.in.PublishedAt))
 		return nil
 	}
-	if err := o.take(); err != nil {
-		return err
-	}
 	switch o.in.State {
 	case store.IncidentConfirmed, store.IncidentFixing, store.IncidentPrenotified:
 	default:
-		return refuse("incident %s is %s; confirm it before publishing", o.in.ID, o.in.State)
+		return refuse("%s is %s, not confirmed: confirm it before publishing (cvd incident confirm %s, or x-confirm)", o.in.ID, o.in.State, o.in.ID)
+	}
+	if err := o.take(); err != nil {
+		return err
 	}
 	if o.in.Privacy != Private {
 		if o.in.Facts.Workaround == "" && !hasFix(o.in.Facts) {
@@ -202,7 +202,8 @@ func (o *op) release(how string, broken, force bool) error {
 		return err
 	}
 	data := map[string]any{"ID": o.in.ID, "Project": o.d.Project.Name, "Title": a.Title, "CVE": a.CVE,
-		"Advisory": text, "Broken": broken, "Reason": o.in.Facts.Public().BreakReason, "Date": utc(o.now),
+		"Advisory": text, "Broken": broken, "Reason": o.in.Facts.Public().BreakReason,
+		"BrokenNote": publish.Wrap("The embargo on this issue ended early (" + o.in.Facts.Public().BreakReason + "), so this advisory is published now instead of on the planned date."), "Date": utc(o.now),
 		"Intake": o.d.IntakeAddress(), "ListAddress": o.d.ListAddress(o.in.ID), "URL": a.PageURL()}
 	ann, err := render("announce", data)
 	if err != nil {
@@ -275,7 +276,7 @@ func (o *op) announce(subject, body string) ([]string, error) {
 		case err != nil:
 			return nil, fmt.Errorf("announce %s: %w", o.in.ID, err)
 		default:
-			out = append(out, fmt.Sprintf("%s (%d subscribers)", o.d.Announce, n))
+			out = append(out, fmt.Sprintf("%s (%s)", o.d.Announce, plural(n, "subscriber")))
 		}
 	}
 	return append(out, o.d.External...), nil

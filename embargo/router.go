@@ -34,6 +34,9 @@ type Router struct {
 	// Routed, when set, is called after a batch was routed (e.g. to wake
 	// the delivery worker for the mail it queued).
 	Routed func()
+	// Posted, when set, is called after a message was handled on list
+	// (the Desk's RecordReplyAcks); an error is logged.
+	Posted func(ctx context.Context, list string) error
 	// AfterBatch, when set, is called after each batch of messages was
 	// routed (the Desk's FlushTriage); an error routes the batch again.
 	AfterBatch func(ctx context.Context) error
@@ -151,6 +154,11 @@ func (r *Router) route(ctx context.Context, sm *store.SpooledMessage, rcpt strin
 	}
 	if err != nil {
 		return fmt.Errorf("route to %s: %w", rcpt, err)
+	}
+	if r.Posted != nil {
+		if err := r.Posted(ctx, a.Tag); err != nil {
+			r.Log.Error("after list post", "spool", sm.ID, "list", a.Tag, "err", err)
+		}
 	}
 	return nil
 }

@@ -28,6 +28,8 @@ type Tick struct {
 	AckedByPost int
 	// Digests is 1 when a triage digest went to the team.
 	Digests int
+	// Agendas is 1 when the agenda went to the team.
+	Agendas int
 }
 
 // RunDue does everything due at the desk's clock: releases (each in its
@@ -86,6 +88,11 @@ func (d *Desk) RunDue(ctx context.Context) (Tick, error) {
 	}
 	if _, err := d.warnExpiringKeys(ctx); err != nil {
 		errs = append(errs, err)
+	}
+	if ok, err := d.agendaMail(ctx); err != nil {
+		errs = append(errs, err)
+	} else if ok {
+		t.Agendas++
 	}
 	return t, errors.Join(errs...)
 }
@@ -170,17 +177,11 @@ func (d *Desk) held(in *store.Incident) bool {
 // remind records acknowledgements by reply and reminds the downstreams
 // still silent ReminderBefore the date.
 func (o *op) remind() error {
-	acked, err := store.AckDownstreamsByReplyTx(o.ctx, o.tx, o.in.ID)
+	n, err := replyAcksTx(o.ctx, o.tx, o.in.ID, o.now)
 	if err != nil {
 		return err
 	}
-	for _, e := range acked {
-		if err := store.AddIncidentEventTx(o.ctx, o.tx, &store.IncidentEvent{Incident: o.in.ID, At: o.now, Actor: e, Kind: "ack",
-			Detail: "pre-notification acknowledged by a reply"}); err != nil {
-			return err
-		}
-	}
-	o.ackedByPost = len(acked)
+	o.ackedByPost = n
 	if o.in.State != store.IncidentPrenotified || o.now.Before(o.in.EmbargoAt.Add(-o.d.Policy.ReminderBefore)) || !o.now.Before(o.in.EmbargoAt) {
 		return nil
 	}
@@ -194,7 +195,7 @@ func (o *op) remind() error {
 			continue
 		}
 		r, err := render("reminder", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
-			"ListAddress": o.d.ListAddress(o.in.ID), "Email": ds.Email, "Notified": utc(ds.NotifiedAt)})
+			"ListAddress": o.d.ListAddress(o.in.ID), "Email": ds.Email, "Notified": utc(ds.NotifiedAt), "Fingerprint": o.d.Key.Fingerprint()})
 		if err != nil {
 			return err
 		}
@@ -223,7 +224,7 @@ func (o *op) escalate() error {
 		return nil
 	}
 	r, err := render("escalation", map[string]any{"ID": o.in.ID, "ListAddress": o.d.ListAddress(o.in.ID),
-		"Age": human(o.now.Sub(o.in.CreatedAt).Truncate(time.Hour)), "Received": utc(o.in.CreatedAt)})
+		"Age": human(o.now.Sub(o.in.CreatedAt).Truncate(time.Hour)), "Received": utc(o.in.CreatedAt), "Fingerprint": o.d.Key.Fingerprint()})
 	if err != nil {
 		return err
 	}
@@ -260,6 +261,11 @@ func (d *Desk) NextDue(ctx context.Context) (time.Time, error) {
 			return err
 		}
 		earlier(dd)
+		if ag, err := d.nextAgenda(ctx, tx); err != nil {
+			return err
+		} else if ag.After(d.now()) {
+			earlier(ag)
+		}
 		ins, err := store.IncidentsTx(ctx, tx, store.IncidentNew, store.IncidentPrenotified)
 		if err != nil {
 			return err
@@ -330,7 +336,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			log.Error("scheduler", "err", err)
 		}
-		if len(t.Released)+t.Reminded+len(t.Escalated)+t.Digests > 0 {
+		if len(t.Released)+t.Reminded+len(t.Escalated)+t.Digests+t.Agendas > 0 {
 			log.Info("scheduler", "released", strings.Join(t.Released, ","), "reminded", t.Reminded, "escalated", len(t.Escalated), "triage_digests", t.Digests)
 			if s.Done != nil {
 				s.Done()

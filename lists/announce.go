@@ -48,7 +48,7 @@ func (s *Service) UnsubscribeURL(token string) string {
 
 // EnsureAnnounceList creates the announce list when it does not exist.
 func (s *Service) EnsureAnnounceList(ctx context.Context) error {
-	_, err := s.CreateList(ctx, AnnounceList, store.ListAnnounce, s.Domain+" security announcements")
+	_, err := s.CreateList(ctx, AnnounceList, store.ListAnnounce, s.projectName()+" security announcements")
 	if err != nil && !errors.Is(err, store.ErrExists) {
 		return err
 	}
@@ -233,7 +233,7 @@ func (s *Service) OneClickUnsubscribe(ctx context.Context, token string) (bool, 
 // like: no embargoed content ever goes this way).
 func (s *Service) queuePlain(ctx context.Context, tx *sql.Tx, l *store.List, kind, to, replyTo string, text *templates.Rendered, now time.Time) error {
 	var b bytes.Buffer
-	writeField(&b, "From", (&mail.Address{Name: s.Domain + " security announcements", Address: s.AnnounceAddress()}).String())
+	writeField(&b, "From", (&mail.Address{Name: s.projectName() + " security announcements", Address: s.AnnounceAddress()}).String())
 	writeField(&b, "To", to)
 	if replyTo != "" {
 		writeField(&b, "Reply-To", replyTo)
@@ -482,7 +482,7 @@ func (s *Service) AnnounceTx(ctx context.Context, tx *sql.Tx, inner []byte, orig
 	}
 	mid := "<" + randomToken() + "@" + s.Domain + ">"
 	var outer textproto.Header
-	outer.Set("From", (&mail.Address{Name: s.Domain + " security team", Address: s.IntakeAddress()}).String())
+	outer.Set("From", (&mail.Address{Name: s.projectName() + " security team", Address: s.IntakeAddress()}).String())
 	outer.Set("To", s.AnnounceAddress())
 	outer.Set("Date", now.Format(time.RFC1123Z))
 	outer.Set("Message-Id", mid)

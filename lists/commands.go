@@ -71,6 +71,9 @@ func (p *postJob) commands(ctx context.Context, kws []Keyword, stripped []byte, 
 				}
 				results = append(results, "x-"+kw.Name+": "+r)
 			}
+			if len(results) == 0 {
+				results = append(results, "x-list: "+p.list.Name+": no command and no text, nothing to do")
+			}
 		}
 		p.s.log().Info("list commands", "list", p.list.Name, "sender_member", p.sender.ID, "count", len(kws), "named", explicit, "refused", refusal)
 		if err := p.reply(ctx, tx, results, d != nil); err != nil {

@@ -198,7 +198,7 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 	if !b.ok {
 		return p.holdUnbound(ctx, b)
 	}
-	if len(kws) == 1 && kws[0].Name == "list" {
+	if len(kws) == 1 && kws[0].Name == "list" && !blank(stripped) {
 		// A plain post naming its list: the x-list line is not content.
 		p.opened.Entity, kws = stripped, nil
 	}
@@ -349,7 +349,7 @@ func (p *postJob) headerBlock(held, notVerified bool) ([]byte, error) {
 		"Held": held, "List": p.list.Name, "ListAddress": p.listAddr, "From": templates.HeaderSafe(from),
 		"Signature": p.opened.Signature.String(), "Signer": p.opened.Signer, "Encrypted": p.opened.Encrypted,
 		"NotVerified": notVerified, "Notes": append(slices.Clip(p.opened.Notes), p.opts.Notes...), "Reason": p.heldReason,
-		"AuthResults": p.sm.Auth.String(),
+		"AuthResults": p.sm.Auth.String(), "Fingerprint": p.s.Key.Fingerprint(),
 	})
 	if err != nil {
 		return nil, err

@@ -64,6 +64,9 @@ type Service struct {
 	// MayReply, when set, says whether the sender addr of sm may get an
 	// automatic reply (a receipt, a refusal notice); nil allows it.
 	MayReply func(sm *store.SpooledMessage, addr string) bool
+	// Project is the project's name in the From of announcements and
+	// the announce list's title; the domain when empty.
+	Project string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	Log *slog.Logger
@@ -90,6 +93,13 @@ func (s *Service) freezeAfter() int {
 		return s.FreezeAfter
 	}
 	return DefaultFreezeAfter
+}
+
+func (s *Service) projectName() string {
+	if s.Project != "" {
+		return s.Project
+	}
+	return s.Domain
 }
 
 // Address returns the posting address of the list called name.

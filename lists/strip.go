@@ -111,18 +111,81 @@ func decodeTransfer(cte string, body []byte) ([]byte, error) {
 	}
 }
 
-// blank reports whether an entity's text content is empty once keywords
-// are stripped: a single text part with nothing but white space.
+// blank reports whether an entity's content is empty once keywords are
+// stripped: text parts with nothing but white space, and multiparts made
+// only of such parts (a mail client's wrapper around the text, or the
+// legacy display of protected header fields, RFC 9788).
 func blank(ent []byte) bool {
+	return blankAt(ent, 0)
+}
+
+func blankAt(ent []byte, depth int) bool {
+	if depth > 4 {
+		return false
+	}
 	head, body := splitEntity(ent)
 	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(head)))
 	if err != nil {
 		return false
 	}
-	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
-	if h.Get("Content-Type") != "" && mt != "text/plain" {
+	mt, params, err := mime.ParseMediaType(h.Get("Content-Type"))
+	switch {
+	case h.Get("Content-Type") == "":
+		mt = "text/plain"
+	case err != nil:
 		return false
 	}
-	text, err := decodeTransfer(h.Get("Content-Transfer-Encoding"), body)
-	return err == nil && len(bytes.TrimSpace(text)) == 0
+	if strings.EqualFold(h.Get("Content-Disposition"), "attachment") || strings.HasPrefix(strings.ToLower(h.Get("Content-Disposition")), "attachment;") {
+		return false
+	}
+	switch {
+	case mt == "text/rfc822-headers":
+		// The legacy display of protected header fields: not content.
+		return true
+	case mt == "text/plain":
+		text, err := decodeTransfer(h.Get("Content-Transfer-Encoding"), body)
+		return err == nil && len(bytes.TrimSpace(text)) == 0
+	case strings.HasPrefix(mt, "multipart/") && params["boundary"] != "":
+		parts, ok := splitParts(body, params["boundary"])
+		if !ok {
+			return false
+		}
+		for _, p := range parts {
+			if !blankAt(p, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// splitParts returns the body parts of a multipart body.
+func splitParts(body []byte, boundary string) ([][]byte, bool) {
+	delim := []byte("--" + boundary)
+	var parts [][]byte
+	rest := body
+	if !bytes.HasPrefix(rest, delim) {
+		i := bytes.Index(rest, append([]byte("\r\n"), delim...))
+		if i < 0 {
+			return nil, false
+		}
+		rest = rest[i+2:]
+	}
+	for {
+		rest = rest[len(delim):]
+		if bytes.HasPrefix(rest, []byte("--")) {
+			return parts, true
+		}
+		if !bytes.HasPrefix(rest, []byte("\r\n")) {
+			return nil, false
+		}
+		rest = rest[2:]
+		end := bytes.Index(rest, append([]byte("\r\n"), delim...))
+		if end < 0 {
+			return nil, false
+		}
+		parts = append(parts, rest[:end])
+		rest = rest[end+2:]
+	}
 }

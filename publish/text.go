@@ -93,7 +93,7 @@ func TextAdvisory(a *Advisory) (string, error) {
 		field(&b, "Updated", utc(a.Updated))
 	}
 	if a.ProblemType != "" || a.CWE != "" {
-		field(&b, "Type", strings.TrimSpace(a.ProblemType+" "+parens(a.CWE)))
+		field(&b, "Type", TypeText(a.ProblemType, a.CWE))
 	}
 	for _, c := range a.Scores() {
 		field(&b, "Severity", fmt.Sprintf("%s, CVSS v%s score %s", c.Severity, c.Version, c.ScoreString()))
@@ -153,12 +153,20 @@ func TextAdvisory(a *Advisory) (string, error) {
 	return b.String(), nil
 }
 
-func parens(s string) string {
-	if s == "" {
-		return ""
+// TypeText is an issue's type as advisories state it: "Heap overflow
+// (CWE-122)", or the type or the CWE alone when only one is known.
+func TypeText(problemType, cwe string) string {
+	switch {
+	case problemType == "":
+		return cwe
+	case cwe == "":
+		return problemType
 	}
-	return "(" + s + ")"
+	return problemType + " (" + cwe + ")"
 }
+
+// Wrap fills text's paragraphs to the width of text advisories.
+func Wrap(text string) string { return wrap(text, "", TextWidth) }
 
 func utcOrTBD(t time.Time) string {
 	if t.IsZero() {
@@ -238,7 +246,7 @@ func CVERequest(a *Advisory, from, to string) (Mail, error) {
 		}
 	}
 	if a.ProblemType != "" || a.CWE != "" {
-		field(&b, "Type", strings.TrimSpace(a.ProblemType+" "+parens(a.CWE)))
+		field(&b, "Type", TypeText(a.ProblemType, a.CWE))
 	}
 	for _, c := range a.Scores() {
 		field(&b, "CVSS", fmt.Sprintf("%s, v%s score %s", c.Severity, c.Version, c.ScoreString()))

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/cvd-project/cvd/config"
 	"github.com/cvd-project/cvd/crypto"
@@ -21,14 +19,16 @@ import (
 )
 
 const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
-  list                              every incident, its state and date
-  show ID                           facts, downstreams and the timeline
+  list                              every incident: state, CVE, publication date, next deadline, title
+  show ID [--report]                facts, downstreams and the timeline; --report: the original report, decrypted
+  thread ID                         the list's posts in order: who, when, signature, text (decrypted)
+  patches ID                        the patches posted to the list, as an mbox for git am
   triage ID                         take a new report
   confirm ID [--privacy private|public|zero-day]
   reject ID REASON                  (the reporter is told the reason)
   duplicate ID OTHER-ID
   fixing ID
-  cve ID CVE-YYYY-NNNN | cve ID --request [--to CNA-ADDRESS]
+  cve ID CVE-YYYY-NNNN | cve ID --request [--to CNA-ADDRESS]  (the request mail; default CNA: cve.request_to)
   cvss ID VECTOR
   versions ID PACKAGE [--introduced V] [--fixed V] [--type SEMVER|ECOSYSTEM|GIT] | versions ID --clear
   backport ID VERSION DECISION
@@ -80,7 +80,10 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 	pol.SubjectPrefix = c.Embargo.SubjectPrefix
 	return &embargo.Desk{DB: db, Lists: svc, Domain: c.Domain, Key: key, Limits: svc.Limits, Policy: pol,
 		Team: team, Roster: roster, Announce: c.Embargo.Announce, External: c.Embargo.External,
-		Project:                    publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain, URL: c.Web.BaseURL},
+		Project: publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain, URL: c.Web.BaseURL,
+			CNAOrgID: c.CVE.OrgID, CNAShortName: c.CVE.ShortName},
+		CVE:                        embargo.CVESettings{CNA: c.CVE.CNA, RequestTo: c.CVE.RequestTo},
+		AgendaEvery:                c.Agenda.Every,
 		AcknowledgeUnauthenticated: c.Intake.AcknowledgeUnauthenticated,
 		IntakePolicy:               intakePolicy(c),
 		Log:                        log.With("part", "embargo")}, nil
@@ -162,6 +165,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	force := fs.Bool("force", false, "publish: release an incomplete advisory, with placeholders for the missing title and description")
 	format := fs.String("format", "text", "export: text, cve, osv, csaf or mbox")
 	category := fs.String("category", "", "notify: the roster entries of a category (distribution, vendor, service-provider)")
+	original := fs.Bool("report", false, "show: the original report, decrypted from the archive")
 	pos, err := splitArgs(fs, args[1:])
 	if err != nil {
 		return err
@@ -173,7 +177,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if sub == "list" {
-		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error { return listIncidents(ctx, d, stdout) })
+		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error { return d.WriteList(ctx, stdout) })
 	}
 	if err := need(1, "ID"); err != nil {
 		return err
@@ -195,7 +199,38 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	rest := strings.Join(pos[1:], " ")
 	switch sub {
 	case "show":
+		if *original {
+			return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error {
+				p, err := d.OriginalReport(ctx, id)
+				if err != nil {
+					return err
+				}
+				return embargo.WriteReport(stdout, p)
+			})
+		}
 		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error { return showIncident(ctx, d, id, stdout) })
+	case "thread":
+		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error {
+			posts, err := d.Thread(ctx, id)
+			if err != nil {
+				return err
+			}
+			return embargo.WriteThread(stdout, posts)
+		})
+	case "patches":
+		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error {
+			msgs, skipped, err := d.PatchMails(ctx, id)
+			if err != nil {
+				return err
+			}
+			if skipped > 0 {
+				fmt.Fprintf(stderr, "left out %d patch(es) of held posts (not verified as a member's): see cvd incident thread %s\n", skipped, id)
+			}
+			if len(msgs) == 0 {
+				fmt.Fprintf(stderr, "no patches posted to %s\n", id)
+			}
+			return publish.WriteMbox(stdout, msgs)
+		})
 	case "report":
 		return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error { return d.Report(ctx, id, stdout) })
 	case "export":
@@ -213,11 +248,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	case "cve":
 		if *request {
 			return withDesk(*cfgPath, func(ctx context.Context, d *embargo.Desk) error {
-				a, err := d.Advisory(ctx, id)
-				if err != nil {
-					return err
-				}
-				m, err := publish.CVERequest(a, d.IntakeAddress(), *cna)
+				m, err := d.CVERequest(ctx, id, *cna)
 				if err != nil {
 					return err
 				}
@@ -308,23 +339,6 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	return fmt.Errorf("incident: unknown command %q\n%s: %w", sub, incidentUsage, errUsage)
 }
 
-func listIncidents(ctx context.Context, d *embargo.Desk, w io.Writer) error {
-	ins, err := d.List(ctx)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tPRIVACY\tCVE\tPUBLIC DATE (UTC)\tREPORTED")
-	for _, in := range ins {
-		date := "-"
-		if !in.EmbargoAt.IsZero() {
-			date = in.EmbargoAt.Format("2006-01-02 15:04")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, in.State, in.Privacy, dash(in.Facts.CVE), date, in.CreatedAt.Format(time.DateOnly))
-	}
-	return tw.Flush()
-}
-
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -345,7 +359,7 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 	fmt.Fprintf(w, "%s\n", d.Status(in))
 	fmt.Fprintf(w, "%-14s %s\n", "List:", d.ListAddress(in.ID))
 	fmt.Fprintf(w, "%-14s %s\n", "Reporter:", strings.TrimSpace(in.ReporterName+" <"+in.Reporter+">"))
-	for _, kv := range [][2]string{{"Title", f.Title}, {"CVE", f.CVE}, {"Type", strings.TrimSpace(f.ProblemType + " " + f.CWE)},
+	for _, kv := range [][2]string{{"Title", f.Title}, {"CVE", f.CVE}, {"Type", publish.TypeText(f.ProblemType, f.CWE)},
 		{"Upstream", f.UpstreamAdvisory}, {"Override", in.EmbargoOverride}, {"Broken", f.BreakReason}} {
 		if kv[1] != "" {
 			fmt.Fprintf(w, "%-14s %s\n", kv[0]+":", kv[1])
@@ -414,7 +428,7 @@ func exportIncident(ctx context.Context, d *embargo.Desk, id, format string, w i
 		s, err = publish.TextAdvisory(a)
 		b = []byte(s)
 	case "cve":
-		b, err = publish.CVERecord(a)
+		b, err = d.CVERecord(ctx, id)
 	case "osv":
 		b, err = publish.OSV(a)
 	case "csaf":

@@ -23,6 +23,7 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	domain := fs.String("domain", "", "the project's mail domain")
 	keyType := fs.String("key-type", crypto.KindCurve25519, "OpenPGP key type: curve25519 or rsa4096")
 	force := fs.Bool("force", false, "overwrite an existing cvd.toml")
+	project := fs.String("project", "", "the project's name (default: the domain), in the key's user ID, notices and advisories")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -35,6 +36,11 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	text, err := config.Example(*domain)
 	if err != nil {
 		return fmt.Errorf("init: --domain %q: %v: %w", *domain, err, errUsage)
+	}
+	if *project != "" {
+		if text, err = config.WithProject(text, *project); err != nil {
+			return fmt.Errorf("init: --project: %v: %w", err, errUsage)
+		}
 	}
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return fmt.Errorf("init: %w", err)
@@ -79,7 +85,7 @@ func provision(c *config.Config, keyType string) ([]string, error) {
 	}
 	var created []string
 	if !exists(c.PGP.KeyFile) {
-		priv, pub, err := crypto.GenerateKey(c.Domain+" security team", "security@"+c.Domain, keyType)
+		priv, pub, err := crypto.GenerateKey(c.Embargo.Project+" security team", "security@"+c.Domain, keyType)
 		if err != nil {
 			return nil, fmt.Errorf("generate the project key: %w", err)
 		}

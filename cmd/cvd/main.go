@@ -29,9 +29,9 @@ Commands:
         default: domain localhost, data in ./cvd-data, SMTP on
         127.0.0.1:2525, the site on 127.0.0.1:8080, outbound mail kept in
         a local Maildir.
-  cvd init --dir DIR --domain DOMAIN [--key-type curve25519|rsa4096] [--force]
+  cvd init --dir DIR --domain DOMAIN [--project NAME] [--key-type curve25519|rsa4096] [--force]
         Write DIR/cvd.toml, the project's OpenPGP key for security@DOMAIN
-        and a self-signed TLS certificate.
+        ("NAME security team") and a self-signed TLS certificate.
   cvd spool list [--config FILE] [--limit N]
         Show the newest received messages (no content).
   cvd queue list|retry ID|drop ID [--config FILE] [--all] [--limit N]
@@ -49,12 +49,16 @@ Commands:
   cvd member password EMAIL [--config FILE]
         Give a member a new IMAP password (for reading their archive), sent
         to them sealed to their key; the old one stops working.
-  cvd incident list|show|confirm|reject|cve|cvss|versions|credit|set|embargo|notify|publish|close|report|export ID ...
+  cvd incident list|show|thread|patches|confirm|reject|cve|cvss|versions|credit|set|embargo|notify|publish|close|report|export ID ...
         Run incidents: see 'cvd incident' for every command. Works while
         the server runs.
   cvd incident decide ID TOPIC=VALUE ... | cvd incident notify ID --category CATEGORY
         Release decisions (patches, tests, exploit, discussion,
         public-issue), reminded when due; pre-notify a roster category.
+  cvd agenda [--config FILE]
+        Every open incident's next deadline (escalation, reminder,
+        pre-notification, release), soonest first; mailed to the team,
+        encrypted, every embargo.agenda_every.
   cvd triage list|show ID|accept ID|drop ID [--config FILE]
         Reports held by the intake policy (rate limits, spam score) instead
         of opening an incident: list them, show one, open its incident, or
@@ -138,6 +142,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCVSS(args[1:], stdout, stderr)
 	case "incident":
 		err = cmdIncident(args[1:], stdout, stderr)
+	case "agenda":
+		err = cmdAgenda(args[1:], stdout)
 	case "triage":
 		err = cmdTriage(args[1:], stdout, stderr)
 	case "webhook":

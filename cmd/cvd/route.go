@@ -39,7 +39,7 @@ func listService(c *config.Config, db *store.DB, key *crypto.Key, log *slog.Logg
 	return &lists.Service{DB: db, Domain: c.Domain, Key: key, Log: log.With("part", "lists"),
 		Limits: crypto.Limits{MaxMessageBytes: c.SMTP.MaxMessageBytes, MaxParts: c.SMTP.MaxMIMEParts,
 			MaxDepth: c.SMTP.MaxMIMEDepth, MaxPlaintextBytes: c.SMTP.MaxDecryptedBytes},
-		WebBase: c.Web.BaseURL, Authority: configAuthority(c), MaxSignatureAge: c.Lists.MaxSignatureAge,
+		WebBase: c.Web.BaseURL, Project: c.Embargo.Project, Authority: configAuthority(c), MaxSignatureAge: c.Lists.MaxSignatureAge,
 		// Receipts and refusal notices, like acknowledgements, go only to
 		// senders that authenticated (README: Intake policy).
 		MayReply: func(sm *store.SpooledMessage, addr string) bool {

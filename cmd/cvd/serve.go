@@ -187,7 +187,7 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	}
 	router := &embargo.Router{DB: db, Domain: c.Domain, Lists: svc, Log: log.With("part", "router"),
 		Bounce: bounceHandler(db, svc, c.Domain, log), Intake: desk.Intake, RoleMail: desk.ForwardRoleMail, Routed: func() { worker.Wake(); imapSvc.Notify() },
-		AfterBatch: desk.FlushTriage}
+		AfterBatch: desk.FlushTriage, Posted: desk.RecordReplyAcks}
 	desk.DeferTriage = true
 	wakeRouter, stopRouter := startRouter(ctx, router)
 	defer stopRouter()

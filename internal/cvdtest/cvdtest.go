@@ -105,7 +105,8 @@ func MustRun(t testing.TB, dir string, env []string, args ...string) string {
 // DNS goes to an empty loopback server (never the Internet), and, as
 // tests send from made-up domains, every sender is acknowledged
 // (intake.acknowledge_unauthenticated = true); tests of the rule set it
-// back with SetConfig.
+// back with SetConfig. The weekly agenda mail is off (embargo.agenda_every
+// = "0d"), so tests that move the clock by days count only their own mail.
 func InitDir(t testing.TB, domain string, extra ...string) (dir, cfg string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -119,6 +120,7 @@ func InitDir(t testing.TB, domain string, extra ...string) (dir, cfg string) {
 	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:1143"`), []byte(`listen = "127.0.0.1:0"`), 1)
 	b = bytes.Replace(b, []byte(`listen = "127.0.0.1:8080"`), []byte(`listen = "127.0.0.1:0"`), 1)
 	b = bytes.Replace(b, []byte(`acknowledge_unauthenticated = false`), []byte(`acknowledge_unauthenticated = true`), 1)
+	b = bytes.Replace(b, []byte(`agenda_every = "7d"`), []byte(`agenda_every = "0d"`), 1)
 	b = bytes.Replace(b, []byte(`# resolver = "127.0.0.1:53"`), []byte(`resolver = "`+dnstest.Start(t).Addr+`"`), 1)
 	if err := os.WriteFile(cfg, b, 0o600); err != nil {
 		t.Fatal(err)
