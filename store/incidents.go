@@ -331,10 +331,10 @@ func AckDownstreamTx(ctx context.Context, tx *sql.Tx, id, email, how string, at 
 func AckDownstreamsByReplyTx(ctx context.Context, tx *sql.Tx, id string) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, `UPDATE incident_downstream AS d SET ack_how = 'reply', acked_at = (
 			SELECT MIN(p.received_at) FROM post p JOIN list l ON l.id = p.list_id
-			WHERE l.name = d.incident AND p.sender = d.email AND p.received_at >= d.notified_at AND p.status IN ('distributed', 'held'))
+			WHERE l.name = d.incident AND p.sender = d.email AND p.received_at >= d.notified_at AND p.status IN ('distributed', 'command') AND p.signature = 'good')
 		WHERE d.incident = ? AND d.acked_at = 0 AND EXISTS (
 			SELECT 1 FROM post p JOIN list l ON l.id = p.list_id
-			WHERE l.name = d.incident AND p.sender = d.email AND p.received_at >= d.notified_at AND p.status IN ('distributed', 'held'))
+			WHERE l.name = d.incident AND p.sender = d.email AND p.received_at >= d.notified_at AND p.status IN ('distributed', 'command') AND p.signature = 'good')
 		RETURNING email`, id)
 	if err != nil {
 		return nil, fmt.Errorf("acknowledgements by reply of %s: %w", id, err)

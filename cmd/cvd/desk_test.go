@@ -233,6 +233,29 @@ func TestNoticesFollowedLiterally(t *testing.T) {
 		t.Errorf("Fedora's x-ack after its reply:\n%s", r)
 	}
 
+	// Anyone can put Ubuntu's address in From: neither a plain post nor one
+	// signed by another member's key is Ubuntu's acknowledgement.
+	forged := fmt.Sprintf("From: Ubuntu Security <%s>\r\nTo: %s\r\nSubject: re\r\nMessage-ID: <forged@ubuntu.example>\r\n\r\nReceived, thanks.\r\n", ubu.Email, listA)
+	f := filepath.Join(t.TempDir(), "forged.eml")
+	os.WriteFile(f, []byte(forged), 0o600)
+	if out, err := swaks(t, "--server", w.s.addr, "--from", "mallory@attacker.example", "--to", listA, "--data", "@"+f); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	w.n++
+	signed := gpgtest.PGPMIME(fmt.Sprintf("From: Ubuntu Security <%s>\r\nTo: %s\r\nSubject: ...\r\nMessage-ID: <desk%d@ubuntu.example>\r\n", ubu.Email, listA, w.n),
+		deb.EncryptSign([]byte("Content-Type: text/plain; charset=utf-8\r\n\r\nReceived, thanks.\r\n"), w.project))
+	os.WriteFile(f, []byte(signed), 0o600)
+	if out, err := swaks(t, "--server", w.s.addr, "--from", "mallory@attacker.example", "--to", listA, "--data", "@"+f); err != nil {
+		t.Fatalf("swaks: %v\n%s", err, out)
+	}
+	waitFor(t, "the two forged posts held", func() bool {
+		code, out, _ := runCVD(t, w.dir, w.env, "incident", "thread", a, "--config", w.cfg)
+		return code == 0 && strings.Count(out, "security@ubuntu.example  [held]") >= 2
+	}, w.s.logs)
+	if out := w.cli(0, "incident", "show", a); !regexp.MustCompile(`Ubuntu <security@ubuntu.example> +notified .*, silent`).MatchString(out) {
+		t.Errorf("a post with Ubuntu's address in From, not signed by Ubuntu's key, counted as its acknowledgement:\n%s", out)
+	}
+
 	// A post of keyword lines only, in a multipart/mixed as mail clients
 	// wrap text, is not distributed, and the sender is told so.
 	debBefore := len(w.texts(deb))
