@@ -60,6 +60,8 @@ type Person struct {
 	Email string
 	// Key is the armored public key; nil when none is configured.
 	Key []byte
+	// List is set for a roster entry that is a list (the distros list).
+	List *ListKind
 }
 
 // Desk runs incidents: intake, lifecycle, embargo rules, notices and

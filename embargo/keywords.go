@@ -133,7 +133,11 @@ func (d *Desk) keyword(p *Op, name, args string, attached []byte) error {
 				sel = append(sel, s)
 			}
 		}
-		return p.Notify(sel)
+		files, err := postedFiles(attached)
+		if err != nil {
+			return err
+		}
+		return p.Notify(sel, files...)
 	case "publish":
 		force := false
 		if f, rest, _ := strings.Cut(args, " "); strings.EqualFold(f, "force") {

@@ -480,6 +480,11 @@ func (p *Op) SetEmbargo(date time.Time, override string) error {
 		return refuse("incident %s is %s; its date cannot change", o.in.ID, o.in.State)
 	}
 	date = date.UTC().Truncate(time.Minute)
+	if !o.in.FirstNoticeAt.IsZero() {
+		if err := o.checkHardLimit(date, nil); err != nil {
+			return err
+		}
+	}
 	warnings, err := o.d.Policy.check(date, o.now, o.in.FirstNoticeAt, override)
 	if err != nil {
 		return err

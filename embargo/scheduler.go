@@ -182,7 +182,7 @@ func (o *op) remind() error {
 	}
 	var reminded []string
 	for _, ds := range ds {
-		if !ds.AckedAt.IsZero() || !ds.RemindedAt.IsZero() {
+		if !ds.AckedAt.IsZero() || !ds.RemindedAt.IsZero() || o.d.rosterList(ds.Email) != nil {
 			continue
 		}
 		r, err := render("reminder", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
@@ -267,7 +267,7 @@ func (d *Desk) NextDue(ctx context.Context) (time.Time, error) {
 					return err
 				}
 				for _, ds := range ds {
-					if ds.AckedAt.IsZero() && ds.RemindedAt.IsZero() {
+					if ds.AckedAt.IsZero() && ds.RemindedAt.IsZero() && d.rosterList(ds.Email) == nil {
 						earlier(in.EmbargoAt.Add(-d.Policy.ReminderBefore))
 						break
 					}

@@ -23,13 +23,23 @@ func (s *Service) SendBacklog(ctx context.Context, listName, email string) (resu
 		if err != nil {
 			return err
 		}
-		result, err = s.sendBacklogTx(ctx, tx, l, email, s.now())
+		result, err = s.sendBacklogTx(ctx, tx, l, email, time.Time{}, s.now())
 		return err
 	})
 	return result, err
 }
 
-func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, email string, now time.Time) (string, error) {
+// SendBacklogSinceTx is SendBacklog in the caller's transaction, for the
+// posts received at or after since only.
+func (s *Service) SendBacklogSinceTx(ctx context.Context, tx *sql.Tx, listName, email string, since, now time.Time) (string, error) {
+	l, err := store.ListByNameTx(ctx, tx, listName)
+	if err != nil {
+		return "", err
+	}
+	return s.sendBacklogTx(ctx, tx, l, email, since, now)
+}
+
+func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, email string, since, now time.Time) (string, error) {
 	members, err := s.loadMembers(ctx, tx, l.ID, now)
 	if err != nil {
 		return "", err
@@ -56,7 +66,7 @@ func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, 
 	}
 	sent := 0
 	for _, p := range posts {
-		if p.Status != PostDistributed || len(p.Archive) == 0 {
+		if p.Status != PostDistributed || len(p.Archive) == 0 || p.ReceivedAt.Before(since) {
 			continue
 		}
 		has, err := store.HasPostCopyTx(ctx, tx, p.ID, m.ID)

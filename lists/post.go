@@ -203,6 +203,8 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 		p.opened.Entity, kws = stripped, nil
 	}
 	switch {
+	case p.sender == nil && p.delegate():
+		return p.distribute(ctx, true)
 	case p.sender == nil:
 		return p.hold(ctx, "sender is not a member")
 	case p.verified():

@@ -64,6 +64,9 @@ type Service struct {
 	// MayReply, when set, says whether the sender addr of sm may get an
 	// automatic reply (a receipt, a refusal notice); nil allows it.
 	MayReply func(sm *store.SpooledMessage, addr string) bool
+	// PostsFor, when set, names the member on whose behalf a sender who
+	// is not a member posts (see delegate), or returns "".
+	PostsFor func(list, sender string) string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	Log *slog.Logger

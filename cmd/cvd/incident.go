@@ -36,7 +36,7 @@ const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
   set ID title|description|type|cwe|workaround|upstream|reference|note VALUE  (VALUE "-": stdin; note: internal, never published)
   set ID reporter anonymous|named   keep the reporter's address and name from downstreams and observers
   embargo ID DATE [--override REASON] | embargo ID --propose
-  notify ID [--to NAME,NAME]        pre-notify the roster (default: all of it)
+  notify ID [--to NAME,NAME] [--attach FILE...]  pre-notify the roster (default: all of it), FILEs sealed with it
   publish ID [--now --reason REASON] [--force]  (--force: an incomplete advisory with placeholders)
   close ID
   report ID                         the post-mortem
@@ -48,7 +48,7 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 	people := func(key string, cs []config.Contact) ([]embargo.Person, error) {
 		var out []embargo.Person
 		for i, ct := range cs {
-			p := embargo.Person{Name: ct.Name, Email: ct.Email}
+			p := embargo.Person{Name: ct.Name, Email: ct.Email, List: listKind(ct.RosterKind)}
 			if ct.KeyFile != "" {
 				b, err := os.ReadFile(ct.KeyFile)
 				if err != nil {
@@ -75,12 +75,14 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 	pol.MinNotice, pol.MaxEmbargo = c.Embargo.MinNotice, c.Embargo.MaxEmbargo
 	pol.ReminderBefore, pol.AckEscalation = c.Embargo.ReminderBefore, c.Embargo.AckEscalation
 	pol.SubjectPrefix = c.Embargo.SubjectPrefix
-	return &embargo.Desk{DB: db, Lists: svc, Domain: c.Domain, Key: key, Limits: svc.Limits, Policy: pol,
+	d := &embargo.Desk{DB: db, Lists: svc, Domain: c.Domain, Key: key, Limits: svc.Limits, Policy: pol,
 		Team: team, Roster: roster, Announce: c.Embargo.Announce, External: c.Embargo.External,
 		Project:                    publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain, URL: c.Web.BaseURL},
 		AcknowledgeUnauthenticated: c.Intake.AcknowledgeUnauthenticated,
 		IntakePolicy:               intakePolicy(c),
-		Log:                        log.With("part", "embargo")}, nil
+		Log:                        log.With("part", "embargo")}
+	svc.PostsFor = d.PostsFor
+	return d, nil
 }
 
 // withDesk opens the configured database and desk for a command; it works
@@ -157,6 +159,8 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	reason := fs.String("reason", "", "publish --now: why (recorded and announced)")
 	force := fs.Bool("force", false, "publish: release an incomplete advisory, with placeholders for the missing title and description")
 	format := fs.String("format", "text", "export: text, cve, osv, csaf or mbox")
+	var attach fileList
+	fs.Var(&attach, "attach", "notify: a file sent with the pre-notification (a patch, a git bundle, a reproducer); repeat it, or list the files after it")
 	pos, err := splitArgs(fs, args[1:])
 	if err != nil {
 		return err
@@ -285,7 +289,11 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 				sel = append(sel, s)
 			}
 		}
-		return change(func(p *embargo.Op) error { return p.Notify(sel) })
+		files, err := readAttachments(attach, pos[1:])
+		if err != nil {
+			return err
+		}
+		return change(func(p *embargo.Op) error { return p.Notify(sel, files...) })
 	case "publish":
 		return change(func(p *embargo.Op) error { return p.Publish(*now, *reason, *force) })
 	case "close":
@@ -365,6 +373,10 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 	if f.ReleaseHeld != "" {
 		fmt.Fprintf(w, "%-14s %s\n", "Release held:", "the public advisory lacks "+f.ReleaseHeld)
 	}
+	got, err := d.Received(ctx, in.ID)
+	if err != nil {
+		return err
+	}
 	if len(ds) > 0 {
 		fmt.Fprintln(w, "Downstreams:")
 		for _, x := range ds {
@@ -372,7 +384,8 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 			if !x.AckedAt.IsZero() {
 				st = "acknowledged " + x.AckedAt.Format("2006-01-02 15:04") + " (" + x.AckHow + ")"
 			}
-			fmt.Fprintf(w, "  %-30s notified %s, %s\n", dash(x.Name)+" <"+x.Email+">", x.NotifiedAt.Format("2006-01-02 15:04"), st)
+			fmt.Fprintf(w, "  %-30s notified %s, %s; received: %s\n", dash(x.Name)+" <"+x.Email+">", x.NotifiedAt.Format("2006-01-02 15:04"), st,
+				strings.Join(append([]string{"notice"}, got[x.Email]...), ", "))
 		}
 	}
 	fmt.Fprintln(w, "Timeline (UTC):")
