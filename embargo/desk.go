@@ -165,6 +165,12 @@ type Facts struct {
 	// ReleaseHeld says what the advisory lacked when the scheduler held
 	// its release at the public date; empty once released.
 	ReleaseHeld string `json:"release_held,omitempty" vis:"internal"`
+	// PublicNoticeAt is when the public notice of a public or zero-day
+	// incident went to the external lists.
+	PublicNoticeAt time.Time `json:"public_notice_at,omitzero" vis:"internal"`
+	// ExploitReminded and IncompleteWarned record reminders sent once.
+	ExploitReminded  bool `json:"exploit_reminded,omitempty" vis:"internal"`
+	IncompleteWarned bool `json:"incomplete_warned,omitempty" vis:"internal"`
 }
 
 // Incident is an incident with its decoded facts.

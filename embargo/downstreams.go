@@ -404,3 +404,15 @@ func postedFiles(entity []byte) ([]File, error) {
 	}
 	return out, nil
 }
+
+// hardMaxText names the roster's lists whose maximum embargo is a hard
+// limit, with that maximum, for the reporter ("" when none).
+func (d *Desk) hardMaxText() string {
+	var out []string
+	for _, p := range d.Roster {
+		if p.List != nil {
+			out = append(out, fmt.Sprintf("%s (%s)", orDefault(p.Name, p.Email), human(p.List.MaxEmbargo)))
+		}
+	}
+	return strings.Join(out, ", ")
+}

@@ -173,7 +173,10 @@ func Sample() map[string]any {
 		"KeyProblem": "the key 0123456789ABCDEF0123456789ABCDEF01234567 has expired", "Where": "cvd.toml (embargo.team)",
 		"Dropped": "    89ABCDEF0123456789ABCDEF0123456789ABCDEF (came with a report)", "Size": "12345 bytes", "Acked": true, "NotAcked": false,
 		"FirstNotice": "Friday 2026-11-27 10:00 UTC", "MaxUntil": "Friday 2026-12-11 10:00 UTC", "HardLimit": "distros",
-		"Files": []string{"0001-fix.patch (text/x-patch, 1234 bytes)"},
+		"Files": []string{"0001-fix.patch (text/x-patch, 1234 bytes)"}, "Topic": "heap overflow in the frobnicator",
+		"Patches": []map[string]string{{"Name": "0001-fix.patch", "Text": "diff --git a/x b/x\n"}}, "PreNotified": "Friday 2026-11-27 10:00 UTC",
+		"ZeroDay": true, "Affected": []string{"libexample from 1.0"}, "Description": "A long header overflows a buffer.",
+		"Workaround": "Limit header sizes in the proxy.", "HardMax": "distros (14 days)",
 		// The triage digest (package embargo).
 		"Count": 2, "New": 1, "Since": "Monday 2026-11-23 09:00 UTC",
 		"Waiting": "  1  2026-11-23T09:30:00Z  from x@spam.example (192.0.2.1:4000), 812 bytes\n      subject: offer\n      held: sender over its limit",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,4 +53,13 @@ func listKind(k config.RosterKind) *embargo.ListKind {
 		return nil
 	}
 	return &embargo.ListKind{MaxEmbargo: k.MaxEmbargo, AcceptReplies: k.Replies == config.RepliesAccept, Members: k.Members}
+}
+
+// warnPublicLists warns when downstreams are told under embargo but no
+// public list (oss-security) will hear of the issue at its end.
+func warnPublicLists(c *config.Config, log *slog.Logger) {
+	if len(c.Embargo.External) == 0 && len(c.Embargo.Roster) > 0 {
+		log.Warn("embargo.external is empty while embargo.roster is not: distributions are told under embargo, but no public list (e.g. oss-security@lists.openwall.com) gets the advisory when it ends",
+			"config", c.File)
+	}
 }

@@ -37,6 +37,7 @@ const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
   set ID reporter anonymous|named   keep the reporter's address and name from downstreams and observers
   embargo ID DATE [--override REASON] | embargo ID --propose
   notify ID [--to NAME,NAME] [--attach FILE...]  pre-notify the roster (default: all of it), FILEs sealed with it
+  public-notice ID                  a public or zero-day issue: a short notice to the external lists now, before the fix
   publish ID [--now --reason REASON] [--force]  (--force: an incomplete advisory with placeholders)
   close ID
   report ID                         the post-mortem
@@ -298,6 +299,8 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 		return change(func(p *embargo.Op) error { return p.Publish(*now, *reason, *force) })
 	case "close":
 		return change(func(p *embargo.Op) error { return p.Close() })
+	case "public-notice":
+		return change(func(p *embargo.Op) error { return p.PublicNotice() })
 	}
 	return fmt.Errorf("incident: unknown command %q\n%s: %w", sub, incidentUsage, errUsage)
 }

@@ -202,6 +202,7 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	errc := make(chan error, 1)
 	go func() { errc <- smtpSrv.Serve(ln) }()
 
+	warnPublicLists(c, log)
 	log.Info("cvd ready",
 		"version", versionString(),
 		"config", c.File,
