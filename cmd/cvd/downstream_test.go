@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -201,10 +202,20 @@ func TestDownstreamsWithFixAndDistrosList(t *testing.T) {
 	send(cora.Email, list, inlineSigned(cora, "From: Cora Coordinator <cora@example.org>\r\nTo: "+list+"\r\nSubject: backports\r\nMessage-ID: <bp@example.org>\r\n",
 		"x-list: "+id+"\n\nBACKPORTNOTE: the fix applies to 1.1 as well.\n"))
 	waitMail(t, dir, deb.Email, 2)
-	out = cli(nil, 0, "incident", "notify", id, "--to", "SUSE")
-	if !strings.Contains(out, "joined late") {
-		t.Errorf("late notify: %s", out)
-	}
+	// By mail: x-notify with a reproducer attached.
+	nCora0 := len(outboxMail(t, dir)[cora.Email])
+	send(cora.Email, list, clearSignedMIME(cora, "From: Cora Coordinator <cora@example.org>\r\nTo: "+list+"\r\nSubject: tell SUSE\r\nMessage-ID: <suse@example.org>\r\n",
+		"Content-Type: multipart/mixed; boundary=\"MM\"\r\n\r\n--MM\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nx-list: "+id+"\r\nx-notify: SUSE\r\n"+
+			"\r\n--MM\r\nContent-Type: text/plain; name=\"repro.sh\"\r\nContent-Disposition: attachment; filename=\"repro.sh\"\r\n\r\n"+
+			"#!/bin/sh\r\nREPRODUCER: printf '%0100d' 0 | ./parse\r\n--MM--\r\n"))
+	waitFor(t, "the reply to x-notify", func() bool {
+		for _, m := range outboxMail(t, dir)[cora.Email][nCora0:] {
+			if p, _, err := cora.Decrypt(m); err == nil && strings.Contains(p, "joined late") {
+				return true
+			}
+		}
+		return false
+	}, func() string { return outboxListing(t, dir) + s.logs() })
 	var gotNotice, gotPost bool
 	for _, m := range waitMail(t, dir, suse.Email, 2) {
 		p, _, err := suse.Decrypt(m)
@@ -212,11 +223,15 @@ func TestDownstreamsWithFixAndDistrosList(t *testing.T) {
 			t.Fatalf("SUSE cannot decrypt: %v", err)
 		}
 		txt, fs := mailParts(t, p)
-		gotNotice = gotNotice || strings.Contains(txt, "Maximum embargo") && len(fs[filepath.Base(patch)]) > 0
+		gotNotice = gotNotice || strings.Contains(txt, "Maximum embargo") && len(fs[filepath.Base(patch)]) > 0 && strings.Contains(string(fs["repro.sh"]), "REPRODUCER")
 		gotPost = gotPost || strings.Contains(p, "BACKPORTNOTE")
 	}
 	if !gotNotice || !gotPost {
-		t.Errorf("SUSE joining late: notice with patch %v, earlier post %v\n%s", gotNotice, gotPost, outboxListing(t, dir))
+		t.Errorf("SUSE joining late: notice with patch and reproducer %v, earlier post %v\n%s", gotNotice, gotPost, outboxListing(t, dir))
+	}
+	if o := cli(nil, 0, "incident", "show", id); !regexp.MustCompile(`security@suse.example>.*received: notice, `+regexp.QuoteMeta(filepath.Base(patch))+`, repro.sh`).MatchString(o) ||
+		!regexp.MustCompile(`security@debian.example>.*received: notice, `+regexp.QuoteMeta(filepath.Base(patch))+`\n`).MatchString(o) {
+		t.Errorf("show after x-notify:\n%s", o)
 	}
 
 	// A member of the distros list replies; a stranger's post is held.
