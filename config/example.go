@@ -160,6 +160,19 @@ external = []
 # name = "Debian"
 # email = "team@security.debian.org"
 # key_file = "keys/debian.asc"
+# A list of distributions (kind = "list", e.g. the distros list): sealed to
+# the list's key, outer Subject "[vs] ...", no reminders, max_embargo
+# (default "14d" from the first notice) a hard limit; replies = "accept"
+# takes posts from members (addresses or "@domain") as its posts, "hold"
+# (the default) holds them for the coordinators.
+# [[embargo.roster]]
+# name = "distros"
+# email = "distros@vs.openwall.org"
+# key_file = "keys/distros.asc"
+# kind = "list"
+# max_embargo = "14d"
+# replies = "accept"
+# members = ["@debian.org", "security@suse.de"]
 
 [lists]
 # A signed command (x-...) or announcement counts once, and only while its

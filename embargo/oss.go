@@ -207,5 +207,3 @@ func (o *op) warnIncomplete() error {
 	}
 	return o.save()
 }
-
-

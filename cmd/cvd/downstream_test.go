@@ -266,7 +266,7 @@ func TestDownstreamsWithFixAndDistrosList(t *testing.T) {
 	// A day before the date: the silent Debian is reminded, the list not.
 	nList := len(outboxMail(t, dir)[distros.Email])
 	nDeb := len(outboxMail(t, dir)[deb.Email])
-	shift := time.Until(date.Add(-23*time.Hour)).Round(time.Minute)
+	shift := time.Until(date.Add(-23 * time.Hour)).Round(time.Minute)
 	s = startCVD(t, t.TempDir(), []string{"CVD_CLOCK_OFFSET=" + shift.String()}, "--config", cfg)
 	rem := waitMail(t, dir, deb.Email, nDeb+1)[nDeb]
 	if p, _, err := deb.Decrypt(rem); err != nil || !strings.Contains(p, "Reminder") {
