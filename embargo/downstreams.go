@@ -287,16 +287,9 @@ func (o *op) sealNotice(kind string, subject, body string, files []storedFile, k
 	list := o.d.ListAddress(o.in.ID)
 	m := &mailOut{from: o.cvdFrom(), to: list, replyTo: list, subject: subject, body: body, messageID: newMessageID(o.d.Domain)}
 	inner := withFiles(m, files)
-	var teams []recipient
+	var to []recipient
+	var teams []int
 	var keys []*crypto.Key
-	queue := func(rc recipient, raw []byte) error {
-		if _, err := store.EnqueueTx(o.ctx, o.tx, &store.OutMessage{Rcpts: []string{rc.Email}, Raw: raw, Origin: store.OriginNotice,
-			Kind: kind, Ref: o.in.ID, CreatedAt: o.now}); err != nil {
-			return err
-		}
-		sent = append(sent, rc.Email)
-		return nil
-	}
 	for _, rc := range rs {
 		if keep != nil && !keep(rc) {
 			continue
@@ -306,29 +299,35 @@ func (o *op) sealNotice(kind string, subject, body string, files []storedFile, k
 			continue
 		}
 		if o.d.rosterList(rc.Email) == nil {
-			teams = append(teams, rc)
+			teams = append(teams, len(to))
 			keys = append(keys, rc.key)
-			continue
 		}
-		outer := templates.EncodeHeader(strings.TrimSpace(o.d.Policy.SubjectPrefix + " " + o.d.neutralSubject(o.in.ID)))
-		copies, err := crypto.SealFanoutSubject(inner, m.outer(o.now, list), o.d.Key, []*crypto.Key{rc.key}, o.now, outer)
-		if err != nil {
-			return nil, nil, fmt.Errorf("seal %s notice to %s: %w", kind, rc.Email, err)
-		}
-		if err := queue(rc, copies[0]); err != nil {
-			return nil, nil, err
-		}
+		to = append(to, rc)
 	}
+	raws := make([][]byte, len(to))
 	if len(teams) > 0 {
 		copies, err := crypto.SealFanout(inner, m.outer(o.now, list), o.d.Key, keys, o.now)
 		if err != nil {
 			return nil, nil, fmt.Errorf("seal %s notice: %w", kind, err)
 		}
-		for i, rc := range teams {
-			if err := queue(rc, copies[i]); err != nil {
-				return nil, nil, err
-			}
+		for i, j := range teams {
+			raws[j] = copies[i]
 		}
+	}
+	for i, rc := range to {
+		if raws[i] == nil {
+			outer := templates.EncodeHeader(strings.TrimSpace(o.d.Policy.SubjectPrefix + " " + o.d.neutralSubject(o.in.ID)))
+			copies, err := crypto.SealFanoutSubject(inner, m.outer(o.now, list), o.d.Key, []*crypto.Key{rc.key}, o.now, outer)
+			if err != nil {
+				return nil, nil, fmt.Errorf("seal %s notice to %s: %w", kind, rc.Email, err)
+			}
+			raws[i] = copies[0]
+		}
+		if _, err := store.EnqueueTx(o.ctx, o.tx, &store.OutMessage{Rcpts: []string{rc.Email}, Raw: raws[i], Origin: store.OriginNotice,
+			Kind: kind, Ref: o.in.ID, CreatedAt: o.now}); err != nil {
+			return nil, nil, err
+		}
+		sent = append(sent, rc.Email)
 	}
 	return sent, missed, nil
 }

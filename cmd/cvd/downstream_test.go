@@ -137,6 +137,10 @@ func TestDownstreamsWithFixAndDistrosList(t *testing.T) {
 	}
 	id := namedReport(t, s, dir, "Rita", "rita@reporter.example", "heap overflow", 1)
 	list := "security+" + id + "@example.org"
+	ack := strings.Join(strings.Fields(string(waitMail(t, dir, "rita@reporter.example", 1)[0])), " ")
+	if !strings.Contains(ack, "becomes public when the embargo ends") || !strings.Contains(ack, "The rules of distros (14 days) allow no longer embargo") {
+		t.Errorf("the reporter's acknowledgement does not state the rules:\n%s", ack)
+	}
 	cli(nil, 0, "incident", "confirm", id)
 	cli(nil, 0, "incident", "set", id, "title", "Heap overflow in header parsing")
 	cli(nil, 0, "incident", "set", id, "description", "A long header overflows a stack buffer.")

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cvd-project/cvd/internal/cvdtest"
 	"github.com/cvd-project/cvd/internal/gpgtest"
@@ -128,4 +129,59 @@ func TestOssSecurityPosts(t *testing.T) {
 		return asked >= 2
 	}, func() string { return outboxListing(t, dir) + s.logs() })
 	s.stop(t)
+}
+
+// TestIncompleteReleaseWarnedAhead: a day before the date of an incident
+// whose advisory lacks its description, the coordinators are told the
+// release will be held, once.
+func TestIncompleteReleaseWarnedAhead(t *testing.T) {
+	dir, cfg := initDir(t, "example.org")
+	cora := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
+	addTeam(t, dir, cfg, cora)
+	cvdtest.SetConfig(t, cfg, "external", `["`+externalList+`"]`)
+	s := startCVD(t, t.TempDir(), nil, "--config", cfg)
+	cli := func(wantCode int, args ...string) string {
+		t.Helper()
+		code, out, errOut := runCVD(t, dir, nil, append(args, "--config", cfg)...)
+		if code != wantCode {
+			t.Fatalf("cvd %v: exit %d, want %d\n%s%s", args, code, wantCode, out, errOut)
+		}
+		return out + errOut
+	}
+	id := namedReport(t, s, dir, "Rita", "rita@reporter.example", "overflow", 1)
+	cli(0, "incident", "confirm", id)
+	cli(0, "incident", "set", id, "title", "Overflow in the parser")
+	cli(0, "incident", "versions", id, "libexample", "--fixed", "2.0")
+	date := time.Now().UTC().Add(72 * time.Hour).Truncate(time.Hour)
+	cli(0, "incident", "embargo", id, date.Format("2006-01-02T15:04Z"))
+	if out := cli(0, "incident", "notify", id); !strings.Contains(out, "not complete yet") || !strings.Contains(out, "held") {
+		t.Errorf("notify of an incomplete advisory: %s", out)
+	}
+	s.stop(t)
+	n := len(outboxMail(t, dir)[cora.Email])
+	shift := time.Until(date.Add(-23 * time.Hour)).Round(time.Minute)
+	s = startCVD(t, t.TempDir(), []string{"CVD_CLOCK_OFFSET=" + shift.String()}, "--config", cfg)
+	var warned int
+	waitFor(t, "the warning of a held release", func() bool {
+		warned = 0
+		for _, m := range outboxMail(t, dir)[cora.Email][n:] {
+			if p, _, err := cora.Decrypt(m); err == nil && strings.Contains(p, "will be held") && strings.Contains(p, "Missing: description") {
+				warned++
+			}
+		}
+		return warned > 0
+	}, func() string { return outboxListing(t, dir) + s.logs() })
+	s.stop(t)
+	s = startCVD(t, t.TempDir(), []string{"CVD_CLOCK_OFFSET=" + (shift + time.Hour).String()}, "--config", cfg)
+	time.Sleep(time.Second)
+	s.stop(t)
+	warned = 0
+	for _, m := range outboxMail(t, dir)[cora.Email][n:] {
+		if p, _, err := cora.Decrypt(m); err == nil && strings.Contains(p, "will be held") {
+			warned++
+		}
+	}
+	if warned != 1 || len(outboxMail(t, dir)[externalList]) != 0 {
+		t.Errorf("%d warnings (want 1), %d posts to the external list (want 0)", warned, len(outboxMail(t, dir)[externalList]))
+	}
 }
