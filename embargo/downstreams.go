@@ -316,7 +316,7 @@ func (o *op) sealNotice(kind string, subject, body string, files []storedFile, k
 	}
 	for i, rc := range to {
 		if raws[i] == nil {
-			outer := templates.EncodeHeader(strings.TrimSpace(o.d.Policy.SubjectPrefix + " " + o.d.neutralSubject(o.in.ID)))
+			outer := templates.EncodeHeader(o.d.OuterSubject(o.in.ID, rc.Email))
 			copies, err := crypto.SealFanoutSubject(inner, m.outer(o.now, list), o.d.Key, []*crypto.Key{rc.key}, o.now, outer)
 			if err != nil {
 				return nil, nil, fmt.Errorf("seal %s notice to %s: %w", kind, rc.Email, err)
@@ -414,4 +414,13 @@ func (d *Desk) hardMaxText() string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// OuterSubject is the outer Subject of a list-kind downstream's copies on
+// an incident list ("[vs] ..."), or "" (lists.Service.OuterSubject).
+func (d *Desk) OuterSubject(list, email string) string {
+	if d.rosterList(email) == nil {
+		return ""
+	}
+	return strings.TrimSpace(d.Policy.SubjectPrefix + " " + d.neutralSubject(list))
 }

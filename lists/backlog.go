@@ -76,7 +76,7 @@ func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, 
 		if has || p.Sender == m.Email {
 			continue
 		}
-		raw, err := s.reseal(p.Archive, m.key, now, s.viewFor(l, anon, m.Role, p.Sender))
+		raw, err := s.reseal(p.Archive, m.key, now, s.viewFor(l, anon, m.Role, p.Sender), s.outerSubject(l.Name, m.Email))
 		if err != nil {
 			return "", fmt.Errorf("backlog post %d: %w", p.ID, err)
 		}
@@ -102,8 +102,9 @@ func (s *Service) viewFor(l *store.List, anon, role, sender string) *anonView {
 }
 
 // reseal opens an archived copy with the list key and seals it to key,
-// keeping its visible header, anonymized by v when not nil.
-func (s *Service) reseal(archive []byte, key *crypto.Key, now time.Time, v *anonView) ([]byte, error) {
+// keeping its visible header, anonymized by v when not nil, with outer
+// Subject subject when not "".
+func (s *Service) reseal(archive []byte, key *crypto.Key, now time.Time, v *anonView, subject string) ([]byte, error) {
 	o, err := crypto.Open(archive, []*crypto.Key{s.Key}, []*crypto.Key{s.Key}, now, s.Limits)
 	if err != nil {
 		return nil, err
@@ -130,5 +131,5 @@ func (s *Service) reseal(archive []byte, key *crypto.Key, now time.Time, v *anon
 			return nil, err
 		}
 	}
-	return crypto.Seal(ent, outer, s.Key, key, now)
+	return s.sealOne(ent, outer, key, now, subject)
 }

@@ -265,6 +265,11 @@ func TestDownstreamsWithFixAndDistrosList(t *testing.T) {
 	if !debMarc || debEve {
 		t.Errorf("Debian got Marc's reply %v (want true), Eve's post %v (want false)", debMarc, debEve)
 	}
+	for _, m := range outboxMail(t, dir)[distros.Email] {
+		if subj := cvdtest.Header(m, "Subject"); !strings.HasPrefix(subj, "[vs] ") {
+			t.Errorf("a copy to the distros list has the outer Subject %q", subj)
+		}
+	}
 	s.stop(t)
 
 	// A day before the date: the silent Debian is reminded, the list not.

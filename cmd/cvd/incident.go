@@ -82,7 +82,7 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 		AcknowledgeUnauthenticated: c.Intake.AcknowledgeUnauthenticated,
 		IntakePolicy:               intakePolicy(c),
 		Log:                        log.With("part", "embargo")}
-	svc.PostsFor = d.PostsFor
+	svc.PostsFor, svc.OuterSubject = d.PostsFor, d.OuterSubject
 	return d, nil
 }
 
