@@ -6,8 +6,6 @@ import (
 	"database/sql"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/cvd-project/cvd/lists"
 	"github.com/cvd-project/cvd/publish"
@@ -24,18 +22,6 @@ import (
 // ExploitDelay is how long after a release the team is asked to post an
 // exploit or reproducer it kept back (the distros list's rule).
 const ExploitDelay = 7 * 24 * time.Hour
-
-// topic is a title as the rest of a Subject after "project: ".
-func topic(title string) string {
-	r, n := utf8.DecodeRuneInString(title)
-	if n == 0 || !unicode.IsUpper(r) {
-		return title
-	}
-	if r2, _ := utf8.DecodeRuneInString(title[n:]); unicode.IsUpper(r2) {
-		return title // an acronym: "URL parsing ..."
-	}
-	return string(unicode.ToLower(r)) + title[n:]
-}
 
 // externalPost renders the post to the public lists at release.
 func (o *op) externalPost(a *publish.Advisory, text string, broken bool) (subject, body string, err error) {
@@ -59,7 +45,7 @@ func (o *op) externalPost(a *publish.Advisory, text string, broken bool) (subjec
 	if !o.in.FirstNoticeAt.IsZero() {
 		pre = utc(o.in.FirstNoticeAt)
 	}
-	r, err := render("oss-security", map[string]any{"ID": o.in.ID, "Project": orDefault(o.d.Project.Name, o.d.Domain), "Topic": topic(a.Title),
+	r, err := render("oss-security", map[string]any{"ID": o.in.ID, "Project": orDefault(o.d.Project.Name, o.d.Domain), "Topic": a.Title,
 		"CVE": a.CVE, "Advisory": text, "Broken": broken, "Reason": o.in.Facts.Public().BreakReason, "Patches": patches,
 		"PreNotified": pre, "URL": a.PageURL(), "Intake": o.d.IntakeAddress()})
 	if err != nil {
@@ -109,7 +95,7 @@ func (p *Op) PublicNotice() error {
 			affected = append(affected, strings.TrimSpace(pk.Name+" from "+orDefault(r.Introduced, "the first version")))
 		}
 	}
-	r, err := render("public-notice", map[string]any{"ID": o.in.ID, "Project": orDefault(o.d.Project.Name, o.d.Domain), "Topic": topic(a.Title),
+	r, err := render("public-notice", map[string]any{"ID": o.in.ID, "Project": orDefault(o.d.Project.Name, o.d.Domain), "Topic": a.Title,
 		"Title": a.Title, "CVE": a.CVE, "ZeroDay": o.in.Privacy == ZeroDay, "Affected": affected, "Description": a.Description,
 		"Workaround": a.Workaround, "Intake": o.d.IntakeAddress()})
 	if err != nil {

@@ -74,7 +74,7 @@ func TestOssSecurityPosts(t *testing.T) {
 	cli(nil, 0, "incident", "credit", id, "Rita Reporter", "--type", "finder")
 	cli(nil, 0, "incident", "public-notice", id)
 	notice := waitMail(t, dir, externalList, 1)[0]
-	if subj := cvdtest.Header(notice, "Subject"); subj != "libexample: heap overflow in header parsing (CVE-2026-12345)" {
+	if subj := cvdtest.Header(notice, "Subject"); subj != "libexample: Heap overflow in header parsing (CVE-2026-12345)" {
 		t.Errorf("public notice Subject: %q", subj)
 	}
 	if body := signedBy(notice); !strings.Contains(body, "There is no fix yet") || !strings.Contains(body, "libexample from 1.0") {
@@ -87,7 +87,7 @@ func TestOssSecurityPosts(t *testing.T) {
 	cli(nil, 0, "incident", "versions", id, "libexample", "--introduced", "1.0", "--fixed", "1.2.4")
 	cli(nil, 0, "incident", "publish", id)
 	adv := waitMail(t, dir, externalList, 2)[1]
-	if subj := cvdtest.Header(adv, "Subject"); subj != "libexample: heap overflow in header parsing (CVE-2026-12345)" {
+	if subj := cvdtest.Header(adv, "Subject"); subj != "libexample: Heap overflow in header parsing (CVE-2026-12345)" {
 		t.Errorf("advisory Subject: %q", subj)
 	}
 	body := signedBy(adv)
@@ -109,7 +109,7 @@ func TestOssSecurityPosts(t *testing.T) {
 	cli(nil, 0, "incident", "publish", id2, "--now", "--reason", "the fix is public")
 	post := waitMail(t, dir, externalList, 3)[2]
 	body = signedBy(post)
-	if subj := cvdtest.Header(post, "Subject"); subj != "libexample: out-of-bounds read in the tokenizer" ||
+	if subj := cvdtest.Header(post, "Subject"); subj != "libexample: Out-of-bounds read in the tokenizer" ||
 		!strings.Contains(body, "Distributions were notified under embargo on") || !strings.Contains(body, "snprintf(buf, sizeof buf") {
 		t.Errorf("post of a pre-notified incident: %q\n%s", subj, body)
 	}
