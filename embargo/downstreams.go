@@ -125,16 +125,16 @@ func (o *op) checkHardLimit(date time.Time, sel []Person) error {
 
 // maxEmbargo is what every pre-notification states: the maximum embargo,
 // the date it runs out, and whether it is a list's hard limit.
-func (o *op) maxEmbargo(sel []Person) (max time.Duration, until time.Time, hard string, err error) {
-	max = o.d.Policy.MaxEmbargo
+func (o *op) maxEmbargo(sel []Person) (longest time.Duration, until time.Time, hard string, err error) {
+	longest = o.d.Policy.MaxEmbargo
 	p, ok, err := o.hardLimit(sel)
 	if err != nil {
 		return 0, time.Time{}, "", err
 	}
-	if ok && p.List.MaxEmbargo <= max {
-		max, hard = p.List.MaxEmbargo, orDefault(p.Name, p.Email)
+	if ok && p.List.MaxEmbargo <= longest {
+		longest, hard = p.List.MaxEmbargo, orDefault(p.Name, p.Email)
 	}
-	return max, firstOr(o.in.FirstNoticeAt, o.now).Add(max), hard, nil
+	return longest, firstOr(o.in.FirstNoticeAt, o.now).Add(longest), hard, nil
 }
 
 // File is a file sent with the pre-notification: a patch, a git bundle,

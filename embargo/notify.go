@@ -80,7 +80,7 @@ func (p *Op) Notify(selection []string, files ...File) error {
 		if err != nil {
 			return err
 		}
-		max, until, hard, err := o.maxEmbargo(people)
+		longest, until, hard, err := o.maxEmbargo(people)
 		if err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func (p *Op) Notify(selection []string, files ...File) error {
 		r, err := render("prenotify", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
 			"DateISO": o.in.EmbargoAt.Format("2006-01-02T15:04Z"), "ListAddress": o.d.ListAddress(o.in.ID), "Project": o.d.Project.Name,
 			"Title": orDefault(o.in.Facts.Title, "security issue "+o.in.ID), "Facts": o.d.factsText(o.in), "MinNotice": human(o.d.Policy.MinNotice),
-			"Announce": strings.Join(o.d.publicLists(), ", "), "MaxEmbargo": human(max), "MaxUntil": utc(until),
+			"Announce": strings.Join(o.d.publicLists(), ", "), "MaxEmbargo": human(longest), "MaxUntil": utc(until),
 			"FirstNotice": utc(firstOr(o.in.FirstNoticeAt, o.now)), "HardLimit": hard, "Files": names})
 		if err != nil {
 			return err
