@@ -13,7 +13,7 @@ import (
 
 // Keywords are the incident keywords HandleKeyword knows.
 var Keywords = []string{"ack", "triage", "confirm", "reject", "duplicate", "fixing", "cve", "cvss", "versions", "backport",
-	"credit", "title", "description", "type", "cwe", "workaround", "upstream", "reference", "note", "reporter", "embargo", "notify", "publish", "close", "status", "public-notice"}
+	"credit", "title", "description", "type", "cwe", "workaround", "upstream", "reference", "note", "reporter", "embargo", "notify", "publish", "close", "status", "public-notice", "at-risk"}
 
 // HandleKeyword runs an incident keyword from a verified, signed post to
 // an incident list (lists.KeywordHandler). It runs inside the post's
@@ -149,6 +149,8 @@ func (d *Desk) keyword(p *Op, name, args string, attached []byte) error {
 		return p.Close()
 	case "public-notice":
 		return p.PublicNotice()
+	case "at-risk":
+		return p.AtRisk(args)
 	case "status":
 		p.o.note("%s", p.o.d.Status(p.o.in))
 		return nil

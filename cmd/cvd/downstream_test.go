@@ -97,8 +97,9 @@ func gitRepo(t *testing.T) (patch, base, repo string) {
 // list's copy has "[vs]" and neutral text outside; a distribution told
 // later gets the notice, the patch and the posts it missed; a member of
 // the list replies and the team reads it, while a stranger's post is
-// held; an override past the list's 14 days is refused; and the list is
-// not reminded while the silent team is.
+// held; an override past the list's 14 days is refused; everyone is told
+// at once when the date is at risk; and the list is not reminded while
+// the silent team is.
 func TestDownstreamsWithFixAndDistrosList(t *testing.T) {
 	patch, base, repo := gitRepo(t)
 	dir, cfg := initDir(t, "example.org")
@@ -264,6 +265,25 @@ func TestDownstreamsWithFixAndDistrosList(t *testing.T) {
 	}
 	if !debMarc || debEve {
 		t.Errorf("Debian got Marc's reply %v (want true), Eve's post %v (want false)", debMarc, debEve)
+	}
+	// The date at risk: everyone is told at once.
+	if o := cli(nil, 1, "incident", "at-risk", id); !strings.Contains(o, "say why") {
+		t.Errorf("at-risk without a reason: %s", o)
+	}
+	counts := map[string]int{}
+	for _, u := range []*gpgtest.User{cora, deb, suse, distros} {
+		counts[u.Email] = len(outboxMail(t, dir)[u.Email])
+	}
+	cli(nil, 0, "incident", "at-risk", id, "--reason", "RISKREASON the fix landed on a public branch")
+	for _, u := range []*gpgtest.User{cora, deb, suse, distros} {
+		var told bool
+		for _, m := range waitMail(t, dir, u.Email, counts[u.Email]+1)[counts[u.Email]:] {
+			p, _, err := u.Decrypt(m)
+			told = told || err == nil && strings.Contains(p, "is at risk") && strings.Contains(p, "RISKREASON")
+		}
+		if !told {
+			t.Errorf("%s was not told the date is at risk", u.Email)
+		}
 	}
 	for _, m := range outboxMail(t, dir)[distros.Email] {
 		if subj := cvdtest.Header(m, "Subject"); !strings.HasPrefix(subj, "[vs] ") {

@@ -37,6 +37,7 @@ const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
   set ID reporter anonymous|named   keep the reporter's address and name from downstreams and observers
   embargo ID DATE [--override REASON] | embargo ID --propose
   notify ID [--to NAME,NAME] [--attach FILE...]  pre-notify the roster (default: all of it), FILEs sealed with it
+  at-risk ID --reason REASON        tell every member and downstream the date may move or the issue go public early
   public-notice ID                  a public or zero-day issue: a short notice to the external lists now, before the fix
   publish ID [--now --reason REASON] [--force]  (--force: an incomplete advisory with placeholders)
   close ID
@@ -157,7 +158,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	override := fs.String("override", "", "embargo: why the date may exceed the maximum embargo (recorded)")
 	propose := fs.Bool("propose", false, "embargo: print a compliant date")
 	now := fs.Bool("now", false, "publish: break the embargo now")
-	reason := fs.String("reason", "", "publish --now: why (recorded and announced)")
+	reason := fs.String("reason", "", "publish --now: why (recorded and announced); at-risk: why the date is at risk")
 	force := fs.Bool("force", false, "publish: release an incomplete advisory, with placeholders for the missing title and description")
 	format := fs.String("format", "text", "export: text, cve, osv, csaf or mbox")
 	var attach fileList
@@ -301,6 +302,8 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 		return change(func(p *embargo.Op) error { return p.Close() })
 	case "public-notice":
 		return change(func(p *embargo.Op) error { return p.PublicNotice() })
+	case "at-risk":
+		return change(func(p *embargo.Op) error { return p.AtRisk(*reason) })
 	}
 	return fmt.Errorf("incident: unknown command %q\n%s: %w", sub, incidentUsage, errUsage)
 }
