@@ -196,6 +196,7 @@ type Contact struct {
 	Name    string
 	Email   string
 	KeyFile string // absolute; "" when none is configured
+	RosterKind
 }
 
 // age is a duration that also takes days: "5d", "36h", "90m".
@@ -350,6 +351,7 @@ type rawContact struct {
 	Name    *string `toml:"name"`
 	Email   *string `toml:"email"`
 	KeyFile *string `toml:"key_file"`
+	rawRosterKind
 }
 
 // Error is a configuration error about one key.
@@ -822,6 +824,10 @@ func (c *Config) applyEmbargo(r *raw, bad func(key, format string, args ...any) 
 			}
 			if rc.KeyFile != nil && *rc.KeyFile != "" {
 				ct.KeyFile = resolve(c.DataDir, *rc.KeyFile)
+			}
+			var err error
+			if ct.RosterKind, err = rosterKind(k, rc.rawRosterKind, needName, bad); err != nil {
+				return nil, err
 			}
 			out = append(out, ct)
 		}

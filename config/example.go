@@ -166,6 +166,19 @@ external = []
 # name = "Debian"
 # email = "team@security.debian.org"
 # key_file = "keys/debian.asc"
+# A list of distributions (kind = "list", e.g. the distros list): sealed to
+# the list's key, outer Subject "[vs] ...", no reminders, max_embargo
+# (default "14d" from the first notice) a hard limit; replies = "accept"
+# takes posts from members (addresses or "@domain") as its posts, "hold"
+# (the default) holds them for the coordinators.
+# [[embargo.roster]]
+# name = "distros"
+# email = "distros@vs.openwall.org"
+# key_file = "keys/distros.asc"
+# kind = "list"
+# max_embargo = "14d"
+# replies = "accept"
+# members = ["@debian.org", "security@suse.de"]
 
 [cve]
 # Is the project a CVE Numbering Authority? A CNA reserves its own CVE IDs

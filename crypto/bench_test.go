@@ -88,7 +88,7 @@ func benchSeal(b *testing.B, kind string, size, n int, share bool) {
 	b.SetBytes(int64(len(inner)))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		out, err := sealFanout(inner, outer, signer, members, testNow, share)
+		out, err := sealFanout(inner, outer, signer, members, testNow, share, ObscuredSubject)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -54,10 +54,20 @@ func Seal(inner []byte, outer textproto.Header, signer, to *Key, at time.Time) (
 // recipient must pass CheckUsable at time at, or a *KeyError names the
 // first that does not. Work is spread over GOMAXPROCS goroutines.
 func SealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time) ([][]byte, error) {
-	return sealFanout(inner, outer, signer, to, at, true)
+	return sealFanout(inner, outer, signer, to, at, true, ObscuredSubject)
 }
 
-func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, shareKey bool) ([][]byte, error) {
+// SealFanoutSubject is SealFanout with outerSubject as the outer Subject
+// instead of "[...]": a neutral text a receiving list requires (e.g. the
+// distros list's "[vs]" prefix). The real Subject stays inside.
+func SealFanoutSubject(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, outerSubject string) ([][]byte, error) {
+	if strings.ContainsAny(outerSubject, "\r\n") || strings.TrimSpace(outerSubject) == "" {
+		return nil, errors.New("seal: the outer Subject must be one non-empty line")
+	}
+	return sealFanout(inner, outer, signer, to, at, true, outerSubject)
+}
+
+func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, shareKey bool, outerSubject string) ([][]byte, error) {
 	if len(to) == 0 {
 		return nil, errors.New("seal: no recipients")
 	}
@@ -78,7 +88,7 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 	}
 	cfg := &packet.Config{Time: func() time.Time { return at }, DefaultHash: sealHash, DefaultCipher: cipher}
 
-	protected, outerH, err := protectHeaders(inner, outer)
+	protected, outerH, err := protectHeaders(inner, outer, outerSubject)
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
@@ -253,7 +263,7 @@ func checkSigner(k *Key) error {
 
 // protectHeaders applies RFC 9788 header protection for an encrypted
 // message: it returns the inner entity to encrypt and the outer header.
-func protectHeaders(inner []byte, outer textproto.Header) ([]byte, textproto.Header, error) {
+func protectHeaders(inner []byte, outer textproto.Header, outerSubject string) ([]byte, textproto.Header, error) {
 	lim := DefaultLimits()
 	ie, err := splitEntity(toCRLF(inner), &lim)
 	if err != nil {
@@ -264,7 +274,7 @@ func protectHeaders(inner []byte, outer textproto.Header) ([]byte, textproto.Hea
 	copyMissing(&h, outer)
 
 	oh := nonStructural(outer)
-	oh.Set("Subject", ObscuredSubject)
+	oh.Set("Subject", outerSubject)
 	fields := oh.Fields()
 	var hpOuter []string
 	for fields.Next() {

@@ -63,6 +63,8 @@ type Person struct {
 	Email string
 	// Key is the armored public key; nil when none is configured.
 	Key []byte
+	// List is set for a roster entry that is a list (the distros list).
+	List *ListKind
 }
 
 // Desk runs incidents: intake, lifecycle, embargo rules, notices and
@@ -176,6 +178,12 @@ type Facts struct {
 	// Decisions are the team's release decisions (patches, tests,
 	// exploit, public issue, discussion).
 	Decisions []Decision `json:"decisions,omitempty" vis:"internal"`
+	// PublicNoticeAt is when the public notice of a public or zero-day
+	// incident went to the external lists.
+	PublicNoticeAt time.Time `json:"public_notice_at,omitzero" vis:"internal"`
+	// ExploitReminded and IncompleteWarned record reminders sent once.
+	ExploitReminded  bool `json:"exploit_reminded,omitempty" vis:"internal"`
+	IncompleteWarned bool `json:"incomplete_warned,omitempty" vis:"internal"`
 }
 
 // Incident is an incident with its decoded facts.

@@ -445,7 +445,8 @@ func (d *Desk) ackTx(ctx context.Context, tx *sql.Tx, id string, sm *store.Spool
 	}
 	r, err := render("ack", map[string]any{"ID": id, "ListAddress": d.ListAddress(id), "Intake": d.IntakeAddress(),
 		"Project": d.Project.Name, "Fingerprint": d.Key.Fingerprint(), "KeyKnown": k != nil, "Undecryptable": rp.undecryptable,
-		"KeyProblem": keyProblem, "MinNotice": human(d.Policy.MinNotice), "MaxEmbargo": human(d.Policy.MaxEmbargo), "Escalation": human(d.Policy.AckEscalation)})
+		"KeyProblem": keyProblem, "MinNotice": human(d.Policy.MinNotice), "MaxEmbargo": human(d.Policy.MaxEmbargo), "Escalation": human(d.Policy.AckEscalation),
+		"HardMax": d.hardMaxText()})
 	if err != nil {
 		return false, err
 	}

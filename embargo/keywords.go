@@ -14,7 +14,7 @@ import (
 // Keywords are the incident keywords HandleKeyword knows.
 var Keywords = []string{"ack", "triage", "confirm", "reject", "duplicate", "fixing", "cve", "cvss", "versions", "backport",
 	"credit", "title", "description", "type", "cwe", "workaround", "upstream", "reference", "note", "reporter", "embargo", "notify", "publish", "close", "status",
-	"decide"}
+	"decide", "public-notice", "at-risk"}
 
 // HandleKeyword runs an incident keyword from a verified, signed post to
 // an incident list (lists.KeywordHandler). It runs inside the post's
@@ -134,7 +134,11 @@ func (d *Desk) keyword(p *Op, name, args string, attached []byte) error {
 				sel = append(sel, s)
 			}
 		}
-		return p.Notify(sel)
+		files, err := postedFiles(attached)
+		if err != nil {
+			return err
+		}
+		return p.Notify(sel, files...)
 	case "publish":
 		force := false
 		if f, rest, _ := strings.Cut(args, " "); strings.EqualFold(f, "force") {
@@ -146,6 +150,10 @@ func (d *Desk) keyword(p *Op, name, args string, attached []byte) error {
 		return p.Close()
 	case "decide":
 		return p.Decide(strings.Fields(args))
+	case "public-notice":
+		return p.PublicNotice()
+	case "at-risk":
+		return p.AtRisk(args)
 	case "status":
 		p.o.note("%s", p.o.d.Status(p.o.in))
 		return nil

@@ -165,43 +165,11 @@ func (o *op) cvdFrom() string {
 }
 
 // sealToMembers seals one notice to every active member that keep
-// selects, each copy encrypted to that member only, and queues them. It
-// returns who got it and who could not (no usable key).
+// selects, each copy encrypted to that member only, and queues them (a
+// list-kind downstream's copy with its "[vs]" outer Subject). It returns
+// who got it and who could not (no usable key).
 func (o *op) sealToMembers(kind string, r *templates.Rendered, keep func(recipient) bool) (sent, missed []string, err error) {
-	rs, err := o.members()
-	if err != nil {
-		return nil, nil, err
-	}
-	var to []recipient
-	var keys []*crypto.Key
-	for _, m := range rs {
-		if keep != nil && !keep(m) {
-			continue
-		}
-		if m.key == nil {
-			missed = append(missed, m.Email)
-			continue
-		}
-		to = append(to, m)
-		keys = append(keys, m.key)
-	}
-	if len(to) == 0 {
-		return nil, missed, nil
-	}
-	list := o.d.ListAddress(o.in.ID)
-	m := &mailOut{from: o.cvdFrom(), to: list, replyTo: list, subject: r.Subject, body: r.Body, messageID: newMessageID(o.d.Domain)}
-	copies, err := crypto.SealFanout(m.inner(), m.outer(o.now, list), o.d.Key, keys, o.now)
-	if err != nil {
-		return nil, nil, fmt.Errorf("seal %s notice: %w", kind, err)
-	}
-	for i, rc := range to {
-		if _, err := store.EnqueueTx(o.ctx, o.tx, &store.OutMessage{Rcpts: []string{rc.Email}, Raw: copies[i], Origin: store.OriginNotice,
-			Kind: kind, Ref: o.in.ID, CreatedAt: o.now}); err != nil {
-			return nil, nil, err
-		}
-		sent = append(sent, rc.Email)
-	}
-	return sent, missed, nil
+	return o.sealNotice(kind, r.Subject, r.Body, nil, keep)
 }
 
 // sendOne queues a notice to one address: encrypted to its pinned key when

@@ -12,10 +12,12 @@ import (
 
 // Notify sends the pre-notification to the selected downstreams of the
 // roster (names or addresses; none selects the whole roster), each copy
-// encrypted to that downstream only. They become members of the incident
-// list, and the public date is armed: the incident is released at that
-// date.
-func (p *Op) Notify(selection []string) error {
+// encrypted to that downstream only, with the incident's files (files
+// are added to them first). They become members of the incident list,
+// and the public date is armed: the incident is released at that date.
+// A downstream told after the first notice also gets the list's posts
+// since then.
+func (p *Op) Notify(selection []string, files ...File) error {
 	o := p.o
 	if err := o.editable("notify"); err != nil {
 		return err
@@ -32,6 +34,16 @@ func (p *Op) Notify(selection []string) error {
 		return refuse("incident %s has no public date: set one first (the pre-notification always states it), e.g. embargo %s",
 			o.in.ID, o.d.Policy.Propose(o.now).Format("2006-01-02T15:04Z"))
 	}
+	people, err := o.d.selectRoster(selection)
+	if err != nil {
+		return err
+	}
+	if len(people) == 0 && len(o.d.Roster) > 0 {
+		return refuse("no downstream selected")
+	}
+	if err := o.checkHardLimit(o.in.EmbargoAt, people); err != nil {
+		return err
+	}
 	first := o.in.FirstNoticeAt.IsZero()
 	if first {
 		if _, err := o.d.Policy.check(o.in.EmbargoAt, o.now, o.now, o.in.EmbargoOverride); err != nil {
@@ -40,15 +52,20 @@ func (p *Op) Notify(selection []string) error {
 	} else if !o.in.EmbargoAt.After(o.now) {
 		return refuse("the public date %s has passed", utc(o.in.EmbargoAt))
 	}
-	people, err := o.d.selectRoster(selection)
+	if !first && o.in.EmbargoAt.Sub(o.now) < o.d.Policy.MinNotice {
+		o.note("warning: these downstreams get less than %s of notice", human(o.d.Policy.MinNotice))
+	}
+	added, err := o.addFiles(files)
 	if err != nil {
 		return err
 	}
-	if len(people) == 0 && len(o.d.Roster) > 0 {
-		return refuse("no downstream selected")
+	known := map[string]bool{}
+	ds, err := store.DownstreamsTx(o.ctx, o.tx, o.in.ID)
+	if err != nil {
+		return err
 	}
-	if !first && o.in.EmbargoAt.Sub(o.now) < o.d.Policy.MinNotice {
-		o.note("warning: these downstreams get less than %s of notice", human(o.d.Policy.MinNotice))
+	for _, x := range ds {
+		known[x.Email] = true
 	}
 	// Members first: their keys are pinned from the roster when none is.
 	var keep = map[string]bool{}
@@ -59,14 +76,28 @@ func (p *Op) Notify(selection []string) error {
 		keep[strings.ToLower(ps.Email)] = true
 	}
 	if len(people) > 0 {
-		r, err := render("prenotify", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
-			"DateISO": o.in.EmbargoAt.Format("2006-01-02T15:04Z"), "ListAddress": o.d.ListAddress(o.in.ID), "Project": o.d.Project.Name,
-			"Title": orDefault(o.in.Facts.Title, "security issue "+o.in.ID), "Facts": o.d.factsText(o.in), "MinNotice": human(o.d.Policy.MinNotice),
-			"Announce": strings.Join(o.d.publicLists(), ", "), "Fingerprint": o.d.Key.Fingerprint()})
+		stored, err := o.files()
 		if err != nil {
 			return err
 		}
-		sent, missed, err := o.sealToMembers("prenotify", r, func(m recipient) bool {
+		longest, until, hard, err := o.maxEmbargo(people)
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, f := range stored {
+			names = append(names, fmt.Sprintf("%s (%s, %d bytes)", f.Name, f.ContentType, f.Size))
+		}
+		r, err := render("prenotify", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
+			"DateISO": o.in.EmbargoAt.Format("2006-01-02T15:04Z"), "ListAddress": o.d.ListAddress(o.in.ID), "Project": o.d.Project.Name,
+			"Title": orDefault(o.in.Facts.Title, "security issue "+o.in.ID), "Facts": o.d.factsText(o.in), "MinNotice": human(o.d.Policy.MinNotice),
+			"Announce": strings.Join(o.d.publicLists(), ", "), "MaxEmbargo": human(longest), "MaxUntil": utc(until),
+			"FirstNotice": utc(firstOr(o.in.FirstNoticeAt, o.now)), "HardLimit": hard, "Files": names,
+			"Fingerprint": o.d.Key.Fingerprint()})
+		if err != nil {
+			return err
+		}
+		sent, missed, err := o.sealNotice("prenotify", r.Subject, r.Body, stored, func(m recipient) bool {
 			return keep[m.Email] && m.Role == lists.RoleDownstream
 		})
 		if err != nil {
@@ -80,14 +111,43 @@ func (p *Op) Notify(selection []string) error {
 				return err
 			}
 		}
-		if err := o.event("notify", "pre-notification for %s sent to %s", utc(o.in.EmbargoAt), strings.Join(sent, ", ")); err != nil {
+		if err := o.recordFiles(sent, stored); err != nil {
 			return err
 		}
-		o.note("%s: pre-notification for %s sent to %s", o.in.ID, utc(o.in.EmbargoAt), strings.Join(sent, ", "))
+		with := ""
+		if len(stored) > 0 {
+			var fs []string
+			for _, f := range stored {
+				fs = append(fs, f.Name)
+			}
+			with = " with " + strings.Join(fs, ", ")
+		}
+		if err := o.event("notify", "pre-notification for %s sent to %s%s", utc(o.in.EmbargoAt), strings.Join(sent, ", "), with); err != nil {
+			return err
+		}
+		o.note("%s: pre-notification for %s sent to %s%s", o.in.ID, utc(o.in.EmbargoAt), strings.Join(sent, ", "), with)
+		if len(added) > 0 {
+			o.note("attached: %s", strings.Join(added, ", "))
+		}
 		if len(missed) > 0 {
 			o.note("not notified (no usable key): %s", strings.Join(missed, ", "))
 		}
+		if !first {
+			for _, e := range sent {
+				if known[e] {
+					continue
+				}
+				res, err := o.lateDownstream(e)
+				if err != nil {
+					return err
+				}
+				o.note("%s joined late: %s", e, res)
+			}
+		}
 	} else {
+		if len(added) > 0 {
+			return refuse("the roster is empty: nobody to send %s to", strings.Join(added, ", "))
+		}
 		if err := o.event("notify", "no downstream in the roster; release armed for %s", utc(o.in.EmbargoAt)); err != nil {
 			return err
 		}
@@ -105,7 +165,7 @@ func (p *Op) Notify(selection []string) error {
 		return err
 	}
 	if _, err := o.d.advisory(o.in, publish.Released, o.in.EmbargoAt); err != nil {
-		o.note("warning: the announcement is not complete yet: %v", err)
+		o.note("warning: the announcement is not complete yet: %v; at the public date the release is held until it is (or publish --force)", err)
 	}
 	return o.save()
 }

@@ -119,6 +119,9 @@ func (p *Op) Confirm(privacy string) error {
 	o.note("%s confirmed (%s)", o.in.ID, privacy)
 	if privacy != Private {
 		o.note("fast path: no embargo; publish as soon as a fix or work-around is recorded")
+		if len(o.d.External) > 0 {
+			o.note("tell %s now, without waiting for the fix: record a title and description, then public-notice %s (x-public-notice)", strings.Join(o.d.External, ", "), o.in.ID)
+		}
 	}
 	if err := o.tellReporter("confirmed", ""); err != nil {
 		return err
@@ -480,6 +483,11 @@ func (p *Op) SetEmbargo(date time.Time, override string) error {
 		return refuse("incident %s is %s; its date cannot change", o.in.ID, o.in.State)
 	}
 	date = date.UTC().Truncate(time.Minute)
+	if !o.in.FirstNoticeAt.IsZero() {
+		if err := o.checkHardLimit(date, nil); err != nil {
+			return err
+		}
+	}
 	warnings, err := o.d.Policy.check(date, o.now, o.in.FirstNoticeAt, override)
 	if err != nil {
 		return err

@@ -213,8 +213,12 @@ func (o *op) release(how string, broken, force bool) error {
 	if err != nil {
 		return err
 	}
+	extSubject, extBody, err := o.externalPost(a, text, broken)
+	if err != nil {
+		return err
+	}
 	for _, to := range o.d.External {
-		raw, err := o.d.signedAnnouncement(ann.Subject, ann.Body, to, o.now)
+		raw, err := o.d.signedAnnouncement(extSubject, extBody, to, o.now)
 		if err != nil {
 			return err
 		}

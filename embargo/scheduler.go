@@ -81,6 +81,19 @@ func (d *Desk) RunDue(ctx context.Context) (Tick, error) {
 	} else {
 		t.Reminded += n
 	}
+	var due []string
+	if err := d.DB.Read(ctx, func(tx *sql.Tx) (err error) {
+		due, _, err = d.exploitDueTx(ctx, tx, d.now())
+		return err
+	}); err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, id := range due {
+			if _, err := d.writeOp(ctx, id, func(o *op) error { return o.exploitReminder() }); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	if ok, err := d.triageDigest(ctx); err != nil {
 		errs = append(errs, err)
 	} else if ok {
@@ -185,13 +198,16 @@ func (o *op) remind() error {
 	if o.in.State != store.IncidentPrenotified || o.now.Before(o.in.EmbargoAt.Add(-o.d.Policy.ReminderBefore)) || !o.now.Before(o.in.EmbargoAt) {
 		return nil
 	}
+	if err := o.warnIncomplete(); err != nil {
+		return err
+	}
 	ds, err := store.DownstreamsTx(o.ctx, o.tx, o.in.ID)
 	if err != nil {
 		return err
 	}
 	var reminded []string
 	for _, ds := range ds {
-		if !ds.AckedAt.IsZero() || !ds.RemindedAt.IsZero() {
+		if !ds.AckedAt.IsZero() || !ds.RemindedAt.IsZero() || o.d.rosterList(ds.Email) != nil {
 			continue
 		}
 		r, err := render("reminder", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
@@ -251,6 +267,11 @@ func (d *Desk) NextDue(ctx context.Context) (time.Time, error) {
 		}
 	}
 	err := d.DB.Read(ctx, func(tx *sql.Tx) error {
+		if _, ex, err := d.exploitDueTx(ctx, tx, d.now()); err != nil {
+			return err
+		} else {
+			earlier(ex)
+		}
 		dg, err := d.nextDigest(ctx, tx)
 		if err != nil {
 			return err
@@ -286,7 +307,7 @@ func (d *Desk) NextDue(ctx context.Context) (time.Time, error) {
 					return err
 				}
 				for _, ds := range ds {
-					if ds.AckedAt.IsZero() && ds.RemindedAt.IsZero() {
+					if ds.AckedAt.IsZero() && ds.RemindedAt.IsZero() && d.rosterList(ds.Email) == nil {
 						earlier(in.EmbargoAt.Add(-d.Policy.ReminderBefore))
 						break
 					}

@@ -23,13 +23,23 @@ func (s *Service) SendBacklog(ctx context.Context, listName, email string) (resu
 		if err != nil {
 			return err
 		}
-		result, err = s.sendBacklogTx(ctx, tx, l, email, s.now())
+		result, err = s.sendBacklogTx(ctx, tx, l, email, time.Time{}, s.now())
 		return err
 	})
 	return result, err
 }
 
-func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, email string, now time.Time) (string, error) {
+// SendBacklogSinceTx is SendBacklog in the caller's transaction, for the
+// posts received at or after since only.
+func (s *Service) SendBacklogSinceTx(ctx context.Context, tx *sql.Tx, listName, email string, since, now time.Time) (string, error) {
+	l, err := store.ListByNameTx(ctx, tx, listName)
+	if err != nil {
+		return "", err
+	}
+	return s.sendBacklogTx(ctx, tx, l, email, since, now)
+}
+
+func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, email string, since, now time.Time) (string, error) {
 	members, err := s.loadMembers(ctx, tx, l.ID, now)
 	if err != nil {
 		return "", err
@@ -56,7 +66,7 @@ func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, 
 	}
 	sent := 0
 	for _, p := range posts {
-		if p.Status != PostDistributed || len(p.Archive) == 0 {
+		if p.Status != PostDistributed || len(p.Archive) == 0 || p.ReceivedAt.Before(since) {
 			continue
 		}
 		has, err := store.HasPostCopyTx(ctx, tx, p.ID, m.ID)
@@ -66,7 +76,7 @@ func (s *Service) sendBacklogTx(ctx context.Context, tx *sql.Tx, l *store.List, 
 		if has || p.Sender == m.Email {
 			continue
 		}
-		raw, err := s.reseal(p.Archive, m.key, now, s.viewFor(l, anon, m.Role, p.Sender))
+		raw, err := s.reseal(p.Archive, m.key, now, s.viewFor(l, anon, m.Role, p.Sender), s.outerSubject(l.Name, m.Email))
 		if err != nil {
 			return "", fmt.Errorf("backlog post %d: %w", p.ID, err)
 		}
@@ -92,8 +102,9 @@ func (s *Service) viewFor(l *store.List, anon, role, sender string) *anonView {
 }
 
 // reseal opens an archived copy with the list key and seals it to key,
-// keeping its visible header, anonymized by v when not nil.
-func (s *Service) reseal(archive []byte, key *crypto.Key, now time.Time, v *anonView) ([]byte, error) {
+// keeping its visible header, anonymized by v when not nil, with outer
+// Subject subject when not "".
+func (s *Service) reseal(archive []byte, key *crypto.Key, now time.Time, v *anonView, subject string) ([]byte, error) {
 	o, err := crypto.Open(archive, []*crypto.Key{s.Key}, []*crypto.Key{s.Key}, now, s.Limits)
 	if err != nil {
 		return nil, err
@@ -120,5 +131,5 @@ func (s *Service) reseal(archive []byte, key *crypto.Key, now time.Time, v *anon
 			return nil, err
 		}
 	}
-	return crypto.Seal(ent, outer, s.Key, key, now)
+	return s.sealOne(ent, outer, key, now, subject)
 }

@@ -270,7 +270,7 @@ func (p *postJob) command(ctx context.Context, tx *sql.Tx, kw Keyword, found []c
 		if len(args) != 1 {
 			return "refused: use x-send-backlog: EMAIL", nil
 		}
-		return p.s.sendBacklogTx(ctx, tx, p.list, strings.ToLower(args[0]), p.now)
+		return p.s.sendBacklogTx(ctx, tx, p.list, strings.ToLower(args[0]), time.Time{}, p.now)
 	}
 	if p.s.Keywords != nil {
 		reply, known, err := p.s.Keywords(ctx, tx, &Command{List: p.list, Sender: p.sender.Member, Signer: p.opened.Signer,

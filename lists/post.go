@@ -203,6 +203,8 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 		p.opened.Entity, kws = stripped, nil
 	}
 	switch {
+	case p.sender == nil && p.delegate():
+		return p.distribute(ctx, true)
 	case p.sender == nil:
 		return p.hold(ctx, "sender is not a member")
 	case p.verified():
@@ -520,10 +522,13 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 	d := &delivery{status: status, reason: reason}
 	var keys, outKeys []*crypto.Key
 	var outs []*member
+	var own []*member
 	for _, m := range to {
 		switch {
 		case m.problem != "":
 			d.missed = append(d.missed, m)
+		case p.s.outerSubject(p.list.Name, m.Email) != "":
+			own = append(own, m)
 		case p.anon != "" && outsider(m.Role):
 			outKeys = append(outKeys, m.key)
 			outs = append(outs, m)
@@ -553,6 +558,23 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		}
 		d.sealTo = append(d.sealTo, outs...)
 		d.copies = append(d.copies, acopies...)
+	}
+	for _, m := range own {
+		in, out := inner, outer
+		if p.anon != "" && outsider(m.Role) {
+			v := &anonView{list: p.list, sender: p.post.Sender == p.anon}
+			if in, err = p.s.anonInner(inner, v); err != nil {
+				return nil, err
+			}
+			out = outer.Copy()
+			p.s.anonHeader(&out, v)
+		}
+		raw, err := p.s.sealOne(in, out, m.key, p.now, p.s.outerSubject(p.list.Name, m.Email))
+		if err != nil {
+			return nil, fmt.Errorf("seal: %w", err)
+		}
+		d.sealTo = append(d.sealTo, m)
+		d.copies = append(d.copies, raw)
 	}
 	return d, nil
 }

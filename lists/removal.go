@@ -72,7 +72,7 @@ func (s *Service) keyChangedTx(ctx context.Context, tx *sql.Tx, l *store.List, m
 		if err != nil {
 			return "", err
 		}
-		raw, err := s.reseal(p.Archive, key, now, s.viewFor(l, anon, role, p.Sender))
+		raw, err := s.reseal(p.Archive, key, now, s.viewFor(l, anon, role, p.Sender), s.outerSubject(l.Name, email))
 		if err != nil {
 			return "", fmt.Errorf("re-seal post %d: %w", id, err)
 		}

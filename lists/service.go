@@ -67,6 +67,13 @@ type Service struct {
 	// Project is the project's name in the From of announcements and
 	// the announce list's title; the domain when empty.
 	Project string
+	// PostsFor, when set, names the member on whose behalf a sender who
+	// is not a member posts (see delegate), or returns "".
+	PostsFor func(list, sender string) string
+	// OuterSubject, when set, returns the outer Subject a member's copies
+	// must have instead of "[...]" (e.g. "[vs] ..." for the distros
+	// list), or "".
+	OuterSubject func(list, email string) string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	Log *slog.Logger

@@ -176,6 +176,11 @@ func Sample() map[string]any {
 		"BrokenNote":     "The embargo on this issue ended early (leaked), so this advisory is published now\ninstead of on the planned date.",
 		"URL":            "https://example.org/advisories/2026-001.html", "Lists": "announce@example.org", "Credits": "Rita Reporter",
 		"Agenda": "DUE (UTC)         INCIDENT  STATE  WHAT\n2026-12-01 10:00  2026-001  prenotified  release at the public date", "Every": "7 days", "Open": "1 open incident",
+		"FirstNotice": "Friday 2026-11-27 10:00 UTC", "MaxUntil": "Friday 2026-12-11 10:00 UTC", "HardLimit": "distros",
+		"Files": []string{"0001-fix.patch (text/x-patch, 1234 bytes)"}, "Topic": "heap overflow in the frobnicator",
+		"Patches": []map[string]string{{"Name": "0001-fix.patch", "Text": "diff --git a/x b/x\n"}}, "PreNotified": "Friday 2026-11-27 10:00 UTC",
+		"ZeroDay": true, "Affected": []string{"libexample from 1.0"}, "Description": "A long header overflows a buffer.",
+		"Workaround": "Limit header sizes in the proxy.", "HardMax": "distros (14 days)",
 		// The triage digest (package embargo).
 		"Count": 2, "New": 1, "Since": "Monday 2026-11-23 09:00 UTC",
 		"Waiting": "  1  2026-11-23T09:30:00Z  from x@spam.example (192.0.2.1:4000), 812 bytes\n      subject: offer\n      held: sender over its limit",

@@ -36,10 +36,12 @@ const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
   set ID title|description|type|cwe|workaround|upstream|reference|note VALUE  (VALUE "-": stdin; note: internal, never published)
   set ID reporter anonymous|named   keep the reporter's address and name from downstreams and observers
   embargo ID DATE [--override REASON] | embargo ID --propose
-  notify ID [--to NAME,NAME]        pre-notify the roster (default: all of it)
+  notify ID [--to NAME,NAME] [--attach FILE...]  pre-notify the roster (default: all of it), FILEs sealed with it
   notify ID --category CATEGORY     pre-notify the roster entries of a category (distribution, vendor, service-provider)
   decide ID TOPIC=VALUE ...         release decisions: patches|tests|exploit|discussion=at-release|release+7d|DATE|never,
                                     public-issue=URL; TOPIC=done records that it happened
+  at-risk ID --reason REASON        tell every member and downstream the date may move or the issue go public early
+  public-notice ID                  a public or zero-day issue: a short notice to the external lists now, before the fix
   publish ID [--now --reason REASON] [--force]  (--force: an incomplete advisory with placeholders)
   close ID
   report ID                         the post-mortem
@@ -51,7 +53,7 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 	people := func(key string, cs []config.Contact) ([]embargo.Person, error) {
 		var out []embargo.Person
 		for i, ct := range cs {
-			p := embargo.Person{Name: ct.Name, Email: ct.Email}
+			p := embargo.Person{Name: ct.Name, Email: ct.Email, List: listKind(ct.RosterKind)}
 			if ct.KeyFile != "" {
 				b, err := os.ReadFile(ct.KeyFile)
 				if err != nil {
@@ -78,7 +80,7 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 	pol.MinNotice, pol.MaxEmbargo = c.Embargo.MinNotice, c.Embargo.MaxEmbargo
 	pol.ReminderBefore, pol.AckEscalation = c.Embargo.ReminderBefore, c.Embargo.AckEscalation
 	pol.SubjectPrefix = c.Embargo.SubjectPrefix
-	return &embargo.Desk{DB: db, Lists: svc, Domain: c.Domain, Key: key, Limits: svc.Limits, Policy: pol,
+	d := &embargo.Desk{DB: db, Lists: svc, Domain: c.Domain, Key: key, Limits: svc.Limits, Policy: pol,
 		Team: team, Roster: roster, Announce: c.Embargo.Announce, External: c.Embargo.External,
 		Project: publish.Project{Name: c.Embargo.Project, Vendor: c.Embargo.Vendor, Domain: c.Domain, URL: c.Web.BaseURL,
 			CNAOrgID: c.CVE.OrgID, CNAShortName: c.CVE.ShortName},
@@ -86,7 +88,9 @@ func newDesk(c *config.Config, db *store.DB, key *crypto.Key, svc *lists.Service
 		AgendaEvery:                c.Agenda.Every,
 		AcknowledgeUnauthenticated: c.Intake.AcknowledgeUnauthenticated,
 		IntakePolicy:               intakePolicy(c),
-		Log:                        log.With("part", "embargo")}, nil
+		Log:                        log.With("part", "embargo")}
+	svc.PostsFor, svc.OuterSubject = d.PostsFor, d.OuterSubject
+	return d, nil
 }
 
 // withDesk opens the configured database and desk for a command; it works
@@ -161,11 +165,13 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	override := fs.String("override", "", "embargo: why the date may exceed the maximum embargo (recorded)")
 	propose := fs.Bool("propose", false, "embargo: print a compliant date")
 	now := fs.Bool("now", false, "publish: break the embargo now")
-	reason := fs.String("reason", "", "publish --now: why (recorded and announced)")
+	reason := fs.String("reason", "", "publish --now: why (recorded and announced); at-risk: why the date is at risk")
 	force := fs.Bool("force", false, "publish: release an incomplete advisory, with placeholders for the missing title and description")
 	format := fs.String("format", "text", "export: text, cve, osv, csaf or mbox")
 	category := fs.String("category", "", "notify: the roster entries of a category (distribution, vendor, service-provider)")
 	original := fs.Bool("report", false, "show: the original report, decrypted from the archive")
+	var attach fileList
+	fs.Var(&attach, "attach", "notify: a file sent with the pre-notification (a patch, a git bundle, a reproducer); repeat it, or list the files after it")
 	pos, err := splitArgs(fs, args[1:])
 	if err != nil {
 		return err
@@ -328,13 +334,21 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 			}
 			sel = append(sel, cs...)
 		}
-		return change(func(p *embargo.Op) error { return p.Notify(sel) })
+		files, err := readAttachments(attach, pos[1:])
+		if err != nil {
+			return err
+		}
+		return change(func(p *embargo.Op) error { return p.Notify(sel, files...) })
 	case "publish":
 		return change(func(p *embargo.Op) error { return p.Publish(*now, *reason, *force) })
 	case "close":
 		return change(func(p *embargo.Op) error { return p.Close() })
 	case "decide":
 		return change(func(p *embargo.Op) error { return p.Decide(pos[1:]) })
+	case "public-notice":
+		return change(func(p *embargo.Op) error { return p.PublicNotice() })
+	case "at-risk":
+		return change(func(p *embargo.Op) error { return p.AtRisk(*reason) })
 	}
 	return fmt.Errorf("incident: unknown command %q\n%s: %w", sub, incidentUsage, errUsage)
 }
@@ -394,6 +408,10 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 	if f.ReleaseHeld != "" {
 		fmt.Fprintf(w, "%-14s %s\n", "Release held:", "the public advisory lacks "+f.ReleaseHeld)
 	}
+	got, err := d.Received(ctx, in.ID)
+	if err != nil {
+		return err
+	}
 	if len(ds) > 0 {
 		fmt.Fprintln(w, "Downstreams:")
 		for _, x := range ds {
@@ -401,7 +419,8 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 			if !x.AckedAt.IsZero() {
 				st = "acknowledged " + x.AckedAt.Format("2006-01-02 15:04") + " (" + x.AckHow + ")"
 			}
-			fmt.Fprintf(w, "  %-30s notified %s, %s\n", dash(x.Name)+" <"+x.Email+">", x.NotifiedAt.Format("2006-01-02 15:04"), st)
+			fmt.Fprintf(w, "  %-30s notified %s, %s; received: %s\n", dash(x.Name)+" <"+x.Email+">", x.NotifiedAt.Format("2006-01-02 15:04"), st,
+				strings.Join(append([]string{"notice"}, got[x.Email]...), ", "))
 		}
 	}
 	fmt.Fprintln(w, "Timeline (UTC):")

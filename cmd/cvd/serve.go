@@ -216,6 +216,7 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	}
 	defer stopMetrics()
 
+	warnPublicLists(c, log)
 	log.Info("cvd ready",
 		"version", versionString(),
 		"config", c.File,
