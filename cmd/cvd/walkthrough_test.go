@@ -55,6 +55,11 @@ func TestREADMEWalkthrough(t *testing.T) {
 	id := w.report("Heap overflow", "A long header overflows a heap buffer.")
 	work := t.TempDir()
 	os.WriteFile(filepath.Join(work, "description.txt"), []byte("A header longer than 64 KiB overflows a heap buffer in the parser.\n"), 0o600)
+	// The reader's own files, which step 5 attaches to the pre-notification.
+	patch := "From: Fay Fixer <fay@example.org>\nSubject: [PATCH] parser: bound the header length\n\n---\n--- a/parser.c\n+++ b/parser.c\n@@ -1 +1 @@\n-x\n+y\n"
+	os.WriteFile(filepath.Join(work, "0001-fix.patch"), []byte(patch), 0o600)
+	os.WriteFile(filepath.Join(work, "0001-fix-1.3.patch"), []byte(patch), 0o600)
+	os.WriteFile(filepath.Join(work, "repro.tar.xz"), []byte{0xfd, '7', 'z', 'X', 'Z', 0}, 0o600)
 	date := ""
 	run := func(line string) string {
 		t.Helper()
