@@ -56,6 +56,8 @@ type Config struct {
 	// Intake and Spam are the intake policy (see intake.go).
 	Intake Intake
 	Spam   Spam
+	// Deps is the dependency check (see deps.go).
+	Deps Deps
 }
 
 // Lists configures the lists' posting rules.
@@ -325,6 +327,10 @@ type raw struct {
 	} `toml:"log"`
 	Intake rawIntake `toml:"intake"`
 	Spam   rawSpam   `toml:"spam"`
+
+	// The dependency check (deps.go).
+	Deps       rawDeps        `toml:"deps"`
+	Components []rawComponent `toml:"components"`
 }
 
 type rawContact struct {
@@ -434,6 +440,8 @@ var keys = []string{
 	"log", "log.format", "log.level",
 	"intake", "intake.acknowledge_unauthenticated", "intake.per_sender", "intake.per_network", "intake.window", "intake.ipv4_prefix", "intake.ipv6_prefix", "intake.digest_every",
 	"spam", "spam.rspamd_url", "spam.threshold", "spam.timeout",
+	"deps", "deps.osv_api", "deps.osv_data", "deps.check_every",
+	"components", "components.lockfile", "components.name", "components.ecosystem", "components.version",
 }
 
 func unknownKeyError(file, key string) error {
@@ -659,6 +667,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyIntake(r, bad); err != nil {
+		return err
+	}
+	if err := c.applyDeps(r, bad); err != nil {
 		return err
 	}
 

@@ -163,6 +163,9 @@ type Facts struct {
 	// ReleaseHeld says what the advisory lacked when the scheduler held
 	// its release at the public date; empty once released.
 	ReleaseHeld string `json:"release_held,omitempty" vis:"internal"`
+	// Dependency is set on an incident opened for an upstream advisory of
+	// a shipped component (see dependency.go).
+	Dependency *DependencyFacts `json:"dependency,omitempty" vis:"public"`
 }
 
 // Incident is an incident with its decoded facts.

@@ -13,7 +13,8 @@ import (
 
 // Keywords are the incident keywords HandleKeyword knows.
 var Keywords = []string{"ack", "triage", "confirm", "reject", "duplicate", "fixing", "cve", "cvss", "versions", "backport",
-	"credit", "title", "description", "type", "cwe", "workaround", "upstream", "reference", "note", "reporter", "embargo", "notify", "publish", "close", "status"}
+	"credit", "title", "description", "type", "cwe", "workaround", "upstream", "reference", "note", "reporter", "embargo", "notify", "publish", "close", "status",
+	"vex"}
 
 // HandleKeyword runs an incident keyword from a verified, signed post to
 // an incident list (lists.KeywordHandler). It runs inside the post's
@@ -143,6 +144,8 @@ func (d *Desk) keyword(p *Op, name, args string, attached []byte) error {
 		return p.Publish(strings.EqualFold(first, "now"), reason, force)
 	case "close":
 		return p.Close()
+	case "vex":
+		return p.VEXKeyword(args)
 	case "status":
 		p.o.note("%s", p.o.d.Status(p.o.in))
 		return nil

@@ -52,6 +52,10 @@ Usage:
         Reports held by the intake policy (rate limits, spam score) instead
         of opening an incident: list them, show one, open its incident, or
         drop it.
+  cvd deps check [--config FILE]
+        Match the [[components]] of cvd.toml (lockfiles, or name, ecosystem
+        and version) against OSV advisories (deps.osv_api or deps.osv_data);
+        a new match opens a dependency incident for the team.
   cvd site build [DIR] [--config FILE]
         Write the public site (security.txt, WKD, advisories, feed) as
         static files to DIR (default web.static_dir).
@@ -108,6 +112,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdTriage(args[1:], stdout, stderr)
 	case "site":
 		err = cmdSite(args[1:], stdout, stderr)
+	case "deps":
+		err = cmdDeps(args[1:], stdout, stderr)
 	case "templates":
 		err = cmdTemplates(args[1:], stdout, stderr)
 	case "dns":

@@ -160,6 +160,7 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	}
 	svc.Keywords = desk.HandleKeyword
 	defer startScheduler(ctx, desk, worker.Wake)()
+	defer startDepsWatch(ctx, c, desk, worker.Wake)()
 
 	site, err := newSite(c, desk, key)
 	if err != nil {
