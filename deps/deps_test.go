@@ -235,3 +235,26 @@ func FuzzParseAdvisory(f *testing.F) {
 		MatchAll(comps(version), []*Advisory{a})
 	})
 }
+
+// TestMalformedLockfiles: a broken lockfile is an error naming it; an
+// unknown kind of file is refused.
+func TestMalformedLockfiles(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{
+		"package-lock.json": `{"lockfileVersion": 3, "packages": {`,
+		"Cargo.lock":        "[[package]\nname = ",
+		"go.mod":            "module x\nrequire (\n  example.org/a v1.0.0 v2\n",
+	} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(text), 0o600)
+		if _, err := ReadLockfile(context.Background(), p); err == nil || !strings.Contains(err.Error(), p) {
+			t.Errorf("%s: %v, want an error naming the file", name, err)
+		}
+	}
+	if _, err := ReadLockfile(context.Background(), filepath.Join(dir, "main.go")); err == nil || !strings.Contains(err.Error(), "not a lockfile") {
+		t.Errorf("main.go: %v", err)
+	}
+	if _, err := ReadLockfile(context.Background(), filepath.Join(dir, "Gemfile.lock")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing Gemfile.lock: %v", err)
+	}
+}
