@@ -176,6 +176,9 @@ func (d *Desk) Status(in *Incident) string {
 	if in.Facts.CVE != "" {
 		fmt.Fprintf(&b, ", %s", in.Facts.CVE)
 	}
+	if in.Facts.Dependency != nil {
+		fmt.Fprintf(&b, ", dependency advisory %s", in.Facts.Dependency.Advisory)
+	}
 	if !in.EmbargoAt.IsZero() {
 		fmt.Fprintf(&b, ", public date %s", utc(in.EmbargoAt))
 		if in.State == store.IncidentPrenotified {

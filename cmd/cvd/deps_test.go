@@ -153,11 +153,15 @@ func TestDependencyIncidents(t *testing.T) {
 		t.Fatalf("incidents %v, want 3", ids)
 	}
 	show := mustCLI(t, dir, cfg, "incident", "show", rack)
-	for _, want := range []string{"new, public", "Dependency:    GHSA-54rr-7fvw-6x8f (CVE-2024-26146)", "Shipped:       rack 2.1.2 (RubyGems)",
+	for _, want := range []string{"new, public, dependency advisory GHSA-54rr-7fvw-6x8f", "Dependency:    GHSA-54rr-7fvw-6x8f (CVE-2024-26146)", "Shipped:       rack 2.1.2 (RubyGems)",
 		"rack (RubyGems): >= 2.1.0, < 2.1.4.4", "Reporter:      none", "Decision:      none yet"} {
 		if !strings.Contains(show, want) {
 			t.Errorf("incident show lacks %q:\n%s", want, show)
 		}
+	}
+
+	if report := mustCLI(t, dir, cfg, "incident", "report", rack); !strings.Contains(report, "GHSA-54rr-7fvw-6x8f (undecided)") {
+		t.Errorf("the post-mortem does not name the advisory:\n%s", report)
 	}
 
 	// The team, and nobody else, is told: one sealed notice per incident.
