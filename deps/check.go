@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Check is one dependency check: the components (named, and read from
@@ -49,16 +50,62 @@ func (c *Check) Run(ctx context.Context) (*Result, error) {
 	case c.OSVData != "" && c.API != nil:
 		return nil, errors.New("dependency check: give one source of advisories, not two")
 	case c.OSVData != "":
-		advs, res.Skipped, err = Load(c.OSVData)
+		// A whole database is large: only records naming a shipped
+		// package are kept.
+		advs, res.Advisories, res.Skipped, err = load(c.OSVData, newPackageSet(res.Components).names)
 	case c.API != nil:
 		advs, err = c.API.Advisories(ctx, res.Components)
+		res.Advisories = len(advs)
 	default:
 		return nil, errors.New("dependency check: no source of advisories (the OSV API or a folder or zip of OSV records)")
 	}
 	if err != nil {
 		return nil, err
 	}
-	res.Advisories = len(advs)
 	res.Matches = MatchAll(res.Components, advs)
 	return res, nil
+}
+
+// packageSet answers whether an advisory names one of the components'
+// packages, without comparing every record with every component.
+type packageSet map[string]bool
+
+func packageKey(eco, name string) string {
+	eco = strings.ToLower(baseEcosystem(eco))
+	switch eco {
+	case "pypi":
+		name = pypiSep.ReplaceAllString(strings.ToLower(name), "-")
+	case "go", "npm", "crates.io", "rubygems":
+	default:
+		name = strings.ToLower(name)
+	}
+	return eco + "\x00" + name
+}
+
+func newPackageSet(cs []Component) packageSet {
+	s := packageSet{}
+	for _, c := range cs {
+		s[packageKey(c.Ecosystem, c.Name)] = true
+	}
+	return s
+}
+
+// names reports whether a names one of the packages (for Go, a package
+// inside one of the modules).
+func (s packageSet) names(a *Advisory) bool {
+	for _, af := range a.Affected {
+		name := af.Package.Name
+		if s[packageKey(af.Package.Ecosystem, name)] {
+			return true
+		}
+		if baseEcosystem(af.Package.Ecosystem) == "Go" {
+			for i := strings.LastIndexByte(name, '/'); i > 0; i = strings.LastIndexByte(name, '/') {
+				name = name[:i]
+				if s[packageKey("Go", name)] {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

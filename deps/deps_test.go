@@ -258,3 +258,26 @@ func TestMalformedLockfiles(t *testing.T) {
 		t.Errorf("missing Gemfile.lock: %v", err)
 	}
 }
+
+// TestCheckFolder: a check reads the lockfiles, keeps only the records
+// naming a shipped package (a Go package path inside a shipped module
+// among them) and matches them.
+func TestCheckFolder(t *testing.T) {
+	c := &Check{OSVData: filepath.Join("testdata", "advisories"),
+		Lockfiles: []string{filepath.Join("testdata", "lockfiles", "rubygems-doc2pdf-server", "Gemfile.lock"),
+			filepath.Join("testdata", "lockfiles", "go-gin-demo", "go.sum")},
+		Components: []Component{{Ecosystem: "PyPI", Name: "Requests", Version: "2.31.0"}}}
+	res, err := c.Run(context.Background())
+	if err != nil || res.Advisories != 13 || res.Skipped != nil {
+		t.Fatalf("check: %v, %d advisories, skipped %v", err, res.Advisories, res.Skipped)
+	}
+	want := []string{"GHSA-54rr-7fvw-6x8f rack@2.1.2", "GHSA-8c26-wmh5-6g9v golang.org/x/crypto@0.0.0-20200622213623-75b288015ac9",
+		"GHSA-9wx4-h78v-vm56 Requests@2.31.0", "GHSA-c2f4-cvqm-65w2 puma@3.12.1", "GHSA-vr8q-g5c7-m54m nokogiri@1.10.4"}
+	if got := found(res.Matches); !slices.Equal(got, want) {
+		t.Errorf("matches:\n got %q\nwant %q", got, want)
+	}
+	c.Components = []Component{{Ecosystem: "Frobnix", Name: "x", Version: "1"}}
+	if _, err := c.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "Frobnix") {
+		t.Errorf("an unknown ecosystem: %v", err)
+	}
+}

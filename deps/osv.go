@@ -178,9 +178,16 @@ func (e *RecordError) Unwrap() error { return e.Err }
 // be read are left out and returned as RecordErrors joined in bad; err is
 // set only when the source itself cannot be read.
 func Load(path string) (advs []*Advisory, bad error, err error) {
+	advs, _, bad, err = load(path, nil)
+	return advs, bad, err
+}
+
+// load is Load keeping only the records keep accepts (all when nil); n
+// counts the records read.
+func load(path string, keep func(*Advisory) bool) (advs []*Advisory, n int, bad error, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("OSV data: %w", err)
+		return nil, 0, nil, fmt.Errorf("OSV data: %w", err)
 	}
 	var errs []error
 	add := func(name string, data []byte) {
@@ -189,10 +196,13 @@ func Load(path string) (advs []*Advisory, bad error, err error) {
 			errs = append(errs, &RecordError{File: name, Err: err})
 			return
 		}
-		advs = append(advs, a)
+		n++
+		if keep == nil || keep(a) {
+			advs = append(advs, a)
+		}
 	}
 	if fi.IsDir() {
-		n := 0
+		files := 0
 		err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -200,7 +210,7 @@ func Load(path string) (advs []*Advisory, bad error, err error) {
 			if d.IsDir() || !strings.HasSuffix(strings.ToLower(d.Name()), ".json") {
 				return nil
 			}
-			if n++; n > maxRecords {
+			if files++; files > maxRecords {
 				return fmt.Errorf("more than %d records", maxRecords)
 			}
 			data, err := readLimited(p)
@@ -213,16 +223,16 @@ func Load(path string) (advs []*Advisory, bad error, err error) {
 			return nil
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("OSV data %s: %w", path, err)
+			return nil, 0, nil, fmt.Errorf("OSV data %s: %w", path, err)
 		}
 	} else {
 		zr, err := zip.OpenReader(path)
 		if err != nil {
-			return nil, nil, fmt.Errorf("OSV data %s: not a folder or a zip file: %w", path, err)
+			return nil, 0, nil, fmt.Errorf("OSV data %s: not a folder or a zip file: %w", path, err)
 		}
 		defer zr.Close()
 		if len(zr.File) > maxRecords {
-			return nil, nil, fmt.Errorf("OSV data %s: more than %d records", path, maxRecords)
+			return nil, 0, nil, fmt.Errorf("OSV data %s: more than %d records", path, maxRecords)
 		}
 		for _, f := range zr.File {
 			if f.FileInfo().IsDir() || !strings.HasSuffix(strings.ToLower(f.Name), ".json") {
@@ -237,7 +247,7 @@ func Load(path string) (advs []*Advisory, bad error, err error) {
 		}
 	}
 	sort.Slice(advs, func(i, j int) bool { return advs[i].ID < advs[j].ID })
-	return advs, errors.Join(errs...), nil
+	return advs, n, errors.Join(errs...), nil
 }
 
 func readLimited(p string) ([]byte, error) {
