@@ -281,3 +281,27 @@ func TestCheckFolder(t *testing.T) {
 		t.Errorf("an unknown ecosystem: %v", err)
 	}
 }
+
+// FuzzLockfile feeds mangled lockfiles of each kind to ReadLockfile: an
+// error or complete components, never a crash.
+func FuzzLockfile(f *testing.F) {
+	kinds := []string{"go.mod", "package-lock.json", "Gemfile.lock", "Cargo.lock", "requirements.txt"}
+	for i, p := range []string{"go-web-crawler/go.mod", "npm-notedown-backend/package-lock.json", "rubygems-doc2pdf-server/Gemfile.lock",
+		"cargo-mal/Cargo.lock", "pypi-netflix-meta-scraper/requirements.txt"} {
+		data, _ := os.ReadFile(filepath.Join("testdata", "lockfiles", p))
+		f.Add(data, uint8(i))
+	}
+	f.Fuzz(func(t *testing.T, data []byte, kind uint8) {
+		p := filepath.Join(t.TempDir(), kinds[int(kind)%len(kinds)])
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// A panic of an extractor comes back as an error.
+		cs, _ := ReadLockfile(context.Background(), p)
+		for _, c := range cs {
+			if c.Name == "" || c.Version == "" || c.Ecosystem == "" {
+				t.Fatalf("incomplete component %+v", c)
+			}
+		}
+	})
+}

@@ -63,7 +63,14 @@ func extractorFor(base string) (filesystem.Extractor, error) {
 // modules that are not dependencies); the Go toolchain line is not a
 // component. Unpinned entries (a requirements.txt line without ==) are
 // left out: they have no version to match.
-func ReadLockfile(ctx context.Context, path string) ([]Component, error) {
+func ReadLockfile(ctx context.Context, path string) (_ []Component, err error) {
+	defer func() {
+		// The extractors are not cvd's: a file one cannot handle is an
+		// error for that lockfile, not a crash of the server.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("lockfile %s: the parser failed: %v", path, r)
+		}
+	}()
 	base := filepath.Base(path)
 	ex, err := extractorFor(base)
 	if err != nil {
