@@ -63,7 +63,7 @@ func (w *DependencyWatch) Run(ctx context.Context) {
 		retry = time.Hour
 	}
 	log := w.Desk.log()
-	var failedAt time.Time
+	var failedAt, told time.Time
 	for {
 		wait := poll
 		due, err := w.Due(ctx)
@@ -93,6 +93,10 @@ func (w *DependencyWatch) Run(ctx context.Context) {
 			}
 			continue
 		default:
+			if !due.Equal(told) {
+				log.Info("next dependency check", "at", due.UTC().Format(time.RFC3339))
+				told = due
+			}
 			wait = min(poll, due.Sub(now)+10*time.Millisecond)
 		}
 		select {

@@ -429,8 +429,11 @@ func TestDependencyCheckDaily(t *testing.T) {
 
 	// Restarted the same day: no check.
 	s = startCVD(t, t.TempDir(), nil, "--config", cfg)
-	waitFor(t, "cvd ready", func() bool { return strings.Contains(s.logs(), "cvd ready") }, s.logs)
+	waitFor(t, "the next check's time", func() bool { return strings.Contains(s.logs(), `msg="next dependency check"`) }, s.logs)
 	s.stop(t)
+	if strings.Contains(s.logs(), `msg="dependency check"`) {
+		t.Errorf("a restart within the day checked again:\n%s", s.logs())
+	}
 	if n := api.batchCount(); n != batches {
 		t.Errorf("a restart within the day queried the API again (%d -> %d)", batches, n)
 	}
