@@ -38,6 +38,9 @@ type DependencyFacts struct {
 	Summary    string                `json:"summary,omitempty"`
 	Ranges     []string              `json:"ranges,omitempty"`
 	Components []DependencyComponent `json:"components,omitempty"`
+	// Undecided are components matched after the decision, which it
+	// does not cover until the team decides again.
+	Undecided []DependencyComponent `json:"undecided,omitempty"`
 	// Decision is NotAffected or Affected ("" while undecided), with the
 	// VEX justification and the impact statement of NotAffected.
 	Decision      string    `json:"decision,omitempty"`
@@ -247,12 +250,15 @@ func containsString(xs []string, s string) bool {
 }
 
 // addMatchesTx records components that a known advisory matches anew on
-// its incident.
+// its incident and tells the coordinators. A decision already taken does
+// not cover them: they wait in Undecided (and out of the VEX statement)
+// until the team decides again.
 func (d *Desk) addMatchesTx(ctx context.Context, tx *sql.Tx, id string, m deps.Match) ([]string, error) {
 	o, err := d.beginOp(ctx, tx, id, System)
 	if err != nil {
 		return nil, err
 	}
+	f := o.in.Facts.Dependency
 	var added []string
 	for _, c := range m.Components {
 		ok, err := store.AddDependencyMatchTx(ctx, tx, store.DependencyMatch{Advisory: m.Advisory.ID, Ecosystem: c.Ecosystem, Name: c.Name,
@@ -265,8 +271,12 @@ func (d *Desk) addMatchesTx(ctx context.Context, tx *sql.Tx, id string, m deps.M
 		}
 		dc := dependencyComponents([]deps.Component{c})[0]
 		added = append(added, dc.String())
-		if f := o.in.Facts.Dependency; f != nil {
+		switch {
+		case f == nil:
+		case f.Decision == "":
 			f.Components = append(f.Components, dc)
+		default:
+			f.Undecided = append(f.Undecided, dc)
 		}
 		if err := o.event("dependency", "%s also matches %s", m.Advisory.ID, dc.String()); err != nil {
 			return nil, err
@@ -274,6 +284,18 @@ func (d *Desk) addMatchesTx(ctx context.Context, tx *sql.Tx, id string, m deps.M
 	}
 	if len(added) == 0 {
 		return nil, nil
+	}
+	decided := ""
+	if f != nil && f.Decision != "" {
+		decided = strings.ReplaceAll(f.Decision, "_", " ")
+	}
+	r, err := render("dependency-more", map[string]any{"ID": id, "UpstreamID": m.Advisory.ID, "Components": added,
+		"Decided": decided, "ListAddress": d.ListAddress(id)})
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := o.sealToMembers("dependency", r, func(m recipient) bool { return m.Role == lists.RoleCoordinator }); err != nil {
+		return nil, err
 	}
 	return added, o.save()
 }
@@ -314,6 +336,7 @@ func (p *Op) NotAffected(justification, impact string) error {
 		return err
 	}
 	f.Decision, f.Justification, f.Impact, f.DecidedAt = NotAffected, j, impact, o.now
+	f.Components, f.Undecided = append(f.Components, f.Undecided...), nil
 	o.in.Facts.RejectReason = "not affected: " + strings.ReplaceAll(j, "_", " ")
 	if err := o.event("vex", "not affected by %s: %s", f.Advisory, j); err != nil {
 		return err
@@ -334,11 +357,23 @@ func (p *Op) Affected() error {
 	if f.Decision == NotAffected {
 		return refuse("incident %s was decided not affected (%s)", o.in.ID, f.Justification)
 	}
+	again := f.Decision == Affected
+	if again {
+		// The incident runs already; the decision now covers the
+		// components found since.
+		if err := o.editable("vex"); err != nil {
+			return err
+		}
+	}
 	f.Decision, f.DecidedAt = Affected, o.now
+	f.Components, f.Undecided = append(f.Components, f.Undecided...), nil
 	if err := o.event("vex", "affected by %s", f.Advisory); err != nil {
 		return err
 	}
 	o.note("%s: affected by %s; record the versions and the fix, then publish", o.in.ID, f.Advisory)
+	if again {
+		return o.save()
+	}
 	return p.Confirm("")
 }
 

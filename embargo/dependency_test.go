@@ -103,3 +103,60 @@ func TestDependencyWatchDue(t *testing.T) {
 	cancel()
 	<-done
 }
+
+const leftPadRecord = `{"id": "GHSA-left-pad-0001", "modified": "2026-01-01T00:00:00Z", "summary": "Padding overflow",
+ "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
+  "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.3.0"}]}]}]}`
+
+// TestDependencyMatchAfterDecision: a component an advisory matches after
+// the team decided "not affected" opens no incident, is reported to the
+// coordinators, and stays out of the VEX statement until the team
+// decides again.
+func TestDependencyMatchAfterDecision(t *testing.T) {
+	w := newWorld(t)
+	cora := w.person("Cora", "cora@example.org")
+	w.addTeam(cora)
+	ctx := context.Background()
+	osv := osvFolder(t, leftPadRecord)
+	check := func(versions ...string) *embargo.DependencyResult {
+		c := &deps.Check{OSVData: osv}
+		for _, v := range versions {
+			c.Components = append(c.Components, deps.Component{Ecosystem: "npm", Name: "left-pad", Version: v})
+		}
+		_, rec, err := w.desk.CheckDependencies(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	rec := check("1.1.0")
+	id := rec.Outcomes[0].Incident
+	w.mustDo(id, func(p *embargo.Op) error { return p.NotAffected("vulnerable_code_not_present", "") })
+	before := len(w.queue())
+	rec = check("1.1.0", "1.2.0")
+	if rec.Opened() != 0 || rec.Added() != 1 {
+		t.Fatalf("second check: %+v", rec)
+	}
+	more := w.decrypt(cora, one(t, w.since(before), cora.Email, "dependency"))
+	if !strings.Contains(more, "left-pad 1.2.0 (npm)") || !strings.Contains(more, "does not cover them") {
+		t.Errorf("the coordinators' notice:\n%s", more)
+	}
+	vexComponents := func() []string {
+		s, err := w.desk.VEX(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, c := range s.Components {
+			out = append(out, c.Version)
+		}
+		return out
+	}
+	if got := vexComponents(); strings.Join(got, ",") != "1.1.0" {
+		t.Errorf("the VEX statement covers %v before the team decided again", got)
+	}
+	w.mustDo(id, func(p *embargo.Op) error { return p.NotAffected("vulnerable_code_not_present", "") })
+	if got := vexComponents(); strings.Join(got, ",") != "1.1.0,1.2.0" {
+		t.Errorf("after deciding again the VEX statement covers %v", got)
+	}
+}

@@ -174,6 +174,9 @@ func showDependency(w io.Writer, f *embargo.DependencyFacts) {
 	for _, c := range f.Components {
 		fmt.Fprintf(w, "%-14s %s\n", "Shipped:", c)
 	}
+	for _, c := range f.Undecided {
+		fmt.Fprintf(w, "%-14s %s (found after the decision, which does not cover it)\n", "Shipped:", c)
+	}
 	switch f.Decision {
 	case embargo.NotAffected:
 		d := "not affected: " + f.Justification
