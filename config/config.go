@@ -63,6 +63,8 @@ type Config struct {
 	Metrics  Metrics
 	// Retention is how long routed and delivered mail is kept (see retention.go).
 	Retention Retention
+	// Deps is the dependency check (see deps.go).
+	Deps Deps
 }
 
 // Lists configures the lists' posting rules.
@@ -343,6 +345,10 @@ type raw struct {
 	Announce  rawAnnounce  `toml:"announce"`
 	Metrics   rawMetrics   `toml:"metrics"`
 	Retention rawRetention `toml:"retention"`
+
+	// The dependency check (deps.go).
+	Deps       rawDeps        `toml:"deps"`
+	Components []rawComponent `toml:"components"`
 }
 
 type rawContact struct {
@@ -456,6 +462,8 @@ var keys = []string{
 	"intake", "intake.acknowledge_unauthenticated", "intake.per_sender", "intake.per_network", "intake.window", "intake.ipv4_prefix", "intake.ipv6_prefix", "intake.digest_every",
 	"spam", "spam.rspamd_url", "spam.threshold", "spam.timeout",
 	"metrics", "metrics.listen",
+	"deps", "deps.osv_api", "deps.osv_data", "deps.check_every",
+	"components", "components.lockfile", "components.name", "components.ecosystem", "components.version",
 }
 
 func unknownKeyError(file, key string) error {
@@ -696,6 +704,9 @@ func (c *Config) apply(r *raw, baseDir string) error {
 		return err
 	}
 	if err := c.applyRetention(&r.Retention, bad); err != nil {
+		return err
+	}
+	if err := c.applyDeps(r, bad); err != nil {
 		return err
 	}
 

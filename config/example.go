@@ -277,6 +277,26 @@ timeout = "10s"
 spool = "30d"
 delivered = "30d"
 
+[deps]
+# Vulnerable dependencies: 'cvd deps check', and 'cvd serve' every
+# check_every ("0s": never), match the [[components]] below against OSV
+# advisories, from the OSV API or from a folder or zip of OSV records (set
+# one of the two). A new match opens a dependency incident for the team.
+# Default: neither.
+# osv_api = "https://api.osv.dev"
+# osv_data = "osv-records.zip"
+check_every = "24h"
+
+# What the project ships or bundles: a lockfile (go.mod, package-lock.json,
+# Gemfile.lock, Cargo.lock or requirements.txt), or a name, OSV ecosystem
+# and version. Default: none.
+# [[components]]
+# lockfile = "/srv/src/DOMAIN/go.mod"
+# [[components]]
+# name = "zlib"
+# ecosystem = "Debian"
+# version = "1:1.2.13.dfsg-1"
+
 [log]
 # "text" or "json"; level "debug", "info", "warn" or "error".
 format = "text"

@@ -184,6 +184,9 @@ type Facts struct {
 	// ExploitReminded and IncompleteWarned record reminders sent once.
 	ExploitReminded  bool `json:"exploit_reminded,omitempty" vis:"internal"`
 	IncompleteWarned bool `json:"incomplete_warned,omitempty" vis:"internal"`
+	// Dependency is set on an incident opened for an upstream advisory of
+	// a shipped component (see dependency.go).
+	Dependency *DependencyFacts `json:"dependency,omitempty" vis:"public"`
 }
 
 // Incident is an incident with its decoded facts.

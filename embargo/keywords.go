@@ -14,7 +14,7 @@ import (
 // Keywords are the incident keywords HandleKeyword knows.
 var Keywords = []string{"ack", "triage", "confirm", "reject", "duplicate", "fixing", "cve", "cvss", "versions", "backport",
 	"credit", "title", "description", "type", "cwe", "workaround", "upstream", "reference", "note", "reporter", "embargo", "notify", "publish", "close", "status",
-	"decide", "public-notice", "at-risk"}
+	"decide", "public-notice", "at-risk", "vex"}
 
 // HandleKeyword runs an incident keyword from a verified, signed post to
 // an incident list (lists.KeywordHandler). It runs inside the post's
@@ -154,6 +154,8 @@ func (d *Desk) keyword(p *Op, name, args string, attached []byte) error {
 		return p.PublicNotice()
 	case "at-risk":
 		return p.AtRisk(args)
+	case "vex":
+		return p.VEXKeyword(args)
 	case "status":
 		p.o.note("%s", p.o.d.Status(p.o.in))
 		return nil
@@ -183,6 +185,9 @@ func (d *Desk) Status(in *Incident) string {
 	fmt.Fprintf(&b, "%s: %s, %s", in.ID, in.State, in.Privacy)
 	if in.Facts.CVE != "" {
 		fmt.Fprintf(&b, ", %s", in.Facts.CVE)
+	}
+	if in.Facts.Dependency != nil {
+		fmt.Fprintf(&b, ", dependency advisory %s", in.Facts.Dependency.Advisory)
 	}
 	if !in.EmbargoAt.IsZero() {
 		fmt.Fprintf(&b, ", public date %s", utc(in.EmbargoAt))

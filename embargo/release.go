@@ -68,6 +68,9 @@ func (d *Desk) advisory(in *Incident, status publish.Status, published time.Time
 	for _, r := range f.References {
 		a.References = append(a.References, publish.Reference{URL: r})
 	}
+	if f.Dependency != nil {
+		a.Related = append([]string{f.Dependency.Advisory}, f.Dependency.Aliases...)
+	}
 	if err := a.Validate(); err != nil {
 		return a, err
 	}

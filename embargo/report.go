@@ -62,6 +62,9 @@ func (d *Desk) Report(ctx context.Context, id string, w io.Writer) error {
 	if in.Privacy == ZeroDay {
 		fmt.Fprintf(w, "%-34s %s\n", "Zero-day", "not responsibly disclosed: review how it became public")
 	}
+	if f := in.Facts.Dependency; f != nil {
+		fmt.Fprintf(w, "%-34s %s (%s)\n", "Dependency advisory", f.Advisory, strings.ReplaceAll(orDefault(f.Decision, "undecided"), "_", " "))
+	}
 	acked := 0
 	for _, x := range ds {
 		if !x.AckedAt.IsZero() {

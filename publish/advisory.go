@@ -226,11 +226,14 @@ type Advisory struct {
 	// UpstreamAdvisory links the advisory of a vulnerable dependency
 	// when this incident is about one.
 	UpstreamAdvisory string
-	Published        time.Time // public release time (the embargo's end)
-	Updated          time.Time // last change; defaults to Published
-	Revisions        []Revision
-	Status           Status
-	Project          Project
+	// Related are IDs of other advisories about the same flaw (the
+	// upstream advisory of a vulnerable dependency and its aliases).
+	Related   []string
+	Published time.Time // public release time (the embargo's end)
+	Updated   time.Time // last change; defaults to Published
+	Revisions []Revision
+	Status    Status
+	Project   Project
 }
 
 var (

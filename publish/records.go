@@ -272,6 +272,9 @@ func OSV(a *Advisory) ([]byte, error) {
 	if a.CVE != "" {
 		o["aliases"] = []string{a.CVE}
 	}
+	if len(a.Related) > 0 {
+		o["related"] = a.Related
+	}
 	var sev []any
 	for _, c := range a.Scores() {
 		t := "CVSS_V3"

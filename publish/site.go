@@ -198,11 +198,26 @@ func (s *Site) files(ctx context.Context) (map[string]file, error) {
 			return b.Bytes(), nil
 		}}
 	}
+	var vex []VEXDocument
+	if vs, ok := s.src.(VEXSource); ok {
+		if vex, err = vs.VEX(ctx); err != nil {
+			return nil, fmt.Errorf("publish: list VEX statements: %w", err)
+		}
+		sort.SliceStable(vex, func(i, j int) bool { return vex[i].Date.After(vex[j].Date) })
+	}
 	p := s.cfg.Project
-	index := page("index", p.Name+" security advisories", "", map[string]any{"Advisories": advs})
+	index := page("index", p.Name+" security advisories", "", map[string]any{"Advisories": advs, "VEX": vex})
 	fs["/index.html"] = index
 	fs["/"] = file{ctype: index.ctype, alias: true, render: index.render}
-	advIndex := page("index", p.Name+" security advisories", "../", map[string]any{"Advisories": advs})
+	for _, v := range vex {
+		if !ValidID(v.ID) {
+			continue
+		}
+		csaf, ov := v.CSAF, v.OpenVEX
+		fs["/vex/"+v.ID+".csaf.json"] = file{ctype: "application/json", render: func() ([]byte, error) { return csaf, nil }}
+		fs["/vex/"+v.ID+".openvex.json"] = file{ctype: "application/json", render: func() ([]byte, error) { return ov, nil }}
+	}
+	advIndex := page("index", p.Name+" security advisories", "../", map[string]any{"Advisories": advs, "VEX": vex})
 	fs["/advisories/index.html"] = advIndex
 	fs["/advisories/"] = file{ctype: index.ctype, alias: true, render: advIndex.render}
 	fs["/acknowledgements.html"] = page("acknowledgements", "Acknowledgements · "+p.Name, "", s.thanks(advs))

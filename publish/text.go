@@ -86,6 +86,9 @@ func TextAdvisory(a *Advisory) (string, error) {
 	if a.CVE != "" {
 		field(&b, "CVE", a.CVE)
 	}
+	if len(a.Related) > 0 {
+		field(&b, "Related", strings.Join(a.Related, ", "))
+	}
 	if !a.Published.IsZero() {
 		field(&b, "Published", utc(a.Published))
 	}

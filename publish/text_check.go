@@ -81,6 +81,9 @@ func (a *Advisory) checkTexts(bad func(format string, args ...any)) {
 	for _, r := range a.References {
 		check("reference name", r.Name, false)
 	}
+	for _, r := range a.Related {
+		check("related ID", r, false)
+	}
 }
 
 // Missing returns what a public advisory still lacks (a title, a

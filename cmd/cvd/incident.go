@@ -44,8 +44,10 @@ const incidentUsage = `cvd incident COMMAND ID [ARGS] [--config FILE]:
   public-notice ID                  a public or zero-day issue: a short notice to the external lists now, before the fix
   publish ID [--now --reason REASON] [--force]  (--force: an incomplete advisory with placeholders)
   close ID
+  vex ID not_affected JUSTIFICATION [WHY] | vex ID affected   decide a dependency incident
   report ID                         the post-mortem
-  export ID [--format text|cve|osv|csaf|mbox]  (mbox: the public messages, after release)`
+  export ID [--format text|cve|osv|csaf|mbox|vex|openvex]  (mbox: the public messages, after release;
+                                    vex, openvex: the statement of a dependency incident decided not affected)`
 
 // newDesk builds the incident desk from the configuration: the team's and
 // the roster's keys are read from their key files.
@@ -167,7 +169,7 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 	now := fs.Bool("now", false, "publish: break the embargo now")
 	reason := fs.String("reason", "", "publish --now: why (recorded and announced); at-risk: why the date is at risk")
 	force := fs.Bool("force", false, "publish: release an incomplete advisory, with placeholders for the missing title and description")
-	format := fs.String("format", "text", "export: text, cve, osv, csaf or mbox")
+	format := fs.String("format", "text", "export: text, cve, osv, csaf, mbox, vex or openvex")
 	category := fs.String("category", "", "notify: the roster entries of a category (distribution, vendor, service-provider)")
 	original := fs.Bool("report", false, "show: the original report, decrypted from the archive")
 	var attach fileList
@@ -349,6 +351,8 @@ func cmdIncident(args []string, stdout, stderr io.Writer) error {
 		return change(func(p *embargo.Op) error { return p.PublicNotice() })
 	case "at-risk":
 		return change(func(p *embargo.Op) error { return p.AtRisk(*reason) })
+	case "vex":
+		return change(func(p *embargo.Op) error { return incidentVEX(p, pos[1:]) })
 	}
 	return fmt.Errorf("incident: unknown command %q\n%s: %w", sub, incidentUsage, errUsage)
 }
@@ -372,7 +376,11 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 	f := in.Facts
 	fmt.Fprintf(w, "%s\n", d.Status(in))
 	fmt.Fprintf(w, "%-14s %s\n", "List:", d.ListAddress(in.ID))
-	fmt.Fprintf(w, "%-14s %s\n", "Reporter:", strings.TrimSpace(in.ReporterName+" <"+in.Reporter+">"))
+	reporter := strings.TrimSpace(in.ReporterName + " <" + in.Reporter + ">")
+	if in.Reporter == "" {
+		reporter = "none"
+	}
+	fmt.Fprintf(w, "%-14s %s\n", "Reporter:", reporter)
 	for _, kv := range [][2]string{{"Title", f.Title}, {"CVE", f.CVE}, {"Type", publish.TypeText(f.ProblemType, f.CWE)},
 		{"Upstream", f.UpstreamAdvisory}, {"Override", in.EmbargoOverride}, {"Broken", f.BreakReason}} {
 		if kv[1] != "" {
@@ -405,6 +413,7 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 	for _, n := range f.Notes {
 		fmt.Fprintf(w, "Note (internal):\n%s\n", n)
 	}
+	showDependency(w, f.Dependency)
 	if f.ReleaseHeld != "" {
 		fmt.Fprintf(w, "%-14s %s\n", "Release held:", "the public advisory lacks "+f.ReleaseHeld)
 	}
@@ -429,6 +438,9 @@ func showIncident(ctx context.Context, d *embargo.Desk, id string, w io.Writer) 
 }
 
 func exportIncident(ctx context.Context, d *embargo.Desk, id, format string, w io.Writer) error {
+	if format == "vex" || format == "openvex" {
+		return exportVEX(ctx, d, id, format, w)
+	}
 	if format == "mbox" {
 		msgs, err := d.PublicMessages(ctx, id)
 		if err != nil {
@@ -453,7 +465,7 @@ func exportIncident(ctx context.Context, d *embargo.Desk, id, format string, w i
 	case "csaf":
 		b, err = publish.CSAF(a)
 	default:
-		return fmt.Errorf("incident export: format %q: use text, cve, osv, csaf or mbox: %w", format, errUsage)
+		return fmt.Errorf("incident export: format %q: use text, cve, osv, csaf, mbox, vex or openvex: %w", format, errUsage)
 	}
 	if err != nil {
 		return fmt.Errorf("incident export %s: %w", id, err)

@@ -72,6 +72,10 @@ Commands:
         certified by it (the old one still reads mail sent to it, members
         are mailed the new key signed by the old); revoke a retired key
         (published with the site's keys).
+  cvd deps check [--config FILE]
+        Match the [[components]] of cvd.toml (lockfiles, or name, ecosystem
+        and version) against OSV advisories (deps.osv_api or deps.osv_data);
+        a new match opens a dependency incident for the team.
   cvd site build [DIR] [--config FILE]
         Write the public site (security.txt, WKD, advisories, feed) as
         static files to DIR (default web.static_dir).
@@ -152,6 +156,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdKey(args[1:], stdout, stderr)
 	case "site":
 		err = cmdSite(args[1:], stdout, stderr)
+	case "deps":
+		err = cmdDeps(args[1:], stdout, stderr)
 	case "templates":
 		err = cmdTemplates(args[1:], stdout, stderr)
 	case "dns":

@@ -167,6 +167,7 @@ func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
 	defer stopHooks()
 	defer startScheduler(ctx, desk, func() { worker.Wake(); hooks.Wake() })()
 	defer startRetention(ctx, c.Retention, db, log)()
+	defer startDepsWatch(ctx, c, desk, func() { worker.Wake(); hooks.Wake() })()
 
 	site, err := newSite(c, desk, key)
 	if err != nil {
