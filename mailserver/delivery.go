@@ -206,7 +206,7 @@ func (w *DeliveryWorker) ProbeRelay(ctx context.Context) {
 	if w.opts.Mode != ModeSmarthost {
 		return
 	}
-	c, _, err := w.connect(ctx, "")
+	c, _, _, err := w.connect(ctx, "")
 	if err != nil {
 		w.log.Warn("smarthost not reachable at start", "err", err)
 		return
@@ -663,22 +663,40 @@ func (w *DeliveryWorker) backoff(n int) time.Duration {
 	return b[min(n, len(b))-1]
 }
 
+// Outcomes are recorded in one transaction once commitBatch rows are
+// together or commitGather after the first of them.
+const (
+	commitBatch  = 128
+	commitGather = 3 * time.Millisecond
+)
+
 // commit records results in batches until results is closed.
 func (w *DeliveryWorker) commit(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	bg := context.WithoutCancel(ctx)
+	gather := time.NewTimer(0)
+	<-gather.C
 	for first := range w.results {
+		// Gather outcomes for a moment: each commit is a sync, and the
+		// rows stay claimed (counted in the window) until it is done.
 		batch := first
+		gather.Reset(commitGather)
 	more:
-		for len(batch) < 2000 {
+		for len(batch) < commitBatch {
 			select {
 			case r, ok := <-w.results:
 				if !ok {
 					break more
 				}
 				batch = append(batch, r...)
-			default:
+			case <-gather.C:
 				break more
+			}
+		}
+		if !gather.Stop() {
+			select {
+			case <-gather.C:
+			default:
 			}
 		}
 		res := make([]DeliveryResult, len(batch))
@@ -754,7 +772,7 @@ func (w *DeliveryWorker) CheckRelay(ctx context.Context) error {
 	if w.opts.Mode != ModeSmarthost {
 		return nil
 	}
-	c, _, err := w.connect(ctx, "")
+	c, _, _, err := w.connect(ctx, "")
 	if err != nil {
 		return err
 	}
