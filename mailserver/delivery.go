@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -207,7 +206,7 @@ func (w *DeliveryWorker) ProbeRelay(ctx context.Context) {
 	if w.opts.Mode != ModeSmarthost {
 		return
 	}
-	c, _, err := w.connect(ctx, "")
+	c, _, _, err := w.connect(ctx, "")
 	if err != nil {
 		w.log.Warn("smarthost not reachable at start", "err", err)
 		return
@@ -231,8 +230,9 @@ func (w *DeliveryWorker) learnSize(c *smtp.Client) {
 }
 
 type job struct {
-	batch *OutboundBatch
-	rcpts []OutboundRcpt
+	batch  *OutboundBatch
+	rcpts  []OutboundRcpt
+	signed *sync.Once // shared by the jobs of one batch
 }
 
 type jobResult struct {
@@ -402,7 +402,6 @@ func (w *DeliveryWorker) round(ctx context.Context) time.Duration {
 		}
 		return 5 * time.Second
 	}
-	w.signAll(batches)
 	claimed := 0
 	for i := range batches {
 		claimed += len(batches[i].Rcpts)
@@ -429,42 +428,24 @@ func (w *DeliveryWorker) round(ctx context.Context) time.Duration {
 	return min(d, poll)
 }
 
-// signAll signs the claimed batches on every core: RSA signing costs
-// milliseconds a message, and an announcement claims hundreds at once.
-func (w *DeliveryWorker) signAll(batches []OutboundBatch) {
-	if w.opts.DKIM == nil || len(batches) == 0 {
-		return
-	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(batches)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				w.sign(&batches[i])
-			}
-		}()
-	}
-	for i := range batches {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-}
-
-// sign adds the DKIM signatures to b's message. A message that cannot be
-// signed goes out unsigned rather than not at all; the error is logged.
-func (w *DeliveryWorker) sign(b *OutboundBatch) {
+// sign adds the DKIM signatures to j's message, once for all jobs of its
+// batch. It runs in the destination goroutines, so that signing (RSA costs
+// milliseconds a message) uses every core and overlaps with sending. A
+// message that cannot be signed goes out unsigned rather than not at all;
+// the error is logged.
+func (w *DeliveryWorker) sign(j *job) {
 	if w.opts.DKIM == nil {
 		return
 	}
-	raw, err := w.opts.DKIM.Sign(b.Raw)
-	if err != nil {
-		w.log.Error("dkim sign", "msg", b.MessageID, "err", err)
-		return
-	}
-	b.Raw = raw
+	j.signed.Do(func() {
+		b := j.batch
+		raw, err := w.opts.DKIM.Sign(b.Raw)
+		if err != nil {
+			w.log.Error("dkim sign", "msg", b.MessageID, "err", err)
+			return
+		}
+		b.Raw = raw
+	})
 }
 
 // claimPlan says how many rows may be claimed and which domains are busy.
@@ -511,9 +492,10 @@ func (w *DeliveryWorker) dispatch(b *OutboundBatch) {
 		d = &destination{key: key, jobs: make(chan *job, w.opts.Window)}
 		w.dests[key] = d
 	}
+	signed := new(sync.Once)
 	for rcpts := b.Rcpts; len(rcpts) > 0; {
 		n := min(len(rcpts), w.opts.MaxRcptsPerTransaction)
-		d.jobs <- &job{batch: b, rcpts: rcpts[:n]}
+		d.jobs <- &job{batch: b, rcpts: rcpts[:n], signed: signed}
 		d.rows += n
 		rcpts = rcpts[n:]
 		if d.active < w.opts.PerDestination {
@@ -626,6 +608,7 @@ func (w *DeliveryWorker) newSender(domain string) sender {
 
 // attempt runs one job and turns its statuses into results.
 func (w *DeliveryWorker) attempt(s sender, j *job) []jobResult {
+	w.sign(j)
 	st := s.send(w.jobCtx, j)
 	now := w.opts.Now()
 	out := make([]jobResult, len(j.rcpts))
@@ -680,22 +663,40 @@ func (w *DeliveryWorker) backoff(n int) time.Duration {
 	return b[min(n, len(b))-1]
 }
 
+// Outcomes are recorded in one transaction once commitBatch rows are
+// together or commitGather after the first of them.
+const (
+	commitBatch  = 128
+	commitGather = 3 * time.Millisecond
+)
+
 // commit records results in batches until results is closed.
 func (w *DeliveryWorker) commit(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	bg := context.WithoutCancel(ctx)
+	gather := time.NewTimer(0)
+	<-gather.C
 	for first := range w.results {
+		// Gather outcomes for a moment: each commit is a sync, and the
+		// rows stay claimed (counted in the window) until it is done.
 		batch := first
+		gather.Reset(commitGather)
 	more:
-		for len(batch) < 2000 {
+		for len(batch) < commitBatch {
 			select {
 			case r, ok := <-w.results:
 				if !ok {
 					break more
 				}
 				batch = append(batch, r...)
-			default:
+			case <-gather.C:
 				break more
+			}
+		}
+		if !gather.Stop() {
+			select {
+			case <-gather.C:
+			default:
 			}
 		}
 		res := make([]DeliveryResult, len(batch))
@@ -771,7 +772,7 @@ func (w *DeliveryWorker) CheckRelay(ctx context.Context) error {
 	if w.opts.Mode != ModeSmarthost {
 		return nil
 	}
-	c, _, err := w.connect(ctx, "")
+	c, _, _, err := w.connect(ctx, "")
 	if err != nil {
 		return err
 	}

@@ -36,20 +36,21 @@ type smtpSender struct {
 	c      *smtp.Client
 	host   string
 	uses   int
+	pipe   *pipeline // set when the server offers PIPELINING
 }
 
 func (s *smtpSender) close() {
 	if s.c != nil {
 		s.c.Quit()
 		s.c.Close()
-		s.c = nil
+		s.c, s.pipe = nil, nil
 	}
 }
 
 func (s *smtpSender) drop() {
 	if s.c != nil {
 		s.c.Close()
-		s.c = nil
+		s.c, s.pipe = nil, nil
 	}
 }
 
@@ -90,7 +91,7 @@ func (s *smtpSender) send(ctx context.Context, j *job) []rcptStatus {
 		return all(n, rcptStatus{abort: true})
 	}
 	if s.c == nil {
-		c, host, err := s.w.connect(ctx, s.domain)
+		c, conn, host, err := s.w.connect(ctx, s.domain)
 		if err != nil {
 			if ctx.Err() != nil {
 				return all(n, rcptStatus{abort: true})
@@ -102,6 +103,7 @@ func (s *smtpSender) send(ctx context.Context, j *job) []rcptStatus {
 			return all(n, rcptStatus{reply: err.Error()})
 		}
 		s.c, s.host, s.uses = c, host, 0
+		s.pipe = newPipeline(c, conn, s.w.opts.CommandTimeout)
 	}
 	// Shutdown past its grace period closes the connection under way.
 	c := s.c
@@ -138,6 +140,9 @@ func (s *smtpSender) transaction(j *job) (out []rcptStatus, broken bool) {
 			return all(n, rcptStatus{perm: true, reply: host + ": does not offer SMTPUTF8 (RFC 6531), which this internationalised address or header needs"}), false
 		}
 		opts.UTF8 = true
+	}
+	if s.pipe != nil {
+		return s.pipe.transaction(host, from, opts, j)
 	}
 	if err := c.Mail(from, opts); err != nil {
 		st, broken := statusOf(host, err)
@@ -199,7 +204,7 @@ func (s *smtpSender) transaction(j *job) (out []rcptStatus, broken bool) {
 
 // connect opens an SMTP session, said hello to and (for the smarthost)
 // authenticated, to the smarthost or to domain's MX.
-func (w *DeliveryWorker) connect(ctx context.Context, domain string) (*smtp.Client, string, error) {
+func (w *DeliveryWorker) connect(ctx context.Context, domain string) (*smtp.Client, net.Conn, string, error) {
 	if w.opts.Mode == ModeSmarthost {
 		host, _, _ := net.SplitHostPort(w.opts.Smarthost)
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -209,36 +214,36 @@ func (w *DeliveryWorker) connect(ctx context.Context, domain string) (*smtp.Clie
 		if cfg.ServerName == "" {
 			cfg.ServerName = host
 		}
-		c, err := w.dialSMTP(ctx, w.opts.Smarthost, w.opts.SmarthostTLS, cfg)
+		c, conn, err := w.dialSMTP(ctx, w.opts.Smarthost, w.opts.SmarthostTLS, cfg)
 		if err != nil {
-			return nil, "", fmt.Errorf("smarthost %s: %w", w.opts.Smarthost, err)
+			return nil, nil, "", fmt.Errorf("smarthost %s: %w", w.opts.Smarthost, err)
 		}
 		w.learnSize(c)
 		if w.opts.Username != "" {
 			if err := w.auth(c, host); err != nil {
 				c.Close()
-				return nil, "", fmt.Errorf("smarthost %s: %w", w.opts.Smarthost, err)
+				return nil, nil, "", fmt.Errorf("smarthost %s: %w", w.opts.Smarthost, err)
 			}
 		}
-		return c, w.opts.Smarthost, nil
+		return c, conn, w.opts.Smarthost, nil
 	}
 
 	hosts, err := w.mxHosts(ctx, domain)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	verify, hosts, err := w.tlsPolicy(ctx, domain, hosts)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	var errs []string
 	for _, h := range hosts {
 		addr := net.JoinHostPort(h, strconv.Itoa(w.opts.MXPort))
 		if verify != "" {
 			cfg := &tls.Config{ServerName: h, RootCAs: w.opts.MXRootCAs, MinVersion: tls.VersionTLS12}
-			c, err := w.dialSMTP(ctx, addr, "starttls", cfg)
+			c, conn, err := w.dialSMTP(ctx, addr, "starttls", cfg)
 			if err == nil {
-				return c, h, nil
+				return c, conn, h, nil
 			}
 			errs = append(errs, fmt.Sprintf("%s: %v", h, err))
 			if ctx.Err() != nil {
@@ -249,24 +254,24 @@ func (w *DeliveryWorker) connect(ctx context.Context, domain string) (*smtp.Clie
 		// Opportunistic TLS: certificates of MX hosts are not checked (as
 		// Postfix's "may" level); embargoed content is PGP-encrypted anyway.
 		cfg := &tls.Config{ServerName: h, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
-		c, err := w.dialSMTP(ctx, addr, "may", cfg)
+		c, conn, err := w.dialSMTP(ctx, addr, "may", cfg)
 		if err != nil && isTLSError(err) {
 			w.log.Warn("STARTTLS failed; delivering without TLS", "host", h, "err", err)
-			c, err = w.dialSMTP(ctx, addr, "none", nil)
+			c, conn, err = w.dialSMTP(ctx, addr, "none", nil)
 		}
 		if err == nil {
-			return c, h, nil
+			return c, conn, h, nil
 		}
 		var dnsErr *net.DNSError
 		if errors.As(err, &dnsErr) && dnsErr.IsNotFound && len(hosts) == 1 {
-			return nil, "", &permError{fmt.Sprintf("%s: 550 5.1.2 host %s not found", domain, h)}
+			return nil, nil, "", &permError{fmt.Sprintf("%s: 550 5.1.2 host %s not found", domain, h)}
 		}
 		errs = append(errs, fmt.Sprintf("%s: %v", h, err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return nil, "", fmt.Errorf("no MX host of %s reachable: %s", domain, strings.Join(errs, "; "))
+	return nil, nil, "", fmt.Errorf("no MX host of %s reachable: %s", domain, strings.Join(errs, "; "))
 }
 
 // tlsPolicy says whether delivery to domain needs verified TLS (the
@@ -344,12 +349,13 @@ func (w *DeliveryWorker) mxHosts(ctx context.Context, domain string) ([]string, 
 }
 
 // dialSMTP connects to addr and says EHLO. tlsMode is "tls" (implicit),
-// "starttls" (required), "may" (STARTTLS when offered) or "none".
-func (w *DeliveryWorker) dialSMTP(ctx context.Context, addr, tlsMode string, cfg *tls.Config) (*smtp.Client, error) {
+// "starttls" (required), "may" (STARTTLS when offered) or "none". It also
+// returns the connection the client speaks over.
+func (w *DeliveryWorker) dialSMTP(ctx context.Context, addr, tlsMode string, cfg *tls.Config) (*smtp.Client, net.Conn, error) {
 	d := net.Dialer{Timeout: w.opts.ConnectTimeout}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	switch tlsMode {
 	case "tls":
@@ -359,13 +365,13 @@ func (w *DeliveryWorker) dialSMTP(ctx context.Context, addr, tlsMode string, cfg
 		cancel()
 		if err != nil {
 			conn.Close()
-			return nil, &tlsError{err}
+			return nil, nil, &tlsError{err}
 		}
 		conn = tc
 	case "starttls", "may":
 		conn, err = w.startTLS(ctx, conn, tlsMode == "starttls", cfg)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	c := smtp.NewClient(conn)
@@ -373,9 +379,9 @@ func (w *DeliveryWorker) dialSMTP(ctx context.Context, addr, tlsMode string, cfg
 	c.SubmissionTimeout = w.opts.CommandTimeout
 	if err := c.Hello(w.opts.Hostname); err != nil {
 		c.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, conn, nil
 }
 
 // startTLS reads the greeting, says EHLO with cvd's own name and, if the

@@ -407,8 +407,12 @@ func truncate(s string, n int) string {
 func (db *DB) NextQueueDue(ctx context.Context) (due time.Time, ok bool, err error) {
 	err = db.Read(ctx, func(tx *sql.Tx) error {
 		var ms sql.NullInt64
-		if err := tx.QueryRowContext(ctx,
-			`SELECT MIN(next_attempt_at) FROM queue WHERE state IN ('queued', 'deferred')`).Scan(&ms); err != nil {
+		// One index lookup per priority (queue_due), not a scan of every
+		// waiting row: the worker asks after each claim.
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(t) FROM (
+			SELECT * FROM (SELECT next_attempt_at AS t FROM queue WHERE state IN ('queued', 'deferred') AND priority = 1 ORDER BY next_attempt_at LIMIT 1)
+			UNION ALL
+			SELECT * FROM (SELECT next_attempt_at AS t FROM queue WHERE state IN ('queued', 'deferred') AND priority = 0 ORDER BY next_attempt_at LIMIT 1))`).Scan(&ms); err != nil {
 			return err
 		}
 		if ms.Valid {

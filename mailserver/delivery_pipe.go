@@ -1,0 +1,212 @@
+package mailserver
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// pipeline runs transactions with SMTP command pipelining (RFC 2920) on
+// a session go-smtp's client opened (greeting, EHLO, TLS, AUTH): MAIL,
+// the RCPTs and DATA go out in one write, and the message with its final
+// dot in another, so a transaction costs two round trips instead of
+// three plus one per recipient. The client keeps the session for RSET
+// and QUIT; no reply is left unread between the two.
+type pipeline struct {
+	c       *smtp.Client
+	conn    net.Conn
+	r       *textproto.Reader
+	timeout time.Duration
+	ext8bit bool
+	extSize bool
+	buf     bytes.Buffer
+}
+
+// newPipeline returns nil when the server does not offer PIPELINING.
+func newPipeline(c *smtp.Client, conn net.Conn, timeout time.Duration) *pipeline {
+	if ok, _ := c.Extension("PIPELINING"); !ok || conn == nil {
+		return nil
+	}
+	p := &pipeline{c: c, conn: conn, r: textproto.NewReader(bufio.NewReader(conn)), timeout: timeout}
+	p.ext8bit, _ = c.Extension("8BITMIME")
+	p.extSize, _ = c.Extension("SIZE")
+	return p
+}
+
+// reply reads one reply; a reply with another code than want is an
+// *smtp.SMTPError, as go-smtp's client returns.
+func (p *pipeline) reply(want int) (string, error) {
+	_, msg, err := p.r.ReadResponse(want)
+	var pe *textproto.Error
+	if errors.As(err, &pe) {
+		return "", smtpError(pe)
+	}
+	return msg, err
+}
+
+// smtpError turns a reply into an *smtp.SMTPError, with its enhanced
+// status code (RFC 3463) split off the text.
+func smtpError(pe *textproto.Error) *smtp.SMTPError {
+	se := &smtp.SMTPError{Code: pe.Code, Message: pe.Msg}
+	first, rest, ok := strings.Cut(pe.Msg, " ")
+	if !ok {
+		return se
+	}
+	parts := strings.Split(first, ".")
+	if len(parts) != 3 {
+		return se
+	}
+	var code smtp.EnhancedCode
+	for i, s := range parts {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > 999 {
+			return se
+		}
+		code[i] = n
+	}
+	se.EnhancedCode = code
+	se.Message = strings.ReplaceAll(rest, "\n"+first+" ", "\n")
+	return se
+}
+
+// transaction delivers j's message to its recipients; the statuses and
+// broken mean what they mean for smtpSender.transaction.
+func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job) (out []rcptStatus, broken bool) {
+	n := len(j.rcpts)
+	if strings.ContainsAny(from, "\r\n") {
+		return all(n, rcptStatus{perm: true, reply: host + ": return path contains CR or LF"}), false
+	}
+	p.buf.Reset()
+	fmt.Fprintf(&p.buf, "MAIL FROM:<%s>", from)
+	if p.ext8bit {
+		p.buf.WriteString(" BODY=8BITMIME")
+	}
+	if p.extSize && opts.Size != 0 {
+		fmt.Fprintf(&p.buf, " SIZE=%d", opts.Size)
+	}
+	if opts.UTF8 {
+		p.buf.WriteString(" SMTPUTF8")
+	}
+	p.buf.WriteString("\r\n")
+	out = make([]rcptStatus, n)
+	for _, r := range j.rcpts {
+		if strings.ContainsAny(r.Addr, "\r\n") {
+			return all(n, rcptStatus{perm: true, reply: host + ": recipient contains CR or LF"}), false
+		}
+		fmt.Fprintf(&p.buf, "RCPT TO:<%s>\r\n", r.Addr)
+	}
+	p.buf.WriteString("DATA\r\n")
+
+	p.conn.SetDeadline(time.Now().Add(p.timeout))
+	defer p.conn.SetDeadline(time.Time{})
+	if _, err := p.conn.Write(p.buf.Bytes()); err != nil {
+		st, _ := statusOf(host, err)
+		return all(n, st), true
+	}
+	// Every reply is read, so the session stays in step whatever fails.
+	_, mailErr := p.reply(250)
+	var accepted []int
+	var lost error // a reply that ends the session
+	if mailErr != nil {
+		if _, broken := statusOf(host, mailErr); broken {
+			lost = mailErr
+		}
+	}
+	for i := range j.rcpts {
+		if lost != nil {
+			break
+		}
+		_, err := p.reply(250)
+		switch {
+		case err == nil && mailErr == nil:
+			accepted = append(accepted, i)
+		case err != nil:
+			st, broken := statusOf(host, err)
+			out[i] = st
+			if broken {
+				lost = err
+			}
+		}
+	}
+	var dataErr error
+	if lost == nil {
+		_, dataErr = p.reply(354)
+		if dataErr != nil {
+			if _, broken := statusOf(host, dataErr); broken {
+				lost = dataErr
+			}
+		}
+	}
+	if lost != nil {
+		st, _ := statusOf(host, lost)
+		return all(n, st), true
+	}
+	if mailErr != nil {
+		st, _ := statusOf(host, mailErr)
+		// DATA should have been refused; if not, the session is lost.
+		return all(n, st), dataErr == nil || p.c.Reset() != nil
+	}
+	if len(accepted) == 0 {
+		return out, dataErr == nil || p.c.Reset() != nil
+	}
+	fail := func(err error) ([]rcptStatus, bool) {
+		st, broken := statusOf(host, err)
+		for _, k := range accepted {
+			out[k] = st
+		}
+		if !broken {
+			broken = p.c.Reset() != nil
+		}
+		return out, broken
+	}
+	if dataErr != nil {
+		return fail(dataErr)
+	}
+
+	p.buf.Reset()
+	dotStuff(&p.buf, j.batch.Raw)
+	p.conn.SetDeadline(time.Now().Add(p.timeout))
+	if _, err := p.conn.Write(p.buf.Bytes()); err != nil {
+		st, _ := statusOf(host, err)
+		for _, k := range accepted {
+			out[k] = st
+		}
+		return out, true
+	}
+	msg, err := p.reply(250)
+	if err != nil {
+		return fail(err)
+	}
+	reply := host + ": 250 " + strings.ReplaceAll(msg, "\n", " ")
+	for _, k := range accepted {
+		out[k] = rcptStatus{ok: true, reply: reply}
+	}
+	return out, false
+}
+
+// dotStuff appends raw as DATA content (RFC 5321 4.5.2): CRLF line
+// endings, a dot doubled at the start of a line, and the final dot line.
+func dotStuff(b *bytes.Buffer, raw []byte) {
+	b.Grow(len(raw) + len(raw)/64 + 5)
+	for len(raw) > 0 {
+		if raw[0] == '.' {
+			b.WriteByte('.')
+		}
+		line, rest, found := bytes.Cut(raw, []byte("\n"))
+		b.Write(bytes.TrimSuffix(line, []byte("\r")))
+		b.WriteString("\r\n")
+		if !found {
+			break
+		}
+		raw = rest
+	}
+	b.WriteString(".\r\n")
+}
