@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"mime/quotedprintable"
 	"runtime"
@@ -67,26 +68,36 @@ func SealFanoutSubject(inner []byte, outer textproto.Header, signer *Key, to []*
 	return sealFanout(inner, outer, signer, to, at, true, outerSubject)
 }
 
-func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, shareKey bool, outerSubject string) ([][]byte, error) {
+// sealer is the part of a fan-out common to all copies: recipients'
+// keys, the signed inner entity and the MIME text around the armor.
+type sealer struct {
+	encKeys []*packet.PublicKey
+	cipher  packet.CipherFunction
+	cfg     *packet.Config
+	signed  []byte
+	prefix  []byte
+	suffix  string
+}
+
+func newSealer(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, outerSubject string) (*sealer, error) {
 	if len(to) == 0 {
 		return nil, errors.New("seal: no recipients")
 	}
 	if err := checkSigner(signer); err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	encKeys := make([]*packet.PublicKey, len(to))
-	cipher := packet.CipherAES256
+	s := &sealer{encKeys: make([]*packet.PublicKey, len(to)), cipher: packet.CipherAES256}
 	for i, k := range to {
 		if err := CheckUsable(k, at); err != nil {
 			return nil, fmt.Errorf("seal: recipient: %w", err)
 		}
 		ek, _ := k.e.EncryptionKey(at)
-		encKeys[i] = ek.PublicKey
+		s.encKeys[i] = ek.PublicKey
 		if preferredCipher(k.e) == packet.CipherAES128 {
-			cipher = packet.CipherAES128
+			s.cipher = packet.CipherAES128
 		}
 	}
-	cfg := &packet.Config{Time: func() time.Time { return at }, DefaultHash: sealHash, DefaultCipher: cipher}
+	s.cfg = &packet.Config{Time: func() time.Time { return at }, DefaultHash: sealHash, DefaultCipher: s.cipher}
 
 	protected, outerH, err := protectHeaders(inner, outer, outerSubject)
 	if err != nil {
@@ -94,16 +105,17 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 	}
 	var signed bytes.Buffer
 	signed.Grow(len(protected) + 512)
-	sw, err := openpgp.Sign(&signed, signer.e, &openpgp.FileHints{IsBinary: true}, cfg)
+	sw, err := openpgp.Sign(&signed, signer.e, &openpgp.FileHints{IsBinary: true}, s.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("seal: sign: %w", err)
 	}
-	if _, err := sw.Write(protected); err != nil {
+	if err := writeChunks(sw, protected); err != nil {
 		return nil, fmt.Errorf("seal: sign: %w", err)
 	}
 	if err := sw.Close(); err != nil {
 		return nil, fmt.Errorf("seal: sign: %w", err)
 	}
+	s.signed = signed.Bytes()
 
 	boundary := randomBoundary()
 	outerH.Set("MIME-Version", "1.0")
@@ -114,7 +126,7 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 	if err != nil {
 		return nil, fmt.Errorf("seal: outer header: %w", err)
 	}
-	prefix := append(head, "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"+
+	s.prefix = append(head, "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"+
 		"--"+boundary+"\r\n"+
 		"Content-Type: application/pgp-encrypted\r\n"+
 		"Content-Description: PGP/MIME version identification\r\n"+
@@ -126,18 +138,36 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 		"Content-Description: OpenPGP encrypted message\r\n"+
 		"Content-Disposition: inline; filename=\"encrypted.asc\"\r\n"+
 		"\r\n"...)
-	suffix := "\r\n--" + boundary + "--\r\n"
+	s.suffix = "\r\n--" + boundary + "--\r\n"
+	return s, nil
+}
+
+// encryptShared encrypts the signed entity once under a new session key.
+func (s *sealer) encryptShared() (sessionKey, data []byte, err error) {
+	sessionKey = make([]byte, s.cipher.KeySize())
+	if _, err := rand.Read(sessionKey); err != nil {
+		return nil, nil, fmt.Errorf("seal: session key: %w", err)
+	}
+	data, err = encryptData(s.signed, s.cipher, sessionKey, s.cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("seal: %w", err)
+	}
+	return sessionKey, data, nil
+}
+
+func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, shareKey bool, outerSubject string) ([][]byte, error) {
+	s, err := newSealer(inner, outer, signer, to, at, outerSubject)
+	if err != nil {
+		return nil, err
+	}
+	cipher, cfg, prefix, suffix := s.cipher, s.cfg, s.prefix, s.suffix
 
 	var sessionKey []byte
 	var shared *sharedTail
 	if shareKey {
-		sessionKey = make([]byte, cipher.KeySize())
-		if _, err := rand.Read(sessionKey); err != nil {
-			return nil, fmt.Errorf("seal: session key: %w", err)
-		}
-		data, err := encryptData(signed.Bytes(), cipher, sessionKey, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("seal: %w", err)
+		var data []byte
+		if sessionKey, data, err = s.encryptShared(); err != nil {
+			return nil, err
 		}
 		shared = newSharedTail(data)
 	}
@@ -155,7 +185,7 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 				return
 			}
 		}
-		if err := packet.SerializeEncryptedKeyAEAD(bin, encKeys[i], cipher, false, sk, cfg); err != nil {
+		if err := packet.SerializeEncryptedKeyAEAD(bin, s.encKeys[i], cipher, false, sk, cfg); err != nil {
 			errs[i] = fmt.Errorf("seal: encrypt session key to %s: %w", to[i].Fingerprint(), err)
 			return
 		}
@@ -165,7 +195,7 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 			msg = append(msg, prefix...)
 			msg = appendArmorShared(msg, "PGP MESSAGE", bin.Bytes(), shared, scratch[:0])
 		} else {
-			d, err := encryptData(signed.Bytes(), cipher, sk, cfg)
+			d, err := encryptData(s.signed, cipher, sk, cfg)
 			if err != nil {
 				errs[i] = fmt.Errorf("seal: %w", err)
 				return
@@ -226,13 +256,26 @@ func encryptData(plain []byte, cipher packet.CipherFunction, key []byte, cfg *pa
 	if err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
-	if _, err := w.Write(plain); err != nil {
+	if err := writeChunks(w, plain); err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// writeChunks writes b to w in pieces, as the OpenPGP writers allocate
+// a buffer the size of each write.
+func writeChunks(w io.Writer, b []byte) error {
+	for len(b) > 0 {
+		n := min(len(b), 64<<10)
+		if _, err := w.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 func preferredCipher(e *openpgp.Entity) packet.CipherFunction {
