@@ -37,7 +37,6 @@ func NewFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at 
 	if err != nil {
 		return nil, err
 	}
-	s.signed = nil
 	for i := range to {
 		var bin bytes.Buffer
 		if err := packet.SerializeEncryptedKeyAEAD(&bin, s.encKeys[i], s.cipher, false, sessionKey, s.cfg); err != nil {
