@@ -182,12 +182,13 @@ func memReport(b *testing.B) memResult {
 	s, idle := memStart(b, dir, cfg)
 	b.ResetTimer()
 	sendOne(b, s.Addr, "rita@reporter.example", "security@"+domain, msg)
+	at250 := procStatus(b, s.PID(), "VmHWM")
 	waitRoutedDir(b, dir, 1)
 	b.StopTimer()
 	peak := procStatus(b, s.PID(), "VmHWM")
-	note := ""
+	note := fmt.Sprintf("; %.1f MiB above idle by the 250", mib(at250-idle))
 	if n := postCopies(b, dir); n > 0 {
-		note = fmt.Sprintf("; posted, %d copies queued", n)
+		note += fmt.Sprintf("; posted, %d copies queued", n)
 	}
 	s.Kill(b)
 	return memResult{idle: idle, peak: peak, size: int64(len(msg)), note: note}
@@ -226,6 +227,7 @@ func memPost(b *testing.B, members int) memResult {
 	s, idle := memStart(b, dir, cfg)
 	b.ResetTimer()
 	sendOne(b, s.Addr, "member0@members.example", "security+"+id+"@"+domain, string(msg))
+	at250 := procStatus(b, s.PID(), "VmHWM")
 	waitRoutedDir(b, dir, 2)
 	b.StopTimer()
 	peak := procStatus(b, s.PID(), "VmHWM")
@@ -235,7 +237,7 @@ func memPost(b *testing.B, members int) memResult {
 	if want := members - 1; copies < want {
 		b.Errorf("%d copies of the post queued, want at least %d", copies, want)
 	}
-	return memResult{idle: idle, peak: peak, size: int64(len(msg)), note: fmt.Sprintf("; %d copies queued", copies)}
+	return memResult{idle: idle, peak: peak, size: int64(len(msg)), note: fmt.Sprintf("; %.1f MiB above idle by the 250; %d copies queued", mib(at250-idle), copies)}
 }
 
 // addMembers adds n members with keys to the list id, directly in the
