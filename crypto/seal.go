@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"mime/quotedprintable"
 	"runtime"
@@ -67,54 +68,72 @@ func SealFanoutSubject(inner []byte, outer textproto.Header, signer *Key, to []*
 	return sealFanout(inner, outer, signer, to, at, true, outerSubject)
 }
 
-func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, shareKey bool, outerSubject string) ([][]byte, error) {
+// sealer is the part of a fan-out common to all copies: recipients'
+// keys, the signed inner entity and the MIME text around the armor.
+type sealer struct {
+	encKeys []*packet.PublicKey
+	cipher  packet.CipherFunction
+	cfg     *packet.Config
+	// sign writes the signed protected entity (OpenPGP packets) to w;
+	// size is the entity's length.
+	sign   func(w io.Writer) error
+	size   int
+	prefix []byte
+	suffix string
+}
+
+func newSealer(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, outerSubject string) (*sealer, error) {
 	if len(to) == 0 {
 		return nil, errors.New("seal: no recipients")
 	}
 	if err := checkSigner(signer); err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	encKeys := make([]*packet.PublicKey, len(to))
-	cipher := packet.CipherAES256
+	s := &sealer{encKeys: make([]*packet.PublicKey, len(to)), cipher: packet.CipherAES256}
 	for i, k := range to {
 		if err := CheckUsable(k, at); err != nil {
 			return nil, fmt.Errorf("seal: recipient: %w", err)
 		}
 		ek, _ := k.e.EncryptionKey(at)
-		encKeys[i] = ek.PublicKey
+		s.encKeys[i] = ek.PublicKey
 		if preferredCipher(k.e) == packet.CipherAES128 {
-			cipher = packet.CipherAES128
+			s.cipher = packet.CipherAES128
 		}
 	}
-	cfg := &packet.Config{Time: func() time.Time { return at }, DefaultHash: sealHash, DefaultCipher: cipher}
+	s.cfg = &packet.Config{Time: func() time.Time { return at }, DefaultHash: sealHash, DefaultCipher: s.cipher}
 
-	protected, outerH, err := protectHeaders(inner, outer, outerSubject)
+	head, body, outerH, err := protectHeaders(inner, outer, outerSubject)
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	var signed bytes.Buffer
-	signed.Grow(len(protected) + 512)
-	sw, err := openpgp.Sign(&signed, signer.e, &openpgp.FileHints{IsBinary: true}, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("seal: sign: %w", err)
+	s.sign = func(w io.Writer) error {
+		sw, err := openpgp.Sign(w, signer.e, &openpgp.FileHints{IsBinary: true}, s.cfg)
+		if err != nil {
+			return fmt.Errorf("seal: sign: %w", err)
+		}
+		if err := writeChunks(sw, head); err != nil {
+			return fmt.Errorf("seal: sign: %w", err)
+		}
+		if err := writeChunks(sw, body); err != nil {
+			return fmt.Errorf("seal: sign: %w", err)
+		}
+		if err := sw.Close(); err != nil {
+			return fmt.Errorf("seal: sign: %w", err)
+		}
+		return nil
 	}
-	if _, err := sw.Write(protected); err != nil {
-		return nil, fmt.Errorf("seal: sign: %w", err)
-	}
-	if err := sw.Close(); err != nil {
-		return nil, fmt.Errorf("seal: sign: %w", err)
-	}
+	s.size = len(head) + len(body)
 
 	boundary := randomBoundary()
 	outerH.Set("MIME-Version", "1.0")
 	outerH.Del("Content-Type")
 	outerH.AddRaw(foldField("Content-Type", formatMediaType("multipart/encrypted",
 		map[string]string{"protocol": "application/pgp-encrypted", "boundary": boundary})))
-	head, err := headerBytes(outerH)
+	ohead, err := headerBytes(outerH)
 	if err != nil {
 		return nil, fmt.Errorf("seal: outer header: %w", err)
 	}
-	prefix := append(head, "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"+
+	s.prefix = append(ohead, "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"+
 		"--"+boundary+"\r\n"+
 		"Content-Type: application/pgp-encrypted\r\n"+
 		"Content-Description: PGP/MIME version identification\r\n"+
@@ -126,18 +145,59 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 		"Content-Description: OpenPGP encrypted message\r\n"+
 		"Content-Disposition: inline; filename=\"encrypted.asc\"\r\n"+
 		"\r\n"...)
-	suffix := "\r\n--" + boundary + "--\r\n"
+	s.suffix = "\r\n--" + boundary + "--\r\n"
+	return s, nil
+}
 
-	var sessionKey []byte
+// encryptShared signs and encrypts the protected entity once under a
+// new session key, streaming from one to the other.
+func (s *sealer) encryptShared() (sessionKey, data []byte, err error) {
+	sessionKey = make([]byte, s.cipher.KeySize())
+	if _, err := rand.Read(sessionKey); err != nil {
+		return nil, nil, fmt.Errorf("seal: session key: %w", err)
+	}
+	var buf bytes.Buffer
+	buf.Grow(s.size + 1024)
+	w, err := packet.SerializeSymmetricallyEncrypted(&buf, s.cipher, false, packet.CipherSuite{}, sessionKey, s.cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("seal: encrypt: %w", err)
+	}
+	if err := s.sign(w); err != nil {
+		return nil, nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, nil, fmt.Errorf("seal: encrypt: %w", err)
+	}
+	return sessionKey, buf.Bytes(), nil
+}
+
+// signed returns the signed protected entity.
+func (s *sealer) signed() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(s.size + 512)
+	if err := s.sign(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, shareKey bool, outerSubject string) ([][]byte, error) {
+	s, err := newSealer(inner, outer, signer, to, at, outerSubject)
+	if err != nil {
+		return nil, err
+	}
+	cipher, cfg, prefix, suffix := s.cipher, s.cfg, s.prefix, s.suffix
+
+	var sessionKey, signed []byte
 	var shared *sharedTail
-	if shareKey {
-		sessionKey = make([]byte, cipher.KeySize())
-		if _, err := rand.Read(sessionKey); err != nil {
-			return nil, fmt.Errorf("seal: session key: %w", err)
+	if !shareKey {
+		if signed, err = s.signed(); err != nil {
+			return nil, err
 		}
-		data, err := encryptData(signed.Bytes(), cipher, sessionKey, cfg)
-		if err != nil {
-			return nil, fmt.Errorf("seal: %w", err)
+	} else {
+		var data []byte
+		if sessionKey, data, err = s.encryptShared(); err != nil {
+			return nil, err
 		}
 		shared = newSharedTail(data)
 	}
@@ -155,7 +215,7 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 				return
 			}
 		}
-		if err := packet.SerializeEncryptedKeyAEAD(bin, encKeys[i], cipher, false, sk, cfg); err != nil {
+		if err := packet.SerializeEncryptedKeyAEAD(bin, s.encKeys[i], cipher, false, sk, cfg); err != nil {
 			errs[i] = fmt.Errorf("seal: encrypt session key to %s: %w", to[i].Fingerprint(), err)
 			return
 		}
@@ -165,7 +225,7 @@ func sealFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at
 			msg = append(msg, prefix...)
 			msg = appendArmorShared(msg, "PGP MESSAGE", bin.Bytes(), shared, scratch[:0])
 		} else {
-			d, err := encryptData(signed.Bytes(), cipher, sk, cfg)
+			d, err := encryptData(signed, cipher, sk, cfg)
 			if err != nil {
 				errs[i] = fmt.Errorf("seal: %w", err)
 				return
@@ -226,13 +286,26 @@ func encryptData(plain []byte, cipher packet.CipherFunction, key []byte, cfg *pa
 	if err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
-	if _, err := w.Write(plain); err != nil {
+	if err := writeChunks(w, plain); err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
 	if err := w.Close(); err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// writeChunks writes b to w in pieces, as the OpenPGP writers allocate
+// a buffer the size of each write.
+func writeChunks(w io.Writer, b []byte) error {
+	for len(b) > 0 {
+		n := min(len(b), 64<<10)
+		if _, err := w.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 func preferredCipher(e *openpgp.Entity) packet.CipherFunction {
@@ -262,12 +335,13 @@ func checkSigner(k *Key) error {
 }
 
 // protectHeaders applies RFC 9788 header protection for an encrypted
-// message: it returns the inner entity to encrypt and the outer header.
-func protectHeaders(inner []byte, outer textproto.Header, outerSubject string) ([]byte, textproto.Header, error) {
+// message: it returns the inner entity to encrypt (its new header, and
+// its body, part of inner) and the outer header.
+func protectHeaders(inner []byte, outer textproto.Header, outerSubject string) (head, body []byte, _ textproto.Header, _ error) {
 	lim := DefaultLimits()
 	ie, err := splitEntity(toCRLF(inner), &lim)
 	if err != nil {
-		return nil, textproto.Header{}, fmt.Errorf("inner entity: %w", err)
+		return nil, nil, textproto.Header{}, fmt.Errorf("inner entity: %w", err)
 	}
 	h := ie.header.Copy()
 	h.Del("HP-Outer")
@@ -284,13 +358,13 @@ func protectHeaders(inner []byte, outer textproto.Header, outerSubject string) (
 		h.AddRaw(foldField("HP-Outer", hpOuter[i]))
 	}
 	if err := setHP(&h, "cipher"); err != nil {
-		return nil, textproto.Header{}, err
+		return nil, nil, textproto.Header{}, err
 	}
-	head, err := headerBytes(h)
+	head, err = headerBytes(h)
 	if err != nil {
-		return nil, textproto.Header{}, fmt.Errorf("inner header: %w", err)
+		return nil, nil, textproto.Header{}, fmt.Errorf("inner header: %w", err)
 	}
-	return append(head, ie.body...), oh, nil
+	return head, ie.body, oh, nil
 }
 
 // copyMissing copies the non-structural fields of outer absent from h.

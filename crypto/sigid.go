@@ -27,18 +27,47 @@ func signatureID(signer string, sig *packet.Signature, data []byte) string {
 	h.Write([]byte(sig.CreationTime.UTC().Format("20060102150405")))
 	h.Write(sig.HashSuffix)
 	h.Write(sig.HashTag[:])
-	d := sha256.Sum256(coarseText(data))
+	d := coarseDigest(data)
 	h.Write(d[:])
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// coarseText maps every byte string that a text or binary signature
-// accepts as the same content to one form.
-func coarseText(b []byte) []byte {
-	b = bytes.ReplaceAll(b, []byte("\r"), nil)
-	lines := bytes.Split(b, []byte("\n"))
-	for i, l := range lines {
-		lines[i] = bytes.TrimRight(l, " \t")
+// coarseDigest is the SHA-256 of data in one form for every byte string
+// that a text or binary signature accepts as the same content: carriage
+// returns dropped, blanks at the end of each line and line breaks at the
+// end removed. It is computed line by line, without a copy of data.
+func coarseDigest(data []byte) [32]byte {
+	h := sha256.New()
+	pending, first := 0, true
+	for len(data) > 0 || first {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if !first {
+			pending++
+		}
+		first = false
+		line = bytes.TrimRight(line, " \t\r")
+		if len(line) == 0 {
+			continue
+		}
+		for ; pending > 0; pending-- {
+			h.Write([]byte{'\n'})
+		}
+		for len(line) > 0 {
+			i := bytes.IndexByte(line, '\r')
+			if i < 0 {
+				h.Write(line)
+				break
+			}
+			h.Write(line[:i])
+			line = line[i+1:]
+		}
 	}
-	return bytes.TrimRight(bytes.Join(lines, []byte("\n")), "\n")
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
 }

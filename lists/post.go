@@ -498,12 +498,31 @@ func (p *postJob) hold(ctx context.Context, reason string) (*PostResult, error) 
 	return p.send(ctx, PostHeld, reason, to, false)
 }
 
-// delivery is a post sealed and ready to be recorded and queued.
+// delivery is a post sealed and ready to be recorded and queued. Its
+// copies are written one at a time when queued (see commitTx), so that
+// a large post to many members never has all of them in memory.
 type delivery struct {
 	status, reason string
 	sealTo, missed []*member
-	copies         [][]byte
-	archive        []byte
+	// copies[i] makes the copy for sealTo[i].
+	copies []sealedCopy
+	// archive is the copy sealed to the list key.
+	archive sealedCopy
+}
+
+// sealedCopy is one copy of a post: copy i of a fan-out, or raw.
+type sealedCopy struct {
+	fan *crypto.Fanout
+	i   int
+	raw []byte
+}
+
+// appendTo appends the copy to dst.
+func (c sealedCopy) appendTo(dst []byte) []byte {
+	if c.fan == nil {
+		return append(dst, c.raw...)
+	}
+	return c.fan.AppendCopy(dst, c.i)
 }
 
 // prepare seals the post to the members in to that have a usable key (and
@@ -538,12 +557,14 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		}
 	}
 	keys = append(keys, p.s.Key)
-	copies, err := crypto.SealFanout(inner, outer, p.s.Key, keys, p.now)
+	fan, err := crypto.NewFanout(inner, outer, p.s.Key, keys, p.now)
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
-	d.archive = copies[len(copies)-1]
-	d.copies = copies[:len(copies)-1]
+	for i := range d.sealTo {
+		d.copies = append(d.copies, sealedCopy{fan: fan, i: i})
+	}
+	d.archive = sealedCopy{fan: fan, i: len(keys) - 1}
 	if len(outs) > 0 {
 		v := &anonView{list: p.list, sender: p.post.Sender == p.anon}
 		ainner, err := p.s.anonInner(inner, v)
@@ -552,12 +573,14 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		}
 		aouter := outer.Copy()
 		p.s.anonHeader(&aouter, v)
-		acopies, err := crypto.SealFanout(ainner, aouter, p.s.Key, outKeys, p.now)
+		afan, err := crypto.NewFanout(ainner, aouter, p.s.Key, outKeys, p.now)
 		if err != nil {
 			return nil, fmt.Errorf("seal: %w", err)
 		}
 		d.sealTo = append(d.sealTo, outs...)
-		d.copies = append(d.copies, acopies...)
+		for i := range outs {
+			d.copies = append(d.copies, sealedCopy{fan: afan, i: i})
+		}
 	}
 	for _, m := range own {
 		in, out := inner, outer
@@ -574,7 +597,7 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 			return nil, fmt.Errorf("seal: %w", err)
 		}
 		d.sealTo = append(d.sealTo, m)
-		d.copies = append(d.copies, raw)
+		d.copies = append(d.copies, sealedCopy{raw: raw})
 	}
 	return d, nil
 }
@@ -582,16 +605,21 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 // commitTx records the post, queues its copies and notices, and marks the
 // spool recipient done, inside tx. It returns the members it froze.
 func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*member, error) {
+	// One buffer carries each copy in turn: the database keeps its own.
+	buf := d.archive.appendTo(nil)
 	p.post.Status = d.status
-	p.post.Archive = d.archive
-	if err := store.AddPostTx(ctx, tx, &p.post); err != nil {
+	p.post.Archive = buf
+	err := store.AddPostTx(ctx, tx, &p.post)
+	p.post.Archive = nil
+	if err != nil {
 		return nil, err
 	}
 	for i, m := range d.sealTo {
 		if slices.Contains(p.removed, m) {
 			continue
 		}
-		qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: d.copies[i],
+		buf = d.copies[i].appendTo(buf[:0])
+		qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: buf,
 			Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now})
 		if err != nil {
 			return nil, err

@@ -92,6 +92,7 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 }
 
 func serve(ctx context.Context, c *config.Config, log *slog.Logger) error {
+	setMemoryLimit(log)
 	if c.Embedded {
 		if _, err := provision(c, crypto.KindCurve25519); err != nil {
 			return fmt.Errorf("set up %s: %w", c.DataDir, err)

@@ -149,7 +149,9 @@ func TestMetricsDuringAnIncident(t *testing.T) {
 		}
 	}
 	eq := func(n float64) func(float64) bool { return func(v float64) bool { return v == n } }
-	m = waitMetric(`cvd_deliveries_total{result="sent"}`, eq(files()))
+	waitMetric(`cvd_deliveries_total{result="sent"}`, eq(files()))
+	// The attempt is counted before its outcome is committed to the queue.
+	m = waitMetric(`cvd_queue_recipients{state="sent"}`, eq(files()))
 	want := map[string]float64{
 		`cvd_smtp_received_total`:                            1,
 		`cvd_smtp_refused_total{reason="unknown_recipient"}`: 1,
