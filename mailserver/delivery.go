@@ -53,6 +53,9 @@ type OutboundBatch struct {
 	CreatedAt time.Time
 	Raw       []byte
 	Rcpts     []OutboundRcpt
+
+	size int64 // len(Raw) when claimed, counted in the worker's window
+	left int   // rows not yet recorded
 }
 
 // DeliveryResult is the outcome of one attempt for one recipient row.
@@ -71,8 +74,10 @@ type OutboundQueue interface {
 	// queue. It is called once, before the first Claim.
 	Recover(ctx context.Context, now time.Time) (int, error)
 	// Claim marks up to limit due rows as sending and returns them grouped
-	// by message and domain, leaving rows of the domains in skip alone.
-	Claim(ctx context.Context, now time.Time, limit int, skip []string) ([]OutboundBatch, error)
+	// by message and domain, leaving rows of the domains in skip alone. It
+	// stops before the messages exceed maxBytes in all (0: no bound), but
+	// always claims at least the first due row.
+	Claim(ctx context.Context, now time.Time, limit int, maxBytes int64, skip []string) ([]OutboundBatch, error)
 	// Record stores the outcomes of attempts, in one transaction.
 	Record(ctx context.Context, now time.Time, results []DeliveryResult) error
 	// NextDue is when the earliest waiting row is due; ok is false when no
@@ -156,6 +161,10 @@ type DeliveryOptions struct {
 	// Window bounds the rows claimed and not yet recorded (so also the
 	// mail that may go out twice after a crash); 256 when 0.
 	Window int
+	// WindowBytes bounds the size of the messages claimed and not yet
+	// recorded (each message once, whatever its recipients), and so the
+	// memory they take, give or take one message; 64 MiB when 0.
+	WindowBytes int64
 	// PollInterval is the longest wait between looks at the queue (for
 	// mail queued by another process); 15s when 0.
 	PollInterval time.Duration
@@ -190,7 +199,9 @@ type DeliveryWorker struct {
 
 	mu       sync.Mutex
 	inflight int // rows claimed and not yet recorded
-	dests    map[string]*destination
+	// inflightBytes is the size of the messages of those rows.
+	inflightBytes int64
+	dests         map[string]*destination
 
 	relaySize atomic.Int64 // the smarthost's SIZE (RFC 1870); 0 when unknown
 }
@@ -300,6 +311,9 @@ func NewDeliveryWorker(q OutboundQueue, opts DeliveryOptions) (*DeliveryWorker, 
 	if opts.Window <= 0 {
 		opts.Window = 256
 	}
+	if opts.WindowBytes <= 0 {
+		opts.WindowBytes = 64 << 20
+	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 15 * time.Second
 	}
@@ -390,12 +404,12 @@ func (w *DeliveryWorker) Run(ctx context.Context) error {
 // to wait before the next round (0: go on at once).
 func (w *DeliveryWorker) round(ctx context.Context) time.Duration {
 	poll := w.opts.PollInterval
-	limit, skip, blocked := w.claimPlan()
+	limit, maxBytes, skip, blocked := w.claimPlan()
 	if blocked {
 		return poll // woken by freed
 	}
 	now := w.opts.Now()
-	batches, err := w.q.Claim(ctx, now, limit, skip)
+	batches, err := w.q.Claim(ctx, now, limit, maxBytes, skip)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Error("claim from the outbound queue", "err", err)
@@ -448,14 +462,16 @@ func (w *DeliveryWorker) sign(j *job) {
 	})
 }
 
-// claimPlan says how many rows may be claimed and which domains are busy.
-func (w *DeliveryWorker) claimPlan() (limit int, skip []string, blocked bool) {
+// claimPlan says how many rows, and how many bytes of messages, may be
+// claimed and which domains are busy.
+func (w *DeliveryWorker) claimPlan() (limit int, maxBytes int64, skip []string, blocked bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	limit = w.opts.Window - w.inflight
+	maxBytes = w.opts.WindowBytes - w.inflightBytes
 	// Claim in bulk: one transaction per quarter window at most.
-	if limit <= 0 || w.inflight > 0 && limit < w.opts.Window/4 {
-		return 0, nil, true
+	if limit <= 0 || w.inflight > 0 && limit < w.opts.Window/4 || maxBytes <= 0 {
+		return 0, 0, nil, true
 	}
 	if w.opts.Mode == ModeMX {
 		// One slow domain may not hold more than half the window.
@@ -466,7 +482,7 @@ func (w *DeliveryWorker) claimPlan() (limit int, skip []string, blocked bool) {
 			}
 		}
 	}
-	return limit, skip, false
+	return limit, maxBytes, skip, false
 }
 
 func (w *DeliveryWorker) destKey(domain string) string {
@@ -486,6 +502,8 @@ func (w *DeliveryWorker) dispatch(b *OutboundBatch) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.inflight += len(b.Rcpts)
+	b.size, b.left = int64(len(b.Raw)), len(b.Rcpts)
+	w.inflightBytes += b.size
 	d := w.dests[key]
 	if d == nil {
 		// Capacity: never more jobs than rows in flight, so sends never block.
@@ -727,6 +745,11 @@ func (w *DeliveryWorker) commit(ctx context.Context, done chan<- struct{}) {
 		// Unrecorded rows stay in sending; the next start retries them.
 		w.mu.Lock()
 		w.inflight -= len(batch)
+		for _, r := range batch {
+			if r.batch.left--; r.batch.left == 0 {
+				w.inflightBytes -= r.batch.size
+			}
+		}
 		w.mu.Unlock()
 		select {
 		case w.freed <- struct{}{}:

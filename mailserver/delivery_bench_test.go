@@ -25,9 +25,9 @@ type countingQueue struct {
 	done    chan struct{}
 }
 
-func (q *countingQueue) Claim(ctx context.Context, now time.Time, limit int, skip []string) ([]OutboundBatch, error) {
+func (q *countingQueue) Claim(ctx context.Context, now time.Time, limit int, maxBytes int64, skip []string) ([]OutboundBatch, error) {
 	q.claims.Add(1)
-	return q.OutboundQueue.Claim(ctx, now, limit, skip)
+	return q.OutboundQueue.Claim(ctx, now, limit, maxBytes, skip)
 }
 
 func (q *countingQueue) Record(ctx context.Context, now time.Time, rs []DeliveryResult) error {

@@ -27,8 +27,8 @@ func (q storeQueue) Recover(ctx context.Context, now time.Time) (int, error) {
 	return q.db.RecoverQueue(ctx, now)
 }
 
-func (q storeQueue) Claim(ctx context.Context, now time.Time, limit int, skip []string) ([]OutboundBatch, error) {
-	bs, err := q.db.ClaimQueue(ctx, now, limit, skip)
+func (q storeQueue) Claim(ctx context.Context, now time.Time, limit int, maxBytes int64, skip []string) ([]OutboundBatch, error) {
+	bs, err := q.db.ClaimQueueBytes(ctx, now, limit, maxBytes, skip)
 	if err != nil {
 		return nil, err
 	}

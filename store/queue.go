@@ -262,19 +262,43 @@ func (db *DB) RecoverQueue(ctx context.Context, now time.Time) (int, error) {
 // before now) as sending and returns them grouped by message and domain,
 // oldest first. Rows of the domains in skip are left alone.
 func (db *DB) ClaimQueue(ctx context.Context, now time.Time, limit int, skip []string) ([]QueueBatch, error) {
+	return db.ClaimQueueBytes(ctx, now, limit, 0, skip)
+}
+
+// ClaimQueueBytes is ClaimQueue that also stops before the messages of the
+// claimed rows exceed maxBytes in all (0: no bound), so that a few large
+// messages to many members are not all read into memory at once. The
+// first row's message is claimed whatever its size.
+func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, maxBytes int64, skip []string) ([]QueueBatch, error) {
 	var out []QueueBatch
 	err := db.Write(ctx, func(tx *sql.Tx) error {
 		args := []any{now.UnixMilli(), now.UnixMilli()}
-		q := `UPDATE queue SET state = 'sending', updated_at = ? WHERE id IN (
-			SELECT id FROM queue WHERE state IN ('queued', 'deferred') AND next_attempt_at <= ?`
+		sel := `SELECT q.id FROM queue q WHERE q.state IN ('queued', 'deferred') AND q.next_attempt_at <= ?`
+		if maxBytes > 0 {
+			sel = `SELECT q.id, q.msg_id, m.size FROM queue q JOIN queue_msg m ON m.id = q.msg_id
+				WHERE q.state IN ('queued', 'deferred') AND q.next_attempt_at <= ?`
+		}
 		if len(skip) > 0 {
-			q += ` AND domain NOT IN (?` + strings.Repeat(", ?", len(skip)-1) + `)`
+			sel += ` AND q.domain NOT IN (?` + strings.Repeat(", ?", len(skip)-1) + `)`
 			for _, d := range skip {
 				args = append(args, d)
 			}
 		}
-		q += ` ORDER BY priority DESC, next_attempt_at, id LIMIT ?) RETURNING id, msg_id, rcpt, domain, token, attempts`
+		sel += ` ORDER BY q.priority DESC, q.next_attempt_at, q.id LIMIT ?`
 		args = append(args, limit)
+		q := `UPDATE queue SET state = 'sending', updated_at = ? WHERE id IN (` + sel + `) RETURNING id, msg_id, rcpt, domain, token, attempts`
+		if maxBytes > 0 {
+			ids, err := claimWithin(ctx, tx, sel, args[1:], maxBytes)
+			if err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				return nil
+			}
+			q = `UPDATE queue SET state = 'sending', updated_at = ? WHERE id IN (?` + strings.Repeat(", ?", len(ids)-1) +
+				`) RETURNING id, msg_id, rcpt, domain, token, attempts`
+			args = append([]any{now.UnixMilli()}, ids...)
+		}
 		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return err
@@ -347,6 +371,35 @@ func (db *DB) ClaimQueue(ctx context.Context, now time.Time, limit int, skip []s
 		return nil, fmt.Errorf("claim queue: %w", err)
 	}
 	return out, nil
+}
+
+// claimWithin runs sel (rows id, msg_id, message size, in claim order) and
+// returns the row IDs to claim: in order, while the distinct messages
+// among them fit in maxBytes (the first always).
+func claimWithin(ctx context.Context, tx *sql.Tx, sel string, args []any, maxBytes int64) ([]any, error) {
+	rows, err := tx.QueryContext(ctx, sel, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []any
+	seen := map[int64]bool{}
+	var total int64
+	for rows.Next() {
+		var id, msg, size int64
+		if err := rows.Scan(&id, &msg, &size); err != nil {
+			return nil, err
+		}
+		if !seen[msg] {
+			if len(ids) > 0 && total+size > maxBytes {
+				break
+			}
+			seen[msg] = true
+			total += size
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // RecordQueue stores the outcomes of delivery attempts in one transaction.

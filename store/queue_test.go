@@ -286,3 +286,42 @@ func TestUrgentMessagesAreClaimedFirst(t *testing.T) {
 		t.Errorf("claimed %+v first; the urgent message was queued last but must go first", bs)
 	}
 }
+
+// TestClaimQueueBytes claims no more message bytes than asked, counting a
+// message once for all its recipients, and the first message whatever its
+// size: a large post to many members is not read into memory at once.
+func TestClaimQueueBytes(t *testing.T) {
+	db := openTemp(t)
+	ctx := context.Background()
+	big := func(rcpts ...string) *OutMessage {
+		m := testMsg(rcpts...)
+		m.Raw = append([]byte("From: security@example.org\r\nSubject: big\r\n\r\n"), bytes.Repeat([]byte("x"), 10000)...)
+		return m
+	}
+	for i := range 3 {
+		if _, err := db.Enqueue(ctx, big(fmt.Sprintf("a%d@example.net", i), fmt.Sprintf("b%d@example.net", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimed := func(bs []QueueBatch) (rows int, bytes int) {
+		for _, b := range bs {
+			rows += len(b.Rcpts)
+			bytes += len(b.Raw)
+		}
+		return
+	}
+	// Smaller than one message: the first message, both its recipients.
+	bs, err := db.ClaimQueueBytes(ctx, t0, 100, 100, nil)
+	if rows, n := claimed(bs); err != nil || len(bs) != 1 || rows != 2 || n < 10000 {
+		t.Fatalf("claim within 100 bytes = %d batches, %d rows, %d bytes, %v; want the first message to both", len(bs), rows, n, err)
+	}
+	// Room for one more message but not two.
+	bs, err = db.ClaimQueueBytes(ctx, t0, 100, 15000, nil)
+	if rows, _ := claimed(bs); err != nil || len(bs) != 1 || rows != 2 {
+		t.Fatalf("claim within 15000 bytes = %d batches, %d rows, %v; want one message", len(bs), rows, err)
+	}
+	bs, err = db.ClaimQueueBytes(ctx, t0, 100, 0, nil)
+	if rows, _ := claimed(bs); err != nil || rows != 2 {
+		t.Fatalf("unbounded claim of the rest = %d rows, %v; want 2", rows, err)
+	}
+}

@@ -166,8 +166,8 @@ func (q queueAdapter) Recover(ctx context.Context, now time.Time) (int, error) {
 	return q.db.RecoverQueue(ctx, now)
 }
 
-func (q queueAdapter) Claim(ctx context.Context, now time.Time, limit int, skip []string) ([]mailserver.OutboundBatch, error) {
-	bs, err := q.db.ClaimQueue(ctx, now, limit, skip)
+func (q queueAdapter) Claim(ctx context.Context, now time.Time, limit int, maxBytes int64, skip []string) ([]mailserver.OutboundBatch, error) {
+	bs, err := q.db.ClaimQueueBytes(ctx, now, limit, maxBytes, skip)
 	if err != nil {
 		return nil, err
 	}

@@ -31,12 +31,12 @@ import (
 //     until its incident is opened and the report posted to the team;
 //   - post/members=N: a 25 MiB signed and encrypted post by a member of an
 //     incident list of N members (each with a Curve25519 key), until the
-//     post is distributed and every copy queued.
+//     post is distributed and every copy delivered (to the outbox).
 //
 // Each case starts a fresh cvd (default configuration, one coordinator
 // with a key), reads its idle VmRSS, resets VmHWM (/proc/PID/clear_refs),
-// sends, waits until the message is routed and reads VmHWM (the
-// delivery worker, which starts on the queued copies at once, counts too). CVD_LOAD_RUNS
+// sends, waits until the message is routed (and a post's copies
+// delivered) and reads VmHWM. CVD_LOAD_RUNS
 // (3) runs each; the figures are medians. CVD_LOAD_MEMLIMIT, when set, is
 // passed as GOMEMLIMIT.
 //
@@ -229,10 +229,11 @@ func memPost(b *testing.B, members int) memResult {
 	sendOne(b, s.Addr, "member0@members.example", "security+"+id+"@"+domain, string(msg))
 	at250 := procStatus(b, s.PID(), "VmHWM")
 	waitRoutedDir(b, dir, 2)
+	// The peak includes the delivery of every copy (to the outbox).
+	waitDeliveredDir(b, dir)
 	b.StopTimer()
 	peak := procStatus(b, s.PID(), "VmHWM")
 	copies := postCopies(b, dir)
-	// Killed: the delivery worker may still be writing the copies.
 	s.Kill(b)
 	if want := members - 1; copies < want {
 		b.Errorf("%d copies of the post queued, want at least %d", copies, want)
@@ -277,6 +278,32 @@ func waitRoutedDir(b *testing.B, dir string, n int) {
 	}
 	defer db.Close()
 	waitRouted(b, db, n, 10*time.Minute)
+}
+
+// waitDeliveredDir waits until no queued mail waits or is being sent.
+func waitDeliveredDir(b *testing.B, dir string) {
+	db, err := store.Open(context.Background(), filepath.Join(dir, "cvd.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		var n int
+		err := db.Read(context.Background(), func(tx *sql.Tx) error {
+			return tx.QueryRow(`SELECT COUNT(*) FROM queue WHERE state IN ('queued', 'sending')`).Scan(&n)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d rows still to deliver after 10 minutes", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // postCopies counts the copies of list posts queued.
