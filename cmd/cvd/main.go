@@ -45,6 +45,8 @@ Commands:
   cvd list create NAME [--config FILE] [--title T] [--kind incident|announce] [--allow-unsigned]
         Create a list; an incident list's address is security+NAME@DOMAIN.
   cvd member add LIST EMAIL --role ROLE [--key FILE] [--name NAME] [--replace-key]
+        A downstream added to a pre-notified incident gets the notice, its
+        files and the posts since, at once.
   cvd member remove LIST EMAIL [--config FILE]   queued copies not yet delivered to EMAIL are dropped
   cvd member list LIST [--config FILE]
   cvd member key EMAIL --key FILE [--replace-key] [--config FILE]
