@@ -24,6 +24,9 @@ type Result struct {
 	// Advisories is how many records were considered.
 	Advisories int
 	Matches    []Match
+	// Withdrawn are the records read that their publisher withdrew
+	// (they match nothing).
+	Withdrawn []*Advisory
 	// Skipped holds the records that could not be read (RecordErrors);
 	// the others were checked.
 	Skipped error
@@ -63,6 +66,11 @@ func (c *Check) Run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	res.Matches = MatchAll(res.Components, advs)
+	for _, a := range advs {
+		if a.IsWithdrawn() {
+			res.Withdrawn = append(res.Withdrawn, a)
+		}
+	}
 	return res, nil
 }
 

@@ -47,6 +47,9 @@ type DependencyFacts struct {
 	Justification string    `json:"justification,omitempty"`
 	Impact        string    `json:"impact,omitempty"`
 	DecidedAt     time.Time `json:"decided_at,omitzero"`
+	// Withdrawn is when the upstream advisory was withdrawn (zero while
+	// it stands); the coordinators were told once.
+	Withdrawn time.Time `json:"withdrawn,omitzero"`
 }
 
 // DependencyComponent is a shipped component an advisory matched.
@@ -73,6 +76,9 @@ type DependencyOutcome struct {
 // DependencyResult is what recording one check's matches did.
 type DependencyResult struct {
 	Outcomes []DependencyOutcome
+	// Withdrawn are the incidents whose advisory was withdrawn upstream
+	// since the last check (Advisory and Incident set).
+	Withdrawn []DependencyOutcome
 }
 
 // Opened returns how many incidents were opened.

@@ -11,7 +11,8 @@ import (
 )
 
 // CheckDependencies runs a dependency check, records its matches (see
-// RecordDependencies) and the time of the check.
+// RecordDependencies) and withdrawn advisories (RecordWithdrawn), and the
+// time of the check.
 func (d *Desk) CheckDependencies(ctx context.Context, c *deps.Check) (*deps.Result, *DependencyResult, error) {
 	res, err := c.Run(ctx)
 	if err != nil {
@@ -21,7 +22,11 @@ func (d *Desk) CheckDependencies(ctx context.Context, c *deps.Check) (*deps.Resu
 	if err != nil {
 		return res, rec, err
 	}
-	summary := fmt.Sprintf("%d components, %d advisories, %d matched, %d incidents opened", len(res.Components), res.Advisories, len(res.Matches), rec.Opened())
+	if rec.Withdrawn, err = d.RecordWithdrawn(ctx, res.Withdrawn); err != nil {
+		return res, rec, err
+	}
+	summary := fmt.Sprintf("%d components, %d advisories, %d matched, %d incidents opened, %d withdrawn", len(res.Components), res.Advisories,
+		len(res.Matches), rec.Opened(), len(rec.Withdrawn))
 	err = d.DB.Write(ctx, func(tx *sql.Tx) error { return store.SetDependencyCheckTx(ctx, tx, d.now(), summary) })
 	return res, rec, err
 }
@@ -88,7 +93,7 @@ func (w *DependencyWatch) Run(ctx context.Context) {
 			}
 			log.Info("dependency check", "components", len(res.Components), "advisories", res.Advisories, "matched", len(res.Matches),
 				"opened", rec.Opened(), "new_matches", rec.Added())
-			if rec.Opened()+rec.Added() > 0 && w.Done != nil {
+			if rec.Opened()+rec.Added()+len(rec.Withdrawn) > 0 && w.Done != nil {
 				w.Done()
 			}
 			continue

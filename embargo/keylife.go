@@ -12,13 +12,14 @@ import (
 	"github.com/cvd-project/cvd/store"
 )
 
-// KeyWarnBefore is how long before a pinned key expires its holder and
-// the coordinators are told, once.
+// KeyWarnBefore is how long before a pinned key, or one trusted on a
+// list only, expires its holder and the coordinators are told, once.
 const KeyWarnBefore = 30 * 24 * time.Hour
 
-// warnExpiringKeys tells the holder of each pinned key that expires within
-// KeyWarnBefore, sealed to that key, and the team, sealed to theirs; each
-// key and expiry date is warned about once. It returns how many keys.
+// warnExpiringKeys tells the holder of each trusted key (pinned, or on a
+// list only) that expires within KeyWarnBefore, sealed to that key, and
+// the team, sealed to theirs; each key and expiry date is warned about
+// once. It returns how many keys.
 func (d *Desk) warnExpiringKeys(ctx context.Context) (int, error) {
 	now := d.now()
 	n := 0
@@ -30,7 +31,7 @@ func (d *Desk) warnExpiringKeys(ctx context.Context) (int, error) {
 		for _, k := range ks {
 			data := map[string]any{"Email": k.Email, "Fingerprint": k.Fingerprint, "Expires": utc(k.Expires),
 				"Intake": d.IntakeAddress(), "KeyKnown": false, "KeyProblem": ""}
-			key, problem, err := d.keyFor(ctx, tx, 0, k.Email, now)
+			key, problem, err := d.keyFor(ctx, tx, k.ListID, k.Email, now)
 			if err != nil {
 				return err
 			}

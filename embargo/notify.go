@@ -76,73 +76,8 @@ func (p *Op) Notify(selection []string, files ...File) error {
 		keep[strings.ToLower(ps.Email)] = true
 	}
 	if len(people) > 0 {
-		stored, err := o.files()
-		if err != nil {
+		if err := o.prenotify(people, keep, known, first, added); err != nil {
 			return err
-		}
-		longest, until, hard, err := o.maxEmbargo(people)
-		if err != nil {
-			return err
-		}
-		var names []string
-		for _, f := range stored {
-			names = append(names, fmt.Sprintf("%s (%s, %d bytes)", f.Name, f.ContentType, f.Size))
-		}
-		r, err := render("prenotify", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
-			"DateISO": o.in.EmbargoAt.Format("2006-01-02T15:04Z"), "ListAddress": o.d.ListAddress(o.in.ID), "Project": o.d.Project.Name,
-			"Title": orDefault(o.in.Facts.Title, "security issue "+o.in.ID), "Facts": o.d.factsText(o.in), "MinNotice": human(o.d.Policy.MinNotice),
-			"Announce": strings.Join(o.d.publicLists(), ", "), "MaxEmbargo": human(longest), "MaxUntil": utc(until),
-			"FirstNotice": utc(firstOr(o.in.FirstNoticeAt, o.now)), "HardLimit": hard, "Files": names,
-			"Fingerprint": o.d.Key.Fingerprint()})
-		if err != nil {
-			return err
-		}
-		sent, missed, err := o.sealNotice("prenotify", r.Subject, r.Body, stored, func(m recipient) bool {
-			return keep[m.Email] && m.Role == lists.RoleDownstream
-		})
-		if err != nil {
-			return err
-		}
-		if len(sent) == 0 {
-			return refuse("no selected downstream has a usable key (%s): nothing was sent", strings.Join(missed, ", "))
-		}
-		for _, e := range sent {
-			if err := store.AddDownstreamTx(o.ctx, o.tx, &store.Downstream{Incident: o.in.ID, Email: e, Name: o.d.rosterName(e), NotifiedAt: o.now}); err != nil {
-				return err
-			}
-		}
-		if err := o.recordFiles(sent, stored); err != nil {
-			return err
-		}
-		with := ""
-		if len(stored) > 0 {
-			var fs []string
-			for _, f := range stored {
-				fs = append(fs, f.Name)
-			}
-			with = " with " + strings.Join(fs, ", ")
-		}
-		if err := o.event("notify", "pre-notification for %s sent to %s%s", utc(o.in.EmbargoAt), strings.Join(sent, ", "), with); err != nil {
-			return err
-		}
-		o.note("%s: pre-notification for %s sent to %s%s", o.in.ID, utc(o.in.EmbargoAt), strings.Join(sent, ", "), with)
-		if len(added) > 0 {
-			o.note("attached: %s", strings.Join(added, ", "))
-		}
-		if len(missed) > 0 {
-			o.note("not notified (no usable key): %s", strings.Join(missed, ", "))
-		}
-		if !first {
-			for _, e := range sent {
-				if known[e] {
-					continue
-				}
-				res, err := o.lateDownstream(e)
-				if err != nil {
-					return err
-				}
-				o.note("%s joined late: %s", e, res)
-			}
 		}
 	} else {
 		if len(added) > 0 {
@@ -168,6 +103,91 @@ func (p *Op) Notify(selection []string, files ...File) error {
 		o.note("warning: the announcement is not complete yet: %v; at the public date the release is held until it is (or publish --force)", err)
 	}
 	return o.save()
+}
+
+// prenotify sends the pre-notification with the incident's files to the
+// downstream members in keep, records them as notified and, after the
+// first notice, sends a new one (not in known) the list's backlog.
+func (o *op) prenotify(people []Person, keep, known map[string]bool, first bool, added []string) error {
+	stored, err := o.files()
+	if err != nil {
+		return err
+	}
+	longest, until, hard, err := o.maxEmbargo(people)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, f := range stored {
+		names = append(names, fmt.Sprintf("%s (%s, %d bytes)", f.Name, f.ContentType, f.Size))
+	}
+	r, err := render("prenotify", map[string]any{"ID": o.in.ID, "Prefix": o.d.Policy.SubjectPrefix, "Date": utc(o.in.EmbargoAt),
+		"DateISO": o.in.EmbargoAt.Format("2006-01-02T15:04Z"), "ListAddress": o.d.ListAddress(o.in.ID), "Project": o.d.Project.Name,
+		"Title": orDefault(o.in.Facts.Title, "security issue "+o.in.ID), "Facts": o.d.factsText(o.in), "MinNotice": human(o.d.Policy.MinNotice),
+		"Announce": strings.Join(o.d.publicLists(), ", "), "MaxEmbargo": human(longest), "MaxUntil": utc(until),
+		"FirstNotice": utc(firstOr(o.in.FirstNoticeAt, o.now)), "HardLimit": hard, "Files": names,
+		"Fingerprint": o.d.Key.Fingerprint()})
+	if err != nil {
+		return err
+	}
+	sent, missed, err := o.sealNotice("prenotify", r.Subject, r.Body, stored, func(m recipient) bool {
+		return keep[m.Email] && m.Role == lists.RoleDownstream
+	})
+	if err != nil {
+		return err
+	}
+	if len(sent) == 0 {
+		return refuse("no selected downstream has a usable key (%s): nothing was sent", strings.Join(missed, ", "))
+	}
+	for _, e := range sent {
+		if err := store.AddDownstreamTx(o.ctx, o.tx, &store.Downstream{Incident: o.in.ID, Email: e, Name: nameOf(people, e), NotifiedAt: o.now}); err != nil {
+			return err
+		}
+	}
+	if err := o.recordFiles(sent, stored); err != nil {
+		return err
+	}
+	with := ""
+	if len(stored) > 0 {
+		var fs []string
+		for _, f := range stored {
+			fs = append(fs, f.Name)
+		}
+		with = " with " + strings.Join(fs, ", ")
+	}
+	if err := o.event("notify", "pre-notification for %s sent to %s%s", utc(o.in.EmbargoAt), strings.Join(sent, ", "), with); err != nil {
+		return err
+	}
+	o.note("%s: pre-notification for %s sent to %s%s", o.in.ID, utc(o.in.EmbargoAt), strings.Join(sent, ", "), with)
+	if len(added) > 0 {
+		o.note("attached: %s", strings.Join(added, ", "))
+	}
+	if len(missed) > 0 {
+		o.note("not notified (no usable key): %s", strings.Join(missed, ", "))
+	}
+	if !first {
+		for _, e := range sent {
+			if known[e] {
+				continue
+			}
+			res, err := o.lateDownstream(e)
+			if err != nil {
+				return err
+			}
+			o.note("%s joined late: %s", e, res)
+		}
+	}
+	return nil
+}
+
+// nameOf is the name people give email ("" when none).
+func nameOf(people []Person, email string) string {
+	for _, p := range people {
+		if strings.EqualFold(p.Email, email) {
+			return p.Name
+		}
+	}
+	return ""
 }
 
 func orDefault(s, def string) string {

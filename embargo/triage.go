@@ -223,7 +223,7 @@ func (d *Desk) TriageGet(ctx context.Context, id int64) (*store.Triaged, error) 
 // TriageAccept opens the incident for triage row id as if its report had
 // just arrived (posted to the team, the reporter acknowledged), and
 // returns the incident's ID. The row leaves the queue once that is done.
-func (d *Desk) TriageAccept(ctx context.Context, id int64) (string, error) {
+func (d *Desk) TriageAccept(ctx context.Context, id int64, actor Actor) (string, error) {
 	t, err := d.TriageGet(ctx, id)
 	if err != nil {
 		return "", err
@@ -242,18 +242,27 @@ func (d *Desk) TriageAccept(ctx context.Context, id int64) (string, error) {
 			return err
 		}
 		inc = in.ID
+		now := d.now()
+		if err := store.AddIncidentEventTx(ctx, tx, &store.IncidentEvent{Incident: in.ID, At: now, Actor: actor.Who, Kind: "triage",
+			Detail: fmt.Sprintf("report %d accepted from triage", id)}); err != nil {
+			return err
+		}
+		if err := store.AddOperatorEventTx(ctx, tx, &store.OperatorEvent{At: now, Actor: actor.Who, Action: "triage accept",
+			Subject: fmt.Sprintf("report %d", id), Detail: "incident " + in.ID + " opened"}); err != nil {
+			return err
+		}
 		return store.DeleteTriageTx(ctx, tx, id)
 	})
 	if err != nil {
 		return "", fmt.Errorf("triage %d: %w", id, err)
 	}
-	d.log().Info("report accepted from triage", "triage", id, "spool", sm.ID, "incident", inc)
+	d.log().Info("report accepted from triage", "triage", id, "spool", sm.ID, "incident", inc, "actor", actor.Who)
 	return inc, nil
 }
 
 // TriageDrop removes triage row id: no incident is opened; the message
 // stays in the spool, marked dropped.
-func (d *Desk) TriageDrop(ctx context.Context, id int64) error {
+func (d *Desk) TriageDrop(ctx context.Context, id int64, actor Actor) error {
 	err := d.DB.Write(ctx, func(tx *sql.Tx) error {
 		t, err := store.TriageTx(ctx, tx, id)
 		if err != nil {
@@ -262,7 +271,11 @@ func (d *Desk) TriageDrop(ctx context.Context, id int64) error {
 		if err := store.DeleteTriageTx(ctx, tx, id); err != nil {
 			return err
 		}
-		return store.MarkRcptTx(ctx, tx, t.SpoolID, t.Rcpt, store.SpoolDone, "dropped from triage")
+		if err := store.AddOperatorEventTx(ctx, tx, &store.OperatorEvent{At: d.now(), Actor: actor.Who, Action: "triage drop",
+			Subject: fmt.Sprintf("report %d", id), Detail: fmt.Sprintf("from %s, spool %d", t.Sender, t.SpoolID)}); err != nil {
+			return err
+		}
+		return store.MarkRcptTx(ctx, tx, t.SpoolID, t.Rcpt, store.SpoolDone, "dropped from triage by "+actor.Who)
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return refuse("there is no report %d in triage", id)
@@ -270,7 +283,7 @@ func (d *Desk) TriageDrop(ctx context.Context, id int64) error {
 	if err != nil {
 		return fmt.Errorf("triage %d: %w", id, err)
 	}
-	d.log().Info("report dropped from triage", "triage", id)
+	d.log().Info("report dropped from triage", "triage", id, "actor", actor.Who)
 	return nil
 }
 

@@ -247,6 +247,10 @@ func (s *imapSession) Namespace() (*imap.NamespaceData, error) {
 // List answers LIST and LSUB: the account's mailboxes, with "Incidents"
 // as a non-selectable parent.
 func (s *imapSession) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	if options == nil {
+		// go-imap passes options for LIST and LSUB; a plain LIST has none.
+		options = &imap.ListOptions{}
+	}
 	ctx, cancel := s.ctx()
 	defer cancel()
 	names, err := s.srv.backend.Mailboxes(ctx, s.account)
@@ -319,6 +323,9 @@ func (s *imapSession) List(w *imapserver.ListWriter, ref string, patterns []stri
 
 func statusData(name string, st *IMAPStatus, options *imap.StatusOptions) *imap.StatusData {
 	d := &imap.StatusData{Mailbox: name}
+	if options == nil {
+		return d
+	}
 	if options.NumMessages {
 		d.NumMessages = &st.Messages
 	}

@@ -44,6 +44,9 @@ type Manifest struct {
 	Version string    `json:"cvd_version"`
 	Schema  int       `json:"schema"`
 	Domain  string    `json:"domain"`
+	// DataDir is the data folder the backup was taken from: on restore,
+	// the configuration's paths into it are made relative.
+	DataDir string `json:"data_dir,omitempty"`
 	// Database is the archive entry of the database snapshot.
 	Database string       `json:"database"`
 	Files    []BackupFile `json:"files"`
@@ -109,7 +112,7 @@ func backup(ctx context.Context, c *config.Config, db *store.DB, w io.Writer, tm
 		return nil, err
 	}
 
-	m := &Manifest{Format: BackupFormat, Created: opts.Now.UTC(), Version: opts.Version, Schema: store.SchemaVersion(), Domain: c.Domain}
+	m := &Manifest{Format: BackupFormat, Created: opts.Now.UTC(), Version: opts.Version, Schema: store.SchemaVersion(), Domain: c.Domain, DataDir: c.DataDir}
 	type source struct{ file, name, key string }
 	var srcs []source
 	add := func(key, file string) {
@@ -280,6 +283,9 @@ type Restored struct {
 	// External are files the configuration names outside its data
 	// folder: restored under DIR/external, to be put back by hand.
 	External []string
+	// Rewritten are the absolute paths into the backup's data folder
+	// that the configuration named, now relative to DIR.
+	Rewritten []string
 }
 
 // ErrEncryptedBackup is returned by Restore for an OpenPGP-encrypted archive.
@@ -403,7 +409,17 @@ func restore(ctx context.Context, r io.Reader, dir string) (*Restored, error) {
 	}
 
 	dbFile := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(m.Database, dataPrefix)))
-	text := rewriteTopLevel(configText, "data_dir", `"."`)
+	oldDir := m.DataDir
+	if oldDir == "" {
+		oldDir = absDataDir(configText)
+	}
+	text, rewritten := rewritePaths(configText, oldDir)
+	for _, p := range rewritten {
+		if filepath.Clean(p) != oldDir {
+			res.Rewritten = append(res.Rewritten, p)
+		}
+	}
+	text = rewriteTopLevel(text, "data_dir", `"."`)
 	text = rewriteTopLevel(text, "database", fmt.Sprintf("%q", strings.TrimPrefix(m.Database, dataPrefix)))
 	res.Config = filepath.Join(dir, configName)
 	if err := os.WriteFile(res.Config, text, 0o600); err != nil {

@@ -12,15 +12,25 @@ type ExpiringKey struct {
 	Email       string
 	Fingerprint string
 	Expires     time.Time
+	// ListID is 0 for a key pinned for the address, else a list the key
+	// is trusted on only (list_key), with the address an active member.
+	ListID int64
 }
 
-// ExpiringKeysTx returns the pinned, unrevoked keys that expire after from
+// trustedKeys are the keys cvd uses: pinned ones, and those trusted on
+// one list for an active member of it.
+const trustedKeys = `(SELECT email, fingerprint, 0 AS list_id FROM key_pin
+	UNION ALL SELECT l.email, l.fingerprint, l.list_id FROM list_key l
+	JOIN member m ON m.list_id = l.list_id AND m.email = l.email AND m.state = 'active')`
+
+// ExpiringKeysTx returns the trusted (pinned or list), unrevoked keys that expire after from
 // and no later than until, for which no warning was recorded yet.
 func ExpiringKeysTx(ctx context.Context, tx *sql.Tx, from, until time.Time) ([]ExpiringKey, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT p.email, k.fingerprint, k.expires_at FROM key_pin p
+	rows, err := tx.QueryContext(ctx, `SELECT p.email, k.fingerprint, k.expires_at, MIN(p.list_id) FROM `+trustedKeys+` p
 		JOIN pgp_key k ON k.fingerprint = p.fingerprint
 		WHERE k.revoked = 0 AND k.expires_at > ? AND k.expires_at <= ?
 		AND NOT EXISTS (SELECT 1 FROM key_expiry_notice n WHERE n.email = p.email AND n.fingerprint = k.fingerprint AND n.expires_at = k.expires_at)
+		GROUP BY p.email, k.fingerprint, k.expires_at
 		ORDER BY k.expires_at, p.email`, from.UnixMilli(), until.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("expiring keys: %w", err)
@@ -30,7 +40,7 @@ func ExpiringKeysTx(ctx context.Context, tx *sql.Tx, from, until time.Time) ([]E
 	for rows.Next() {
 		var k ExpiringKey
 		var exp int64
-		if err := rows.Scan(&k.Email, &k.Fingerprint, &exp); err != nil {
+		if err := rows.Scan(&k.Email, &k.Fingerprint, &exp, &k.ListID); err != nil {
 			return nil, fmt.Errorf("expiring keys: %w", err)
 		}
 		k.Expires = time.UnixMilli(exp).UTC()
@@ -39,11 +49,11 @@ func ExpiringKeysTx(ctx context.Context, tx *sql.Tx, from, until time.Time) ([]E
 	return out, rows.Err()
 }
 
-// NextKeyExpiryTx is the earliest expiry after from of a pinned, unrevoked
+// NextKeyExpiryTx is the earliest expiry after from of a trusted, unrevoked
 // key not yet warned about (zero: none).
 func NextKeyExpiryTx(ctx context.Context, tx *sql.Tx, from time.Time) (time.Time, error) {
 	var exp sql.NullInt64
-	err := tx.QueryRowContext(ctx, `SELECT min(k.expires_at) FROM key_pin p JOIN pgp_key k ON k.fingerprint = p.fingerprint
+	err := tx.QueryRowContext(ctx, `SELECT min(k.expires_at) FROM `+trustedKeys+` p JOIN pgp_key k ON k.fingerprint = p.fingerprint
 		WHERE k.revoked = 0 AND k.expires_at > ?
 		AND NOT EXISTS (SELECT 1 FROM key_expiry_notice n WHERE n.email = p.email AND n.fingerprint = k.fingerprint AND n.expires_at = k.expires_at)`,
 		from.UnixMilli()).Scan(&exp)

@@ -185,6 +185,7 @@ func Sample() map[string]any {
 		"UpstreamID": "GHSA-54rr-7fvw-6x8f", "Summary": "Denial of service in the header parser", "Aliases": "CVE-2024-26146",
 		"Ranges": []string{"rack (RubyGems): >= 2.1.0, < 2.1.4.4"}, "Components": []string{"rack 2.1.2 (RubyGems)"},
 		"Justifications": "component_not_present, vulnerable_code_not_present", "Decided": "not affected",
+		"Withdrawn": "Sunday 2026-11-29 10:00 UTC", "State": "new",
 		// The triage digest (package embargo).
 		"Count": 2, "New": 1, "Since": "Monday 2026-11-23 09:00 UTC",
 		"Waiting": "  1  2026-11-23T09:30:00Z  from x@spam.example (192.0.2.1:4000), 812 bytes\n      subject: offer\n      held: sender over its limit",

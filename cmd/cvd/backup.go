@@ -86,6 +86,9 @@ func cmdRestore(args []string, stdout, stderr io.Writer) error {
 	for _, f := range res.Files {
 		fmt.Fprintf(stdout, "wrote %s\n", f)
 	}
+	for _, f := range res.Rewritten {
+		fmt.Fprintf(stdout, "note: the configuration named %s, in the backup's data folder: it now names its restored copy in %s\n", f, *dir)
+	}
 	for _, f := range res.External {
 		fmt.Fprintf(stdout, "note: the configuration names %s, outside its data folder; its copy is under %s/external: put it back or change the key\n", f, *dir)
 	}

@@ -334,3 +334,59 @@ func TestBackupEncryptedToAdmin(t *testing.T) {
 		t.Errorf("lists %v, restored %v", a, b)
 	}
 }
+
+// TestRestoreElsewhereWithAbsolutePaths backs up an installation whose
+// configuration names its data folder and every key by absolute path,
+// moves the original folder away, restores the backup into a new folder
+// and runs the server there: it uses the restored keys, acknowledges a
+// report, and the coordinator decrypts the team's copy.
+func TestRestoreElsewhereWithAbsolutePaths(t *testing.T) {
+	dir, cfg := initDir(t, "example.org")
+	cora := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
+	addTeam(t, dir, cfg, cora)
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), `data_dir = "."`, `data_dir = "`+dir+`"`, 1)
+	for _, p := range []string{"tls/", "keys/", "dkim/"} {
+		text = strings.ReplaceAll(text, `= "`+p, `= "`+dir+"/"+p)
+	}
+	text = strings.Replace(text, `outbox_dir = "outbox"`, `outbox_dir = "`+dir+`/outbox"`, 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	backup := filepath.Join(t.TempDir(), "cvd-backup.tar.gz")
+	cvdtest.MustRun(t, dir, nil, "backup", backup, "--config", cfg)
+	moved := dir + ".moved"
+	if err := os.Rename(dir, moved); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(moved) })
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	out := cvdtest.MustRun(t, t.TempDir(), nil, "restore", backup, "--dir", restored)
+	if !strings.Contains(out, "note: the configuration named "+dir+"/keys/cora.asc") {
+		t.Errorf("restore does not say it rewrote the key's path:\n%s", out)
+	}
+	rcfg := filepath.Join(restored, "cvd.toml")
+	b, _ = os.ReadFile(rcfg)
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, dir+"/") && !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			t.Errorf("the restored configuration still names the old folder: %s", l)
+		}
+	}
+	s := startCVD(t, t.TempDir(), nil, "--config", rcfg)
+	id := report(t, s, restored, "rita@reporter.example", "restored flaw", 1)
+	copy := waitOutboxTo(t, restored, "cora@example.org", s.logs)
+	plain, _, err := cora.Decrypt(copy.Raw)
+	if err != nil || !strings.Contains(plain, "Details.") {
+		t.Fatalf("coordinator's copy of incident %s: %v\n%s", id, err, plain)
+	}
+	if _, err := os.Stat(moved); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("the restored server wrote into the old folder %s", dir)
+	}
+}

@@ -61,6 +61,9 @@ func cmdDeps(args []string, stdout, stderr io.Writer) error {
 			tw.Flush()
 		}
 		if rec != nil {
+			for _, w := range rec.Withdrawn {
+				fmt.Fprintf(stdout, "%s was withdrawn upstream: incident %s marked, its coordinators told\n", w.Advisory, w.Incident)
+			}
 			fmt.Fprintf(stdout, "%d advisories matched; %d incidents opened\n", len(res.Matches), rec.Opened())
 		}
 		if err != nil {
@@ -173,6 +176,9 @@ func showDependency(w io.Writer, f *embargo.DependencyFacts) {
 	}
 	for _, c := range f.Components {
 		fmt.Fprintf(w, "%-14s %s\n", "Shipped:", c)
+	}
+	if !f.Withdrawn.IsZero() {
+		fmt.Fprintf(w, "%-14s %s\n", "Withdrawn:", "upstream, on "+f.Withdrawn.Format("2006-01-02 15:04 UTC")+": the advisory no longer claims a vulnerability")
 	}
 	for _, c := range f.Undecided {
 		fmt.Fprintf(w, "%-14s %s (found after the decision, which does not cover it)\n", "Shipped:", c)

@@ -26,6 +26,8 @@ func FuzzIMAPSession(f *testing.F) {
 		"a EXAMINE INBOX\r\nb UID SEARCH ALL\r\nc UID FETCH 1:* (UID FLAGS)\r\n",
 		"a SELECT \"Incidents/2026-001\"\r\nb STORE 1 +FLAGS (\\Seen \\Deleted)\r\nc EXPUNGE\r\nd CLOSE\r\n",
 		"a LIST \"\" \"*\"\r\nb LSUB \"\" \"*\"\r\nc STATUS \"Announce\" (MESSAGES UIDNEXT UIDVALIDITY UNSEEN)\r\n",
+		"a LIST (SPECIAL-USE) \"\" \"*\"\r\nb LIST () \"\" \"\"\r\nc LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"*\" RETURN (CHILDREN)\r\n",
+		"a LIST \"\" (\"*\" \"Incidents/%\") RETURN (STATUS (MESSAGES UNSEEN SIZE) SUBSCRIBED SPECIAL-USE)\r\nb LIST \"\" \"*\" RETURN ()\r\n",
 		"a APPEND \"Incidents/2026-001\" {5}\r\nhello\r\nb COPY 1 Announce\r\n",
 		"a SELECT \"Incidents/2026-999\"\r\nb SELECT \"../Incidents/2026-001\"\r\nc CREATE x\r\nd RENAME INBOX y\r\n",
 		"a IDLE\r\nDONE\r\nb NOOP\r\n",

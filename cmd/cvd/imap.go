@@ -263,6 +263,10 @@ func cmdMemberPassword(args []string, stdout, stderr io.Writer) error {
 	if created {
 		verb = "created an IMAP account for"
 	}
+	if err := db.AddOperatorEvent(ctx, &store.OperatorEvent{At: now(), Actor: cliActor(), Action: "member password", Subject: strings.ToLower(email),
+		Detail: verb + ", sealed to key " + fpr}); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "%s %s; the password is queued to them, sealed to key %s\n", verb, strings.ToLower(email), fpr)
 	return nil
 }

@@ -156,8 +156,14 @@ func cmdMember(args []string, stdout, stderr io.Writer) error {
 		}
 		key = b
 	}
+	nm := lists.NewMember{Email: email, Name: *name, Role: *role, Key: key, ReplaceKey: *replace, Actor: cliActor()}
+	if strings.EqualFold(*role, lists.RoleDownstream) {
+		if done, err := addDownstream(*cfgPath, list, nm, stdout); done || err != nil {
+			return err
+		}
+	}
 	return withLists(*cfgPath, func(ctx context.Context, svc *lists.Service) error {
-		m, err := svc.AddMember(ctx, list, lists.NewMember{Email: email, Name: *name, Role: *role, Key: key, ReplaceKey: *replace, Actor: cliActor()})
+		m, err := svc.AddMember(ctx, list, nm)
 		if err != nil {
 			return err
 		}

@@ -37,11 +37,16 @@ Commands:
   cvd queue list|retry ID|drop ID [--config FILE] [--all] [--limit N]
         Show outbound mail (id, recipient, state, attempts, next try, last
         reply), make a row due now, or delete it.
+  cvd audit [--config FILE] [--limit N]
+        What operators did outside incident timelines (queue retry and drop,
+        triage accept and drop, member password), with who did it.
   cvd cvss VECTOR
         Score a CVSS v3.1 or v4.0 vector and print its metrics in words.
   cvd list create NAME [--config FILE] [--title T] [--kind incident|announce] [--allow-unsigned]
         Create a list; an incident list's address is security+NAME@DOMAIN.
   cvd member add LIST EMAIL --role ROLE [--key FILE] [--name NAME] [--replace-key]
+        A downstream added to a pre-notified incident gets the notice, its
+        files and the posts since, at once.
   cvd member remove LIST EMAIL [--config FILE]   queued copies not yet delivered to EMAIL are dropped
   cvd member list LIST [--config FILE]
   cvd member key EMAIL --key FILE [--replace-key] [--config FILE]
@@ -150,6 +155,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdAgenda(args[1:], stdout)
 	case "triage":
 		err = cmdTriage(args[1:], stdout, stderr)
+	case "audit":
+		err = cmdAudit(args, stdout)
 	case "webhook":
 		err = cmdWebhook(args[1:], stdout, stderr)
 	case "key":

@@ -68,11 +68,17 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 		if err := db.RetryQueue(ctx, id, time.Now()); err != nil {
 			return err
 		}
+		if err := db.AddOperatorEvent(ctx, &store.OperatorEvent{At: now(), Actor: cliActor(), Action: "queue retry", Subject: fmt.Sprintf("queue row %d", id)}); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "queue row %d is due now\n", id)
 		return nil
 	case "drop":
 		state, err := db.DropQueue(ctx, id)
 		if err != nil {
+			return err
+		}
+		if err := db.AddOperatorEvent(ctx, &store.OperatorEvent{At: now(), Actor: cliActor(), Action: "queue drop", Subject: fmt.Sprintf("queue row %d", id), Detail: "was " + state}); err != nil {
 			return err
 		}
 		if state == store.QueueSending {

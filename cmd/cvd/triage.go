@@ -91,14 +91,14 @@ func cmdTriage(args []string, stdout, stderr io.Writer) error {
 			}
 			return nil
 		case "accept":
-			inc, err := d.TriageAccept(ctx, id)
+			inc, err := d.TriageAccept(ctx, id, embargo.CLI(operator()))
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "report %d accepted: incident %s opened\n", id, inc)
 			return nil
 		default:
-			if err := d.TriageDrop(ctx, id); err != nil {
+			if err := d.TriageDrop(ctx, id, embargo.CLI(operator())); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "report %d dropped\n", id)

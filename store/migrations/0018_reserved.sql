@@ -1,0 +1,2 @@
+-- Reserved number: a schema change made in parallel takes it.
+SELECT 1;
