@@ -1,2 +1,0 @@
--- Reserved number: a schema change made in parallel takes it.
-SELECT 1;
