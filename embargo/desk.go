@@ -105,9 +105,9 @@ type Desk struct {
 	// AfterRelease, when set, is called after a release transaction
 	// committed (tests use it to crash there).
 	AfterRelease func(id string)
-	// AfterPost, when set, is called after the intake posted a message to
-	// its incident's list and before the acknowledgement (tests crash
-	// there).
+	// AfterPost, when set, is called after the intake's post to its
+	// incident's list committed, with the acknowledgement when one was due
+	// (tests crash there).
 	AfterPost func(id string)
 	// IntakePolicy is the intake policy: rate limits and spam scoring of new
 	// reports (the zero value opens an incident for every report).

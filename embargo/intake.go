@@ -90,6 +90,9 @@ func (d *Desk) intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 		rp.problem = "unreadable header"
 	}
 	rp.opening = opening
+	if id == "" && rp.problem == "" && len(sm.Raw) <= oneTransactionMax {
+		return d.openPostAck(ctx, sm, rcpt, rp, record)
+	}
 	if id == "" {
 		if id, err = d.open(ctx, sm, rp, record); err != nil {
 			return d.intakeFailed(ctx, sm, rcpt, rp, fmt.Errorf("intake spool %d: %w", sm.ID, err))
@@ -97,6 +100,56 @@ func (d *Desk) intake(ctx context.Context, sm *store.SpooledMessage, rcpt string
 		rp.opening = true
 	}
 	if err := d.deliver(ctx, id, sm, rcpt, rp); err != nil {
+		return d.intakeFailed(ctx, sm, rcpt, rp, err)
+	}
+	return nil
+}
+
+// oneTransactionMax is the largest report opened, posted and acknowledged
+// in one transaction; the sealing of a larger one must not hold the
+// writer, so it is posted in a transaction of its own.
+const oneTransactionMax = 256 << 10
+
+// openPostAck opens an incident for a new report, posts the report to its
+// list, acknowledges the reporter and marks the spool row, all in one
+// transaction. A post the list refuses is sent to the coordinators as
+// received (see deliver) once the incident is committed.
+func (d *Desk) openPostAck(ctx context.Context, sm *store.SpooledMessage, rcpt string, rp *report, record func(context.Context, *sql.Tx) error) error {
+	var id string
+	var res *lists.PostResult
+	var acked bool
+	ack := func(ctx context.Context, tx *sql.Tx, _ string) error {
+		if err := d.ackDoneTx(ctx, tx, id, sm, rcpt, rp); err != nil {
+			return err
+		}
+		acked = true
+		return nil
+	}
+	rp.opening = true
+	err := d.DB.Write(ctx, func(tx *sql.Tx) (err error) {
+		acked = false
+		if id, err = d.openTx(ctx, tx, sm, rp, record); err != nil {
+			return err
+		}
+		res, err = d.Lists.HandlePostWith(ctx, id, sm, d.ListAddress(id), lists.PostOptions{NoReceipt: true, Notes: d.ackNotes(rp), Commit: ack, Tx: tx})
+		return err
+	})
+	if err != nil {
+		return d.intakeFailed(ctx, sm, rcpt, rp, fmt.Errorf("intake spool %d: %w", sm.ID, err))
+	}
+	d.log().Info("incident opened", "incident", id, "spool", sm.ID, "reporter_key", rp.key != nil)
+	if d.AfterPost != nil {
+		d.AfterPost(id)
+	}
+	if acked {
+		return nil
+	}
+	if res.Status == lists.PostRefused {
+		err = d.quarantine(ctx, id, sm, rcpt, rp, res.Reason)
+	} else {
+		err = d.deliver(ctx, id, sm, rcpt, rp)
+	}
+	if err != nil {
 		return d.intakeFailed(ctx, sm, rcpt, rp, err)
 	}
 	return nil
@@ -253,15 +306,27 @@ func (d *Desk) markSpool(ctx context.Context, spoolID int64, rcpt, state, reason
 // when set, counts it for the intake's limits in the same transaction.
 // The acknowledgement waits until the team has the report (deliver).
 func (d *Desk) open(ctx context.Context, sm *store.SpooledMessage, rp *report, record func(context.Context, *sql.Tx) error) (string, error) {
+	var id string
+	err := d.DB.Write(ctx, func(tx *sql.Tx) (err error) {
+		id, err = d.openTx(ctx, tx, sm, rp, record)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	d.log().Info("incident opened", "incident", id, "spool", sm.ID, "reporter_key", rp.key != nil)
+	return id, nil
+}
+
+// openTx is open inside tx.
+func (d *Desk) openTx(ctx context.Context, tx *sql.Tx, sm *store.SpooledMessage, rp *report, record func(context.Context, *sql.Tx) error) (string, error) {
 	now := d.now()
 	reporter := rp.reporter
-	var id string
-	err := d.DB.Write(ctx, func(tx *sql.Tx) error {
-		var seq int
-		var err error
-		if id, seq, err = store.NextIncidentIDTx(ctx, tx, now.Year()); err != nil {
-			return err
-		}
+	id, seq, err := store.NextIncidentIDTx(ctx, tx, now.Year())
+	if err != nil {
+		return "", err
+	}
+	err = func() error {
 		if record != nil {
 			if err := record(ctx, tx); err != nil {
 				return err
@@ -292,12 +357,8 @@ func (d *Desk) open(ctx context.Context, sm *store.SpooledMessage, rp *report, r
 			}
 		}
 		return store.AddIncidentThreadTx(ctx, tx, msgID(rp.h.Get("Message-Id")), id)
-	})
-	if err != nil {
-		return "", err
-	}
-	d.log().Info("incident opened", "incident", id, "spool", sm.ID, "reporter_key", rp.key != nil)
-	return id, nil
+	}()
+	return id, err
 }
 
 // addReporterTx adds the reporter to the new incident's list. A key that
@@ -358,10 +419,12 @@ func (d *Desk) addReporterTx(ctx context.Context, tx *sql.Tx, o *op, sm *store.S
 	return note, nil
 }
 
-// deliver gets the message to incident id's team, then acknowledges a new
+// deliver gets the message to incident id's team, acknowledges a new
 // report and marks the spool row, each exactly once even when cvd stopped
-// in between: the list post is recorded under the list's address, so the
-// intake's own spool row stays pending until the acknowledgement commits.
+// in between: the acknowledgement and the spool row commit in the post's
+// transaction; a post recorded without them (a duplicate, or one from
+// before) is acknowledged on its own, found by the list's address, under
+// which the post is recorded.
 func (d *Desk) deliver(ctx context.Context, id string, sm *store.SpooledMessage, rcpt string, rp *report) error {
 	var post *store.Post
 	err := d.DB.Read(ctx, func(tx *sql.Tx) error {
@@ -384,7 +447,16 @@ func (d *Desk) deliver(ctx context.Context, id string, sm *store.SpooledMessage,
 		problem = "the list refused it"
 	case post != nil:
 	case problem == "":
-		res, err := d.Lists.HandlePostWith(ctx, id, sm, d.ListAddress(id), lists.PostOptions{NoReceipt: true, Notes: d.ackNotes(rp)})
+		// The acknowledgement and the spool row commit with the post.
+		acked := false
+		ack := func(ctx context.Context, tx *sql.Tx, _ string) error {
+			if err := d.ackDoneTx(ctx, tx, id, sm, rcpt, rp); err != nil {
+				return err
+			}
+			acked = true
+			return nil
+		}
+		res, err := d.Lists.HandlePostWith(ctx, id, sm, d.ListAddress(id), lists.PostOptions{NoReceipt: true, Notes: d.ackNotes(rp), Commit: ack})
 		if err != nil {
 			return fmt.Errorf("post to incident %s: %w", id, err)
 		}
@@ -394,16 +466,22 @@ func (d *Desk) deliver(ctx context.Context, id string, sm *store.SpooledMessage,
 		if d.AfterPost != nil {
 			d.AfterPost(id)
 		}
+		if acked {
+			return nil
+		}
 	}
 	if problem != "" {
 		return d.quarantine(ctx, id, sm, rcpt, rp, problem)
 	}
-	return d.DB.Write(ctx, func(tx *sql.Tx) error {
-		if _, err := d.ackTx(ctx, tx, id, sm, rp); err != nil {
-			return err
-		}
-		return store.MarkRcptTx(ctx, tx, sm.ID, rcpt, store.SpoolDone, "posted to "+id)
-	})
+	return d.DB.Write(ctx, func(tx *sql.Tx) error { return d.ackDoneTx(ctx, tx, id, sm, rcpt, rp) })
+}
+
+// ackDoneTx acknowledges the report (once) and marks its spool row done.
+func (d *Desk) ackDoneTx(ctx context.Context, tx *sql.Tx, id string, sm *store.SpooledMessage, rcpt string, rp *report) error {
+	if _, err := d.ackTx(ctx, tx, id, sm, rp); err != nil {
+		return err
+	}
+	return store.MarkRcptTx(ctx, tx, sm.ID, rcpt, store.SpoolDone, "posted to "+id)
 }
 
 // ackTx acknowledges the report that opened incident id, unless sm is not

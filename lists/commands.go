@@ -46,7 +46,7 @@ func (p *postJob) commands(ctx context.Context, kws []Keyword, stripped []byte, 
 
 	var frozen []*member
 	var results []string
-	err := p.s.DB.Write(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		results = nil
 		refusal := ""
 		if explicit {

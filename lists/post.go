@@ -59,6 +59,31 @@ type PostOptions struct {
 	// Notes are extra lines for the header block (e.g. the intake's
 	// reason for not acknowledging the sender).
 	Notes []string
+	// Commit, when set, runs in the transaction that records a
+	// distributed or held post, after it (e.g. the intake's
+	// acknowledgement, committed with the post or not at all).
+	Commit func(ctx context.Context, tx *sql.Tx, status string) error
+	// Tx, when set, is the write transaction the post runs in, its reads
+	// and its writes; the caller commits it.
+	Tx *sql.Tx
+}
+
+// read runs fn in the post's transaction when it has one, else in a
+// read transaction.
+func (p *postJob) read(ctx context.Context, fn func(*sql.Tx) error) error {
+	if p.opts.Tx != nil {
+		return fn(p.opts.Tx)
+	}
+	return p.s.DB.Read(ctx, fn)
+}
+
+// write runs fn in the post's transaction when it has one, else in a
+// write transaction of its own.
+func (p *postJob) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	if p.opts.Tx != nil {
+		return fn(p.opts.Tx)
+	}
+	return p.s.DB.Write(ctx, fn)
 }
 
 // HandlePostWith is HandlePost with options.
@@ -67,7 +92,7 @@ func (s *Service) HandlePostWith(ctx context.Context, listName string, sm *store
 	var l *store.List
 	var members []*member
 	var anon string
-	err := s.DB.Read(ctx, func(tx *sql.Tx) error {
+	err := (&postJob{s: s, opts: opts}).read(ctx, func(tx *sql.Tx) error {
 		var err error
 		if l, err = store.ListByNameTx(ctx, tx, listName); err != nil {
 			return err
@@ -144,7 +169,7 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 		return p.finish(ctx, PostRefused, "automatic message")
 	}
 	var seen bool
-	if err := p.s.DB.Read(ctx, func(tx *sql.Tx) (err error) {
+	if err := p.read(ctx, func(tx *sql.Tx) (err error) {
 		seen, err = store.PostSeenTx(ctx, tx, p.list.ID, p.post.MessageID)
 		return err
 	}); err != nil {
@@ -189,7 +214,7 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 	}
 	kws, stripped := stripKeywords(o.Entity, 0)
 	var b binding
-	if err := p.s.DB.Read(ctx, func(tx *sql.Tx) (err error) {
+	if err := p.read(ctx, func(tx *sql.Tx) (err error) {
 		b, err = p.bind(ctx, tx, kws)
 		return err
 	}); err != nil {
@@ -225,7 +250,7 @@ func (p *postJob) run(ctx context.Context) (*PostResult, error) {
 // verified sender, get a notice without content.
 func (p *postJob) holdUnbound(ctx context.Context, b binding) (*PostResult, error) {
 	var in, out []*member
-	if err := p.s.DB.Read(ctx, func(tx *sql.Tx) (err error) {
+	if err := p.read(ctx, func(tx *sql.Tx) (err error) {
 		in, out, err = p.entitled(ctx, tx, b)
 		return err
 	}); err != nil {
@@ -261,7 +286,7 @@ func (p *postJob) undecryptable(ctx context.Context) (*PostResult, error) {
 	}
 	p.post.Status = PostRefused
 	p.res.Status, p.res.Reason = PostRefused, reason
-	err := p.s.DB.Write(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		if err := store.AddPostTx(ctx, tx, &p.post); err != nil {
 			return err
 		}
@@ -292,7 +317,7 @@ func (p *postJob) verified() bool {
 func (p *postJob) finish(ctx context.Context, status, reason string) (*PostResult, error) {
 	p.post.Status = status
 	p.res.Status, p.res.Reason = status, reason
-	err := p.s.DB.Write(ctx, func(tx *sql.Tx) error {
+	err := p.write(ctx, func(tx *sql.Tx) error {
 		if err := store.AddPostTx(ctx, tx, &p.post); err != nil {
 			return err
 		}
@@ -681,9 +706,11 @@ func (p *postJob) send(ctx context.Context, status, reason string, to []*member,
 		return nil, err
 	}
 	var frozen []*member
-	err = p.s.DB.Write(ctx, func(tx *sql.Tx) (err error) {
-		frozen, err = p.commitTx(ctx, tx, d)
-		return err
+	err = p.write(ctx, func(tx *sql.Tx) (err error) {
+		if frozen, err = p.commitTx(ctx, tx, d); err != nil || p.opts.Commit == nil {
+			return err
+		}
+		return p.opts.Commit(ctx, tx, d.status)
 	})
 	if err != nil {
 		return nil, err

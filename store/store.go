@@ -34,6 +34,11 @@ type DB struct {
 	write *sql.DB
 	read  *sql.DB
 
+	// writes feed the writer goroutine (see groupcommit.go).
+	writes     chan *writeReq
+	stopWriter chan struct{}
+	writerDone chan struct{}
+
 	// checkpoint copies the write-ahead log into the database in the
 	// background, so that commits never wait for it.
 	checkpoint     *sql.DB
@@ -81,29 +86,25 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
-	w, err := sql.Open("sqlite", dsn(abs, false))
-	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", abs, err)
-	}
+	w := sql.OpenDB(&connector{dsn: dsn(abs, false)})
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	db := &DB{path: abs, write: w}
+	db := &DB{path: abs, write: w, writes: make(chan *writeReq), stopWriter: make(chan struct{}), writerDone: make(chan struct{})}
+	go db.writer()
 	if err := db.migrate(ctx); err != nil {
+		db.stop()
 		w.Close()
 		return nil, err
 	}
 	// The database file exists now, as the read-only connections need.
 	if err := os.Chmod(abs, 0o600); err != nil {
+		db.stop()
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", abs, err)
 	}
-	r, err := sql.Open("sqlite", dsn(abs, true))
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("open database %s read-only: %w", abs, err)
-	}
+	r := sql.OpenDB(&connector{dsn: dsn(abs, true)})
 	r.SetMaxOpenConns(8)
 	db.read = r
 	c, err := sql.Open("sqlite", dsn(abs, false))
@@ -145,8 +146,15 @@ func (db *DB) Close() error {
 	return db.closeErr
 }
 
+// stop ends the writer goroutine; Write fails with ErrClosed after it.
+func (db *DB) stop() {
+	close(db.stopWriter)
+	<-db.writerDone
+}
+
 func (db *DB) close() error {
 	var errs []error
+	db.stop()
 	if db.checkpoint != nil {
 		close(db.stopCheckpoint)
 		<-db.checkpointDone
@@ -163,19 +171,24 @@ func (db *DB) close() error {
 }
 
 // Write runs fn in one immediate (writing) transaction, committed when fn
-// returns nil.
+// returns nil; when Write returns nil the changes are durable. Writes
+// asked for at the same time share one commit (each in a savepoint of its
+// own, so that one failing undoes only its own changes). fn must not call
+// Write.
 func (db *DB) Write(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan writeResult, 1)}
+	select {
+	case db.writes <- r:
+	case <-ctx.Done():
+		return fmt.Errorf("begin: %w", ctx.Err())
+	case <-db.stopWriter:
+		return fmt.Errorf("begin: %w", ErrClosed)
 	}
-	if err := fn(tx); err != nil {
-		return errors.Join(err, rollback(tx))
+	res := <-r.done
+	if res.panicked != nil {
+		panic(res.panicked)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return res.err
 }
 
 // Read runs fn in a read-only transaction on the reader pool.
