@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -129,36 +128,8 @@ func writeProjectKeys(c *config.Config, cur *crypto.Key, retired []*crypto.Key, 
 	if err != nil {
 		return err
 	}
-	if err := replaceFile(c.PGP.KeyFile, priv.Bytes(), 0o600); err != nil {
+	if err := WriteFile(c.PGP.KeyFile, priv.Bytes(), 0o600, true); err != nil {
 		return err
 	}
-	return replaceFile(c.PGP.PublicFile, bytes.Join(pubs, nil), 0o644)
-}
-
-// replaceFile writes data to path through a temporary file and a rename,
-// so that a reader sees the old or the new content, never a part.
-func replaceFile(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".cvd-tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return WriteFile(c.PGP.PublicFile, bytes.Join(pubs, nil), 0o644, true)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/cvd-project/cvd/config"
 	"github.com/cvd-project/cvd/crypto"
 	"github.com/cvd-project/cvd/mailserver"
+	"github.com/cvd-project/cvd/ops"
 	"github.com/cvd-project/cvd/store"
 )
 
@@ -51,7 +52,7 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("init: %s exists; use --force to overwrite it (keys and certificate are kept)", path)
 		}
 	}
-	if err := writeFile(path, []byte(text), 0o600, true); err != nil {
+	if err := ops.WriteFile(path, []byte(text), 0o600, true); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
 	c, err := config.Load(path)
@@ -89,11 +90,11 @@ func provision(c *config.Config, keyType string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("generate the project key: %w", err)
 		}
-		if err := writeFile(c.PGP.KeyFile, priv, 0o600, false); err != nil {
+		if err := ops.WriteFile(c.PGP.KeyFile, priv, 0o600, false); err != nil {
 			return nil, err
 		}
 		created = append(created, c.PGP.KeyFile)
-		if err := writeFile(c.PGP.PublicFile, pub, 0o644, true); err != nil {
+		if err := ops.WriteFile(c.PGP.PublicFile, pub, 0o644, true); err != nil {
 			return nil, err
 		}
 		created = append(created, c.PGP.PublicFile)
@@ -103,10 +104,10 @@ func provision(c *config.Config, keyType string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFile(c.TLS.KeyFile, key, 0o600, false); err != nil {
+		if err := ops.WriteFile(c.TLS.KeyFile, key, 0o600, false); err != nil {
 			return nil, err
 		}
-		if err := writeFile(c.TLS.CertFile, cert, 0o644, false); err != nil {
+		if err := ops.WriteFile(c.TLS.CertFile, cert, 0o644, false); err != nil {
 			return nil, err
 		}
 		created = append(created, c.TLS.CertFile, c.TLS.KeyFile)
@@ -156,7 +157,7 @@ func provisionDKIM(c *config.Config) ([]string, error) {
 		if err != nil {
 			return created, err
 		}
-		if err := writeFile(k.KeyFile, pem, 0o600, false); err != nil {
+		if err := ops.WriteFile(k.KeyFile, pem, 0o600, false); err != nil {
 			return created, err
 		}
 		created = append(created, k.KeyFile)
@@ -167,40 +168,4 @@ func provisionDKIM(c *config.Config) ([]string, error) {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return !errors.Is(err, fs.ErrNotExist)
-}
-
-// writeFile writes data to path with perm, through a temporary file so that
-// a crash leaves either nothing or the whole file. Without replace it fails
-// if path exists.
-func writeFile(path string, data []byte, perm os.FileMode, replace bool) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".cvd-tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		if replace {
-			err = os.Rename(tmp, path)
-		} else if err = os.Link(tmp, path); err == nil {
-			err = os.Remove(tmp)
-		}
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

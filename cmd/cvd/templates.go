@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/cvd-project/cvd/config"
+	"github.com/cvd-project/cvd/ops"
 	"github.com/cvd-project/cvd/templates"
 )
 
@@ -81,7 +82,7 @@ func exportTemplates(dir string, force bool, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := writeFile(filepath.Join(dir, n+".txt"), b, 0o644, true); err != nil {
+		if err := ops.WriteFile(filepath.Join(dir, n+".txt"), b, 0o644, true); err != nil {
 			return fmt.Errorf("templates export: %w", err)
 		}
 	}
