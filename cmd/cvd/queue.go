@@ -99,14 +99,7 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tRECIPIENT\tSTATE\tATTEMPTS\tNEXT TRY\tLAST REPLY")
 	for _, r := range rows {
-		next := "-"
-		if r.State == store.QueueQueued || r.State == store.QueueDeferred {
-			next = r.NextAttempt.Local().Format(time.DateTime)
-		}
-		reply := strings.Join(strings.Fields(r.LastReply), " ")
-		if len(reply) > 100 {
-			reply = reply[:97] + "..."
-		}
+		next, reply := nextTry(r.State, r.NextAttempt), shortReply(r.LastReply)
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Rcpt, r.State, r.Attempts, next, reply)
 	}
 	return tw.Flush()
@@ -244,4 +237,22 @@ func relayOptions(c *config.Config) (mailserver.DeliveryOptions, error) {
 		opts.Password = strings.TrimRight(string(b), "\r\n")
 	}
 	return opts, nil
+}
+
+// nextTry is when a waiting row of the queue (or of the webhook queue) is
+// tried again, "-" for a row that does not wait.
+func nextTry(state string, at time.Time) string {
+	if state == store.QueueQueued || state == store.QueueDeferred {
+		return at.Local().Format(time.DateTime)
+	}
+	return "-"
+}
+
+// shortReply is a last reply on one line, cut at 100 characters.
+func shortReply(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 100 {
+		s = s[:97] + "..."
+	}
+	return s
 }

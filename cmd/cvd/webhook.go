@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/cvd-project/cvd/config"
 	"github.com/cvd-project/cvd/embargo"
@@ -147,14 +146,7 @@ func cmdWebhook(args []string, stdout, stderr io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tENDPOINT\tEVENT\tSTATE\tATTEMPTS\tNEXT TRY\tLAST REPLY")
 	for _, r := range rows {
-		next := "-"
-		if r.State == store.QueueQueued || r.State == store.QueueDeferred {
-			next = r.NextAttempt.Local().Format(time.DateTime)
-		}
-		reply := strings.Join(strings.Fields(r.LastReply), " ")
-		if len(reply) > 100 {
-			reply = reply[:97] + "..."
-		}
+		next, reply := nextTry(r.State, r.NextAttempt), shortReply(r.LastReply)
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Endpoint, r.EventID, r.State, r.Attempts, next, dash(reply))
 	}
 	return tw.Flush()
