@@ -2,6 +2,7 @@ package embargo
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -41,6 +42,21 @@ func (p *Op) Notify(selection []string, files ...File) error {
 	if len(people) == 0 && len(o.d.Roster) > 0 {
 		return refuse("no downstream selected")
 	}
+	known := map[string]bool{}
+	ds, err := store.DownstreamsTx(o.ctx, o.tx, o.in.ID)
+	if err != nil {
+		return err
+	}
+	for _, x := range ds {
+		known[x.Email] = true
+	}
+	if len(selection) == 0 {
+		extra, err := o.unnotifiedDownstreams(people, known)
+		if err != nil {
+			return err
+		}
+		people = append(people, extra...)
+	}
 	if err := o.checkHardLimit(o.in.EmbargoAt, people); err != nil {
 		return err
 	}
@@ -58,14 +74,6 @@ func (p *Op) Notify(selection []string, files ...File) error {
 	added, err := o.addFiles(files)
 	if err != nil {
 		return err
-	}
-	known := map[string]bool{}
-	ds, err := store.DownstreamsTx(o.ctx, o.tx, o.in.ID)
-	if err != nil {
-		return err
-	}
-	for _, x := range ds {
-		known[x.Email] = true
 	}
 	// Members first: their keys are pinned from the roster when none is.
 	var keep = map[string]bool{}
@@ -178,6 +186,26 @@ func (o *op) prenotify(people []Person, keep, known map[string]bool, first bool,
 		}
 	}
 	return nil
+}
+
+// unnotifiedDownstreams returns the downstream members of the incident's
+// list who are neither among people nor already notified: those added
+// with 'member add --role downstream' before the notice. A notify of the
+// whole roster tells them too.
+func (o *op) unnotifiedDownstreams(people []Person, known map[string]bool) ([]Person, error) {
+	rs, err := o.members()
+	if err != nil {
+		return nil, err
+	}
+	var out []Person
+	for _, r := range rs {
+		e := strings.ToLower(r.Email)
+		if r.Role != lists.RoleDownstream || known[e] || slices.ContainsFunc(people, func(p Person) bool { return strings.EqualFold(p.Email, e) }) {
+			continue
+		}
+		out = append(out, Person{Name: r.Name, Email: r.Email})
+	}
+	return out, nil
 }
 
 // nameOf is the name people give email ("" when none).

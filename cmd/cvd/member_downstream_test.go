@@ -85,3 +85,46 @@ func TestMemberAddDownstreamAfterNotice(t *testing.T) {
 		t.Errorf("show:\n%s", o)
 	}
 }
+
+// A downstream added with 'member add' before the first notice is told by
+// the notify of the whole roster, even when the roster is empty.
+func TestMemberAddDownstreamBeforeNotice(t *testing.T) {
+	dir, cfg := initDir(t, "example.org")
+	cora := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
+	addTeam(t, dir, cfg, cora)
+	projectPub, _ := os.ReadFile(filepath.Join(dir, "keys/project.pub.asc"))
+	fed := gpgtest.New(t, "Fedora Security", "secalert@fedora.example", "never")
+	fed.Import(projectPub)
+	fedKey := filepath.Join(t.TempDir(), "fedora.asc")
+	os.WriteFile(fedKey, fed.Pub, 0o600)
+	s := startCVD(t, t.TempDir(), nil, "--config", cfg)
+	cli := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runCVD(t, dir, nil, append(args, "--config", cfg)...)
+		if code != 0 {
+			t.Fatalf("cvd %v: exit %d\n%s%s", args, code, out, errOut)
+		}
+		return out + errOut
+	}
+	id := report(t, s, dir, "rita@reporter.example", "heap overflow", 1)
+	cli("incident", "confirm", id)
+	cli("member", "add", id, fed.Email, "--role", "downstream", "--key", fedKey, "--name", "Fedora")
+	cli("incident", "embargo", id, time.Now().UTC().Add(72*time.Hour).Truncate(time.Hour).Format("2006-01-02T15:04Z"))
+	if out := cli("incident", "notify", id); !strings.Contains(out, "pre-notification") || !strings.Contains(out, fed.Email) {
+		t.Errorf("notify with a downstream member and an empty roster: %s", out)
+	}
+	var gotNotice bool
+	for _, m := range waitMail(t, dir, fed.Email, 1) {
+		p, _, err := fed.Decrypt(m)
+		if err != nil {
+			t.Fatalf("Fedora cannot decrypt: %v", err)
+		}
+		gotNotice = gotNotice || strings.Contains(p, "Maximum embargo")
+	}
+	if !gotNotice {
+		t.Errorf("Fedora, added before the notice, got no pre-notification\n%s", outboxListing(t, dir))
+	}
+	if o := cli("incident", "show", id); !regexp.MustCompile(`secalert@fedora.example>.*received: notice`).MatchString(o) {
+		t.Errorf("show:\n%s", o)
+	}
+}
