@@ -54,7 +54,7 @@ Commands:
   cvd member password EMAIL [--config FILE]
         Give a member a new IMAP password (for reading their archive), sent
         to them sealed to their key; the old one stops working.
-  cvd incident list|show|thread|patches|confirm|reject|cve|cvss|versions|credit|set|embargo|notify|at-risk|public-notice|publish|close|report|export ID ...
+  cvd incident list|show|thread|patches|confirm|reject|cve|cvss|versions|credit|set|embargo|notify|at-risk|public-notice|publish|close|report|export|vex|decide ID ...
         Run incidents: see 'cvd incident' for every command. Works while
         the server runs.
   cvd incident decide ID TOPIC=VALUE ... | cvd incident notify ID --category CATEGORY
