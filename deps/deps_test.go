@@ -203,6 +203,40 @@ func TestCSAFVEXValidates(t *testing.T) {
 	if err != nil || !bytes.Contains(ov, []byte(`"pkg:gem/rack@2.1.2"`)) || !bytes.Contains(ov, []byte(`"status": "not_affected"`)) {
 		t.Fatalf("OpenVEX: %v\n%s", err, ov)
 	}
+
+	// Revised: affected after all, version 2, still valid CSAF, every
+	// affected product with an action statement.
+	r := *s
+	r.Revised = s.Date.Add(48 * time.Hour)
+	doc, err = r.CSAF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst, err = jsonschema.UnmarshalJSON(bytes.NewReader(doc)); err != nil {
+		t.Fatal(err)
+	}
+	if err := compileCSAF(t).Validate(inst); err != nil {
+		t.Fatalf("revised CSAF VEX does not validate: %v\n%s", err, doc)
+	}
+	for _, want := range []string{`"known_affected"`, `"category": "none_available"`, `"version": "2"`, `"initial_release_date": "2026-11-30T10:00:00Z"`,
+		`"current_release_date": "2026-12-02T10:00:00Z"`, "is affected by GHSA-54rr-7fvw-6x8f"} {
+		if !bytes.Contains(doc, []byte(want)) {
+			t.Errorf("revised CSAF lacks %s\n%s", want, doc)
+		}
+	}
+	if bytes.Contains(doc, []byte("known_not_affected")) || bytes.Contains(doc, []byte(`"flags"`)) {
+		t.Errorf("revised CSAF still says not affected\n%s", doc)
+	}
+	ov, err = r.OpenVEX()
+	if err != nil || !bytes.Contains(ov, []byte(`"status": "affected"`)) || !bytes.Contains(ov, []byte(`"action_statement"`)) ||
+		bytes.Contains(ov, []byte(`"justification"`)) || !bytes.Contains(ov, []byte(`"last_updated": "2026-12-02T10:00:00Z"`)) {
+		t.Fatalf("revised OpenVEX: %v\n%s", err, ov)
+	}
+	r.Revised = s.Date.Add(-time.Hour)
+	if _, err := r.CSAF(); err == nil {
+		t.Error("a statement revised before it was made was written")
+	}
+
 	s.Justification = "it is fine"
 	if _, err := s.CSAF(); err == nil {
 		t.Error("a statement without a known justification was written")

@@ -31,7 +31,8 @@ func ParseJustification(s string) (string, error) {
 }
 
 // Statement is the team's decision that the project is not affected by
-// an advisory of a component it ships.
+// an advisory of a component it ships, and its revision when the team
+// found later that it is affected after all.
 type Statement struct {
 	// ID is the statement's document ID, unique for the publisher
 	// ("EXAMPLE-VEX-2026-001").
@@ -55,7 +56,14 @@ type Statement struct {
 	Impact        string
 	// Date is when the team decided.
 	Date time.Time
+	// Revised is when the team reversed the decision: the project is
+	// affected, a fix is being prepared (zero while it stands). The
+	// revised statement keeps the first one in its history.
+	Revised time.Time
 }
+
+// RevisedAction is the action statement of a revised statement.
+const RevisedAction = "A fix is being prepared; the project's own advisory will follow."
 
 func (s *Statement) check() error {
 	if s.ID == "" || s.Publisher == "" || s.Namespace == "" || s.Product == "" || s.Advisory == "" || s.Date.IsZero() {
@@ -63,6 +71,9 @@ func (s *Statement) check() error {
 	}
 	if _, err := ParseJustification(s.Justification); err != nil {
 		return fmt.Errorf("VEX statement %s: %w", s.ID, err)
+	}
+	if !s.Revised.IsZero() && s.Revised.Before(s.Date) {
+		return fmt.Errorf("VEX statement %s: revised before it was made", s.ID)
 	}
 	return nil
 }
@@ -84,6 +95,8 @@ func marshal(v any) ([]byte, error) {
 // csaf_vex: the project as the product, each shipped component as a
 // default component of it, the upstream advisory as the vulnerability
 // with the product known_not_affected, flagged with the justification.
+// A revised statement is version 2: the product known_affected, with
+// the action statement as its remediation.
 func (s *Statement) CSAF() ([]byte, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -93,6 +106,16 @@ func (s *Statement) CSAF() ([]byte, error) {
 	title := s.Product + " is not affected by " + s.Advisory
 	summary := s.Product + " ships " + componentList(s.Components) + ", which " + s.Advisory + " names; the " +
 		s.Publisher + " security team determined that " + s.Product + " is not affected (" + strings.ReplaceAll(s.Justification, "_", " ") + ")."
+	history := []any{map[string]any{"date": date, "number": "1", "summary": "Initial statement."}}
+	version, current := "1", date
+	if !s.Revised.IsZero() {
+		version, current = "2", rfc3339(s.Revised)
+		title = s.Product + " is affected by " + s.Advisory
+		summary = s.Product + " ships " + componentList(s.Components) + ", which " + s.Advisory + " names. On " + s.Date.UTC().Format("2006-01-02") +
+			" the " + s.Publisher + " security team stated that " + s.Product + " is not affected (" + strings.ReplaceAll(s.Justification, "_", " ") +
+			"); on " + s.Revised.UTC().Format("2006-01-02") + " it revised that statement: " + s.Product + " is affected. " + RevisedAction
+		history = append(history, map[string]any{"date": current, "number": "2", "summary": "Revised: the product is affected."})
+	}
 	doc := map[string]any{
 		"category":     "csaf_vex",
 		"csaf_version": "2.0",
@@ -108,10 +131,10 @@ func (s *Statement) CSAF() ([]byte, error) {
 		"tracking": map[string]any{
 			"id":                   s.ID,
 			"status":               "final",
-			"version":              "1",
+			"version":              version,
 			"initial_release_date": date,
-			"current_release_date": date,
-			"revision_history":     []any{map[string]any{"date": date, "number": "1", "summary": "Initial statement."}},
+			"current_release_date": current,
+			"revision_history":     history,
 			"generator":            map[string]any{"engine": map[string]any{"name": "cvd"}},
 		},
 		"notes": []any{map[string]any{"category": "summary", "title": "Summary", "text": summary}},
@@ -165,6 +188,12 @@ func (s *Statement) CSAF() ([]byte, error) {
 		vuln["title"] = s.Summary
 		vuln["notes"] = []any{map[string]any{"category": "description", "title": "Upstream summary", "text": s.Summary}}
 	}
+	if !s.Revised.IsZero() {
+		delete(vuln, "flags")
+		vuln["product_status"] = map[string]any{"known_affected": ids}
+		vuln["remediations"] = []any{map[string]any{"category": "none_available", "details": RevisedAction, "product_ids": ids, "date": current}}
+		return marshal(map[string]any{"document": doc, "product_tree": tree, "vulnerabilities": []any{vuln}})
+	}
 	impact := s.Impact
 	if impact == "" {
 		impact = "Not affected: " + strings.ReplaceAll(s.Justification, "_", " ") + "."
@@ -173,7 +202,8 @@ func (s *Statement) CSAF() ([]byte, error) {
 	return marshal(map[string]any{"document": doc, "product_tree": tree, "vulnerabilities": []any{vuln}})
 }
 
-// OpenVEX returns the statement as an OpenVEX 0.2.0 document.
+// OpenVEX returns the statement as an OpenVEX 0.2.0 document; a revised
+// statement is version 2, status affected with the action statement.
 func (s *Statement) OpenVEX() ([]byte, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -205,20 +235,31 @@ func (s *Statement) OpenVEX() ([]byte, error) {
 	if s.Impact != "" {
 		st["impact_statement"] = s.Impact
 	}
+	version, updated := 1, ""
+	if !s.Revised.IsZero() {
+		version, updated = 2, rfc3339(s.Revised)
+		delete(st, "justification")
+		delete(st, "impact_statement")
+		st["status"], st["action_statement"], st["timestamp"] = "affected", RevisedAction, updated
+	}
 	id := s.URL
 	if id == "" {
 		id = strings.TrimRight(s.Namespace, "/") + "/vex/" + s.ID
 	}
-	return marshal(map[string]any{
+	doc := map[string]any{
 		"@context":   "https://openvex.dev/ns/v0.2.0",
 		"@id":        strings.TrimSuffix(id, ".csaf.json") + ".openvex.json",
 		"author":     s.Publisher,
 		"role":       "Document Creator",
 		"timestamp":  rfc3339(s.Date),
-		"version":    1,
+		"version":    version,
 		"tooling":    "cvd",
 		"statements": []any{st},
-	})
+	}
+	if updated != "" {
+		doc["last_updated"] = updated
+	}
+	return marshal(doc)
 }
 
 // PURL returns the component's package URL, or "" for an ecosystem

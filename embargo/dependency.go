@@ -47,6 +47,11 @@ type DependencyFacts struct {
 	Justification string    `json:"justification,omitempty"`
 	Impact        string    `json:"impact,omitempty"`
 	DecidedAt     time.Time `json:"decided_at,omitzero"`
+	// StatementAt is when the team decided not affected, the date of the
+	// VEX statement; Revised when it reversed that decision (affected
+	// after all): the statement then says so, in a second revision.
+	StatementAt time.Time `json:"statement_at,omitzero"`
+	Revised     time.Time `json:"revised,omitzero"`
 	// Withdrawn is when the upstream advisory was withdrawn (zero while
 	// it stands); the coordinators were told once.
 	Withdrawn time.Time `json:"withdrawn,omitzero"`
@@ -341,7 +346,7 @@ func (p *Op) NotAffected(justification, impact string) error {
 	if err := o.to(store.IncidentRejected); err != nil {
 		return err
 	}
-	f.Decision, f.Justification, f.Impact, f.DecidedAt = NotAffected, j, impact, o.now
+	f.Decision, f.Justification, f.Impact, f.DecidedAt, f.StatementAt = NotAffected, j, impact, o.now, o.now
 	f.Components, f.Undecided = append(f.Components, f.Undecided...), nil
 	o.in.Facts.RejectReason = "not affected: " + strings.ReplaceAll(j, "_", " ")
 	if err := o.event("vex", "not affected by %s: %s", f.Advisory, j); err != nil {
@@ -353,7 +358,9 @@ func (p *Op) NotAffected(justification, impact string) error {
 
 // Affected records that the project is affected by the upstream
 // advisory: the incident is confirmed and runs as usual, its advisory
-// naming the upstream one as related.
+// naming the upstream one as related. After a decision not affected it
+// reverses it: the incident is taken up again and its published VEX
+// statement is revised to say affected.
 func (p *Op) Affected() error {
 	o := p.o
 	f, err := o.dependency()
@@ -361,7 +368,7 @@ func (p *Op) Affected() error {
 		return err
 	}
 	if f.Decision == NotAffected {
-		return refuse("incident %s was decided not affected (%s)", o.in.ID, f.Justification)
+		return p.reverse(f)
 	}
 	again := f.Decision == Affected
 	if again {
@@ -380,6 +387,33 @@ func (p *Op) Affected() error {
 	if again {
 		return o.save()
 	}
+	return p.Confirm("")
+}
+
+// reverse turns a decision not affected into affected: the rejected
+// incident goes back through triage to confirmed, and its VEX statement
+// stays published, revised.
+func (p *Op) reverse(f *DependencyFacts) error {
+	o := p.o
+	if err := o.editable("vex"); err != nil {
+		return err
+	}
+	if o.in.State == store.IncidentRejected {
+		if err := o.to(store.IncidentTriage); err != nil {
+			return err
+		}
+	}
+	if f.StatementAt.IsZero() {
+		f.StatementAt = f.DecidedAt
+	}
+	was := f.Justification
+	f.Decision, f.DecidedAt, f.Revised = Affected, o.now, o.now
+	f.Components, f.Undecided = append(f.Components, f.Undecided...), nil
+	o.in.Facts.RejectReason = ""
+	if err := o.event("vex", "revised: affected by %s after all (the statement of %s said not affected: %s)", f.Advisory, utc(f.StatementAt), was); err != nil {
+		return err
+	}
+	o.note("%s: affected by %s after all; the VEX statement at %s now says so (revision 2). Record the versions and the fix, then publish", o.in.ID, f.Advisory, o.d.vexURL(o.in.ID))
 	return p.Confirm("")
 }
 
@@ -403,12 +437,16 @@ func (d *Desk) VEX(ctx context.Context, id string) (*deps.Statement, error) {
 
 func (d *Desk) statement(in *Incident) *deps.Statement {
 	f := in.Facts.Dependency
-	if f == nil || f.Decision != NotAffected {
+	if f == nil || !(f.Decision == NotAffected || f.Decision == Affected && !f.Revised.IsZero()) {
 		return nil
+	}
+	date := f.StatementAt
+	if date.IsZero() {
+		date = f.DecidedAt
 	}
 	s := &deps.Statement{ID: d.Project.Prefix() + "-VEX-" + in.ID, Publisher: d.Project.Vendor, Namespace: d.Project.BaseURL(),
 		Product: d.Project.Name, Contact: "security@" + d.Project.Domain, URL: d.vexURL(in.ID), Advisory: f.Advisory,
-		Aliases: f.Aliases, Summary: f.Summary, Justification: f.Justification, Impact: f.Impact, Date: f.DecidedAt}
+		Aliases: f.Aliases, Summary: f.Summary, Justification: f.Justification, Impact: f.Impact, Date: date, Revised: f.Revised}
 	for _, c := range f.Components {
 		s.Components = append(s.Components, deps.Component{Ecosystem: c.Ecosystem, Name: c.Name, Version: c.Version})
 	}
@@ -441,9 +479,18 @@ func (d *Desk) VEXStatements(ctx context.Context) ([]publish.VEXDocument, error)
 			comps = append(comps, c.Name+" "+c.Version)
 		}
 		out = append(out, publish.VEXDocument{ID: in.ID, Advisory: s.Advisory, Summary: s.Summary, Components: comps,
-			Justification: strings.ReplaceAll(s.Justification, "_", " "), Date: s.Date, CSAF: csaf, OpenVEX: ov})
+			Status: vexStatus(s), Date: s.Date, CSAF: csaf, OpenVEX: ov})
 	}
 	return out, nil
+}
+
+// vexStatus is a statement's status in words, for the site.
+func vexStatus(s *deps.Statement) string {
+	not := "not affected: " + strings.ReplaceAll(s.Justification, "_", " ")
+	if s.Revised.IsZero() {
+		return not
+	}
+	return "affected (revised " + s.Revised.UTC().Format("2006-01-02") + "; first stated " + not + ")"
 }
 
 // VEXKeyword runs "vex" from the keyword or the CLI: "not_affected

@@ -6,7 +6,8 @@ import (
 )
 
 // VEXDocument is a published statement that the project is not affected
-// by a vulnerability of a component it ships, in its two formats.
+// by a vulnerability of a component it ships (or, revised, that it is
+// after all), in its two formats.
 type VEXDocument struct {
 	// ID is the incident ID ("2026-004"); the files are
 	// vex/ID.csaf.json and vex/ID.openvex.json.
@@ -14,7 +15,7 @@ type VEXDocument struct {
 	Advisory      string // upstream advisory ID
 	Summary       string
 	Components    []string // "rack 2.1.2"
-	Justification string   // in words
+	Status        string   // in words: "not affected: component not present"
 	Date          time.Time
 	CSAF, OpenVEX []byte
 }

@@ -191,7 +191,11 @@ func showDependency(w io.Writer, f *embargo.DependencyFacts) {
 		}
 		fmt.Fprintf(w, "%-14s %s\n", "Decision:", d)
 	case embargo.Affected:
-		fmt.Fprintf(w, "%-14s %s\n", "Decision:", "affected")
+		d := "affected"
+		if !f.Revised.IsZero() {
+			d += " (revised " + f.Revised.Format("2006-01-02 15:04 UTC") + "; the VEX statement of " + f.StatementAt.Format("2006-01-02") + " said not affected: " + f.Justification + ")"
+		}
+		fmt.Fprintf(w, "%-14s %s\n", "Decision:", d)
 	default:
 		fmt.Fprintf(w, "%-14s %s\n", "Decision:", "none yet (cvd incident vex ID not_affected JUSTIFICATION | affected)")
 	}

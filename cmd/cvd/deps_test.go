@@ -241,6 +241,55 @@ func TestDependencyIncidents(t *testing.T) {
 		t.Errorf("the site serves another document: %d\n%s", code, got)
 	}
 
+	// Affected after all: the incident runs again and the statement is
+	// revised, not withdrawn.
+	out = mustCLI(t, dir, cfg, "incident", "vex", rack, "affected")
+	if !strings.Contains(out, "affected by GHSA-54rr-7fvw-6x8f after all") || !strings.Contains(out, "revision 2") {
+		t.Fatalf("vex affected after not_affected:\n%s", out)
+	}
+	if !strings.Contains(mustCLI(t, dir, cfg, "incident", "list"), rack+"  confirmed") {
+		t.Errorf("a reversed incident is not confirmed")
+	}
+	if show := mustCLI(t, dir, cfg, "incident", "show", rack); !strings.Contains(show, "Decision:      affected (revised") {
+		t.Errorf("show after the reversal:\n%s", show)
+	}
+	revised := mustCLI(t, dir, cfg, "incident", "export", rack, "--format", "vex")
+	if inst, err := jsonschema.UnmarshalJSON(strings.NewReader(revised)); err != nil || compileCSAFSchema(t).Validate(inst) != nil {
+		t.Fatalf("the revised VEX document does not validate: %v\n%s", err, revised)
+	}
+	var rdoc struct {
+		Document struct {
+			Tracking struct {
+				Version         string `json:"version"`
+				InitialRelease  string `json:"initial_release_date"`
+				RevisionHistory []any  `json:"revision_history"`
+			} `json:"tracking"`
+		} `json:"document"`
+		Vulnerabilities []struct {
+			ProductStatus map[string][]string `json:"product_status"`
+			Remediations  []struct {
+				Category   string   `json:"category"`
+				ProductIDs []string `json:"product_ids"`
+			} `json:"remediations"`
+		} `json:"vulnerabilities"`
+	}
+	if err := json.Unmarshal([]byte(revised), &rdoc); err != nil || rdoc.Document.Tracking.Version != "2" || len(rdoc.Document.Tracking.RevisionHistory) != 2 ||
+		len(rdoc.Vulnerabilities) != 1 || len(rdoc.Vulnerabilities[0].ProductStatus["known_affected"]) == 0 ||
+		len(rdoc.Vulnerabilities[0].ProductStatus["known_not_affected"]) != 0 || len(rdoc.Vulnerabilities[0].Remediations) != 1 ||
+		!slices.Equal(rdoc.Vulnerabilities[0].Remediations[0].ProductIDs, rdoc.Vulnerabilities[0].ProductStatus["known_affected"]) {
+		t.Errorf("revised VEX document: %v %+v\n%s", err, rdoc, revised)
+	}
+	if ov := mustCLI(t, dir, cfg, "incident", "export", rack, "--format", "openvex"); !strings.Contains(ov, `"status": "affected"`) ||
+		!strings.Contains(ov, `"action_statement"`) || strings.Contains(ov, `"justification"`) || !strings.Contains(ov, `"version": 2`) {
+		t.Errorf("revised OpenVEX:\n%s", ov)
+	}
+	if _, page := httpGet(t, base, "/"); !strings.Contains(page, "affected (revised") {
+		t.Errorf("the site's index does not show the revision:\n%s", page)
+	}
+	if code, got := httpGet(t, base, "/vex/"+rack+".csaf.json"); code != 200 || got != revised {
+		t.Errorf("the site serves another document than the revised one: %d\n%s", code, got)
+	}
+
 	// Not affected, by a signed keyword on the incident list.
 	projectFpr := regexp.MustCompile(`[0-9A-F]{40}`).FindString(gpgFingerprints(t, filepath.Join(dir, "keys/project.pub.asc")))
 	list := "security+" + noko + "@example.org"
