@@ -237,7 +237,16 @@ func swaks(t *testing.T, args ...string) (string, error) {
 func TestSwaksAgainstEmbeddedDefault(t *testing.T) {
 	// The README's first command, as a new user runs it: no configuration.
 	// The embedded default listens on fixed ports; another program (or
-	// another checkout's tests) may hold them for a while.
+	// another checkout's tests) may hold them for a while. Checkouts on one
+	// machine take turns through a lock file.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "cvd-test-default-ports.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() }) // after the server's own cleanup
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
 	busy := func() error {
 		for _, addr := range []string{"127.0.0.1:2525", "127.0.0.1:8080"} {
 			ln, err := net.Listen("tcp", addr)
