@@ -534,21 +534,46 @@ func (w *DeliveryWorker) destLoop(d *destination, domain string) {
 	defer s.close()
 	idle := time.NewTimer(idleClose)
 	defer idle.Stop()
+	// ahead is a job taken while the one before it was sent, so that its
+	// transaction starts in the same write as that message's content; it
+	// runs next, before any other.
+	var ahead *job
+	next := func() *job {
+		select {
+		case <-w.stop:
+			return nil
+		case ahead = <-d.jobs:
+		default:
+		}
+		return ahead
+	}
+	run := func(j *job) {
+		var res []jobResult
+		select {
+		case <-w.stop:
+			if !s.started(j) {
+				res = w.release(j)
+				break
+			}
+			res = w.attempt(s, j, next)
+		default:
+			res = w.attempt(s, j, next)
+		}
+		w.mu.Lock()
+		d.rows -= len(j.rcpts)
+		w.mu.Unlock()
+		w.results <- res
+		idle.Reset(idleClose)
+	}
 	for {
+		if j := ahead; j != nil {
+			ahead = nil
+			run(j)
+			continue
+		}
 		select {
 		case j := <-d.jobs:
-			var res []jobResult
-			select {
-			case <-w.stop:
-				res = w.release(j)
-			default:
-				res = w.attempt(s, j)
-			}
-			w.mu.Lock()
-			d.rows -= len(j.rcpts)
-			w.mu.Unlock()
-			w.results <- res
-			idle.Reset(idleClose)
+			run(j)
 		case <-w.stop:
 			w.drain(d)
 			w.exitDest(d)
@@ -613,7 +638,12 @@ type rcptStatus struct {
 
 // sender delivers jobs of one destination, keeping its connection.
 type sender interface {
-	send(ctx context.Context, j *job) []rcptStatus
+	// send delivers j. It may call next (at most once) for the job to run
+	// after j, and start that job's transaction early; send must then be
+	// called with that job next.
+	send(ctx context.Context, j *job, next func() *job) []rcptStatus
+	// started reports whether j's transaction is under way already.
+	started(j *job) bool
 	close()
 }
 
@@ -624,10 +654,11 @@ func (w *DeliveryWorker) newSender(domain string) sender {
 	return &smtpSender{w: w, domain: domain}
 }
 
-// attempt runs one job and turns its statuses into results.
-func (w *DeliveryWorker) attempt(s sender, j *job) []jobResult {
+// attempt runs one job and turns its statuses into results; next is
+// passed on to the sender.
+func (w *DeliveryWorker) attempt(s sender, j *job, next func() *job) []jobResult {
 	w.sign(j)
-	st := s.send(w.jobCtx, j)
+	st := s.send(w.jobCtx, j, next)
 	now := w.opts.Now()
 	out := make([]jobResult, len(j.rcpts))
 	for i, r := range j.rcpts {
