@@ -664,20 +664,30 @@ func (w *DeliveryWorker) attempt(s sender, j *job, next func() *job) []jobResult
 	for i, r := range j.rcpts {
 		res := w.decide(j.batch, r, st[i], now)
 		out[i] = jobResult{res, j.batch, r.Addr}
-		log := w.log.With("id", r.ID, "msg", j.batch.MessageID, "rcpt", r.Addr, "attempt", r.Attempts+1)
-		if res.State != StateQueued {
-			metrics.Deliveries.WithLabelValues(res.State).Inc()
+		if res.State == StateQueued {
+			continue
 		}
-		switch res.State {
-		case StateSent:
-			log.Info("delivered", "reply", res.Reply)
-		case StateDeferred:
-			log.Warn("delivery deferred", "reply", res.Reply, "next", res.NextAttempt)
-		case StateFailed:
-			log.Error("delivery failed", "reply", res.Reply)
-		}
+		metrics.Deliveries.WithLabelValues(res.State).Inc()
+		w.logResult(j, r, res)
 	}
 	return out
+}
+
+// logResult logs the outcome of one attempt for one recipient.
+func (w *DeliveryWorker) logResult(j *job, r OutboundRcpt, res DeliveryResult) {
+	level, msg := slog.LevelInfo, "delivered"
+	switch res.State {
+	case StateDeferred:
+		level, msg = slog.LevelWarn, "delivery deferred"
+	case StateFailed:
+		level, msg = slog.LevelError, "delivery failed"
+	}
+	attrs := []slog.Attr{slog.Int64("id", r.ID), slog.Int64("msg", j.batch.MessageID), slog.String("rcpt", r.Addr),
+		slog.Int("attempt", r.Attempts+1), slog.String("reply", res.Reply)}
+	if res.State == StateDeferred {
+		attrs = append(attrs, slog.Time("next", res.NextAttempt))
+	}
+	w.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // decide applies the retry policy to one recipient's status.
