@@ -159,7 +159,10 @@ type DeliveryOptions struct {
 	// 50 when 0.
 	MaxRcptsPerTransaction int
 	// Window bounds the rows claimed and not yet recorded (so also the
-	// mail that may go out twice after a crash); 256 when 0.
+	// mail that may go out twice after a crash); 512 when 0. Rows wait
+	// in it for their outcomes to be committed, so it must cover the
+	// rows sent while a record and the next claim commit, or sessions
+	// wait for work.
 	Window int
 	// WindowBytes bounds the size of the messages claimed and not yet
 	// recorded (each message once, whatever its recipients), and so the
@@ -309,7 +312,7 @@ func NewDeliveryWorker(q OutboundQueue, opts DeliveryOptions) (*DeliveryWorker, 
 		opts.MaxRcptsPerTransaction = 50
 	}
 	if opts.Window <= 0 {
-		opts.Window = 256
+		opts.Window = 512
 	}
 	if opts.WindowBytes <= 0 {
 		opts.WindowBytes = 64 << 20
