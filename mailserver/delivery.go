@@ -545,6 +545,9 @@ func (w *DeliveryWorker) destLoop(d *destination, domain string) {
 		select {
 		case <-w.stop:
 			return nil
+		default:
+		}
+		select {
 		case ahead = <-d.jobs:
 		default:
 		}
