@@ -159,7 +159,10 @@ type DeliveryOptions struct {
 	// 50 when 0.
 	MaxRcptsPerTransaction int
 	// Window bounds the rows claimed and not yet recorded (so also the
-	// mail that may go out twice after a crash); 256 when 0.
+	// mail that may go out twice after a crash); 512 when 0. Rows wait
+	// in it for their outcomes to be committed, so it must cover the
+	// rows sent while a record and the next claim commit, or sessions
+	// wait for work.
 	Window int
 	// WindowBytes bounds the size of the messages claimed and not yet
 	// recorded (each message once, whatever its recipients), and so the
@@ -309,7 +312,7 @@ func NewDeliveryWorker(q OutboundQueue, opts DeliveryOptions) (*DeliveryWorker, 
 		opts.MaxRcptsPerTransaction = 50
 	}
 	if opts.Window <= 0 {
-		opts.Window = 256
+		opts.Window = 512
 	}
 	if opts.WindowBytes <= 0 {
 		opts.WindowBytes = 64 << 20
@@ -534,21 +537,49 @@ func (w *DeliveryWorker) destLoop(d *destination, domain string) {
 	defer s.close()
 	idle := time.NewTimer(idleClose)
 	defer idle.Stop()
+	// ahead is a job taken while the one before it was sent, so that its
+	// transaction starts in the same write as that message's content; it
+	// runs next, before any other.
+	var ahead *job
+	next := func() *job {
+		select {
+		case <-w.stop:
+			return nil
+		default:
+		}
+		select {
+		case ahead = <-d.jobs:
+		default:
+		}
+		return ahead
+	}
+	run := func(j *job) {
+		var res []jobResult
+		select {
+		case <-w.stop:
+			if !s.started(j) {
+				res = w.release(j)
+				break
+			}
+			res = w.attempt(s, j, next)
+		default:
+			res = w.attempt(s, j, next)
+		}
+		w.mu.Lock()
+		d.rows -= len(j.rcpts)
+		w.mu.Unlock()
+		w.results <- res
+		idle.Reset(idleClose)
+	}
 	for {
+		if j := ahead; j != nil {
+			ahead = nil
+			run(j)
+			continue
+		}
 		select {
 		case j := <-d.jobs:
-			var res []jobResult
-			select {
-			case <-w.stop:
-				res = w.release(j)
-			default:
-				res = w.attempt(s, j)
-			}
-			w.mu.Lock()
-			d.rows -= len(j.rcpts)
-			w.mu.Unlock()
-			w.results <- res
-			idle.Reset(idleClose)
+			run(j)
 		case <-w.stop:
 			w.drain(d)
 			w.exitDest(d)
@@ -613,7 +644,12 @@ type rcptStatus struct {
 
 // sender delivers jobs of one destination, keeping its connection.
 type sender interface {
-	send(ctx context.Context, j *job) []rcptStatus
+	// send delivers j. It may call next (at most once) for the job to run
+	// after j, and start that job's transaction early; send must then be
+	// called with that job next.
+	send(ctx context.Context, j *job, next func() *job) []rcptStatus
+	// started reports whether j's transaction is under way already.
+	started(j *job) bool
 	close()
 }
 
@@ -624,29 +660,40 @@ func (w *DeliveryWorker) newSender(domain string) sender {
 	return &smtpSender{w: w, domain: domain}
 }
 
-// attempt runs one job and turns its statuses into results.
-func (w *DeliveryWorker) attempt(s sender, j *job) []jobResult {
+// attempt runs one job and turns its statuses into results; next is
+// passed on to the sender.
+func (w *DeliveryWorker) attempt(s sender, j *job, next func() *job) []jobResult {
 	w.sign(j)
-	st := s.send(w.jobCtx, j)
+	st := s.send(w.jobCtx, j, next)
 	now := w.opts.Now()
 	out := make([]jobResult, len(j.rcpts))
 	for i, r := range j.rcpts {
 		res := w.decide(j.batch, r, st[i], now)
 		out[i] = jobResult{res, j.batch, r.Addr}
-		log := w.log.With("id", r.ID, "msg", j.batch.MessageID, "rcpt", r.Addr, "attempt", r.Attempts+1)
-		if res.State != StateQueued {
-			metrics.Deliveries.WithLabelValues(res.State).Inc()
+		if res.State == StateQueued {
+			continue
 		}
-		switch res.State {
-		case StateSent:
-			log.Info("delivered", "reply", res.Reply)
-		case StateDeferred:
-			log.Warn("delivery deferred", "reply", res.Reply, "next", res.NextAttempt)
-		case StateFailed:
-			log.Error("delivery failed", "reply", res.Reply)
-		}
+		metrics.Deliveries.WithLabelValues(res.State).Inc()
+		w.logResult(j, r, res)
 	}
 	return out
+}
+
+// logResult logs the outcome of one attempt for one recipient.
+func (w *DeliveryWorker) logResult(j *job, r OutboundRcpt, res DeliveryResult) {
+	level, msg := slog.LevelInfo, "delivered"
+	switch res.State {
+	case StateDeferred:
+		level, msg = slog.LevelWarn, "delivery deferred"
+	case StateFailed:
+		level, msg = slog.LevelError, "delivery failed"
+	}
+	attrs := []slog.Attr{slog.Int64("id", r.ID), slog.Int64("msg", j.batch.MessageID), slog.String("rcpt", r.Addr),
+		slog.Int("attempt", r.Attempts+1), slog.String("reply", res.Reply)}
+	if res.State == StateDeferred {
+		attrs = append(attrs, slog.Time("next", res.NextAttempt))
+	}
+	w.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // decide applies the retry policy to one recipient's status.

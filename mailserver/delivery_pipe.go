@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"net"
 	"net/textproto"
 	"strconv"
@@ -17,9 +16,10 @@ import (
 // pipeline runs transactions with SMTP command pipelining (RFC 2920) on
 // a session go-smtp's client opened (greeting, EHLO, TLS, AUTH): MAIL,
 // the RCPTs and DATA go out in one write, and the message with its final
-// dot in another, so a transaction costs two round trips instead of
-// three plus one per recipient. The client keeps the session for RSET
-// and QUIT; no reply is left unread between the two.
+// dot in another, together with the next message's MAIL, RCPTs and DATA
+// when one waits (message content may start a group, section 3.1). A
+// message then costs one round trip. The client keeps the session for
+// RSET and QUIT, used only when no reply is left unread.
 type pipeline struct {
 	c       *smtp.Client
 	conn    net.Conn
@@ -28,6 +28,9 @@ type pipeline struct {
 	ext8bit bool
 	extSize bool
 	buf     bytes.Buffer
+	// pending is the job whose MAIL, RCPTs and DATA were sent and whose
+	// replies are not read yet.
+	pending *job
 }
 
 // newPipeline returns nil when the server does not offer PIPELINING.
@@ -77,40 +80,68 @@ func smtpError(pe *textproto.Error) *smtp.SMTPError {
 	return se
 }
 
-// transaction delivers j's message to its recipients; the statuses and
-// broken mean what they mean for smtpSender.transaction.
-func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job) (out []rcptStatus, broken bool) {
+// appendEnvelope adds MAIL, the RCPTs and DATA of j to p.buf, or returns
+// the statuses of a job whose addresses cannot be sent.
+func (p *pipeline) appendEnvelope(host, from string, opts *smtp.MailOptions, j *job) []rcptStatus {
 	n := len(j.rcpts)
 	if strings.ContainsAny(from, "\r\n") {
-		return all(n, rcptStatus{perm: true, reply: host + ": return path contains CR or LF"}), false
+		return all(n, rcptStatus{perm: true, reply: host + ": return path contains CR or LF"})
 	}
-	p.buf.Reset()
-	fmt.Fprintf(&p.buf, "MAIL FROM:<%s>", from)
+	for _, r := range j.rcpts {
+		if strings.ContainsAny(r.Addr, "\r\n") {
+			return all(n, rcptStatus{perm: true, reply: host + ": recipient contains CR or LF"})
+		}
+	}
+	p.buf.WriteString("MAIL FROM:<")
+	p.buf.WriteString(from)
+	p.buf.WriteByte('>')
 	if p.ext8bit {
 		p.buf.WriteString(" BODY=8BITMIME")
 	}
 	if p.extSize && opts.Size != 0 {
-		fmt.Fprintf(&p.buf, " SIZE=%d", opts.Size)
+		p.buf.WriteString(" SIZE=")
+		p.buf.WriteString(strconv.FormatInt(opts.Size, 10))
 	}
 	if opts.UTF8 {
 		p.buf.WriteString(" SMTPUTF8")
 	}
 	p.buf.WriteString("\r\n")
-	out = make([]rcptStatus, n)
 	for _, r := range j.rcpts {
-		if strings.ContainsAny(r.Addr, "\r\n") {
-			return all(n, rcptStatus{perm: true, reply: host + ": recipient contains CR or LF"}), false
-		}
-		fmt.Fprintf(&p.buf, "RCPT TO:<%s>\r\n", r.Addr)
+		p.buf.WriteString("RCPT TO:<")
+		p.buf.WriteString(r.Addr)
+		p.buf.WriteString(">\r\n")
 	}
 	p.buf.WriteString("DATA\r\n")
+	return nil
+}
 
+// transaction delivers j's message to its recipients; the statuses and
+// broken mean what they mean for smtpSender.transaction. from and opts
+// are j's envelope, unused when j is pending (sent already). When the
+// message is about to be sent, more (if not nil) may give the next job
+// and its envelope, which then go out with the message and become
+// pending: that job must be the next one given to transaction.
+func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job, more func() (*job, string, *smtp.MailOptions)) (out []rcptStatus, broken bool) {
+	n := len(j.rcpts)
 	p.conn.SetDeadline(time.Now().Add(p.timeout))
 	defer p.conn.SetDeadline(time.Time{})
-	if _, err := p.conn.Write(p.buf.Bytes()); err != nil {
-		st, _ := statusOf(host, err)
-		return all(n, st), true
+	switch p.pending {
+	case j:
+		p.pending = nil
+	case nil:
+		p.buf.Reset()
+		if st := p.appendEnvelope(host, from, opts, j); st != nil {
+			return st, false
+		}
+		if _, err := p.conn.Write(p.buf.Bytes()); err != nil {
+			st, _ := statusOf(host, err)
+			return all(n, st), true
+		}
+	default:
+		// Another job's replies come first: the session is out of step.
+		return all(n, rcptStatus{reply: host + ": transaction out of order"}), true
 	}
+	out = make([]rcptStatus, n)
 	// Every reply is read, so the session stays in step whatever fails.
 	_, mailErr := p.reply(250)
 	var accepted []int
@@ -162,7 +193,9 @@ func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job
 		for _, k := range accepted {
 			out[k] = st
 		}
-		if !broken {
+		// With a transaction pending, the final reply ended this one;
+		// RSET would take the pending transaction's replies.
+		if !broken && p.pending == nil {
 			broken = p.c.Reset() != nil
 		}
 		return out, broken
@@ -173,6 +206,16 @@ func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job
 
 	p.buf.Reset()
 	dotStuff(&p.buf, j.batch.Raw)
+	if more != nil {
+		if nj, nfrom, nopts := more(); nj != nil {
+			mark := p.buf.Len()
+			if p.appendEnvelope(host, nfrom, nopts, nj) == nil {
+				p.pending = nj
+			} else {
+				p.buf.Truncate(mark)
+			}
+		}
+	}
 	p.conn.SetDeadline(time.Now().Add(p.timeout))
 	if _, err := p.conn.Write(p.buf.Bytes()); err != nil {
 		st, _ := statusOf(host, err)

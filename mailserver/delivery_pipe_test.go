@@ -1,9 +1,12 @@
 package mailserver
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,5 +81,164 @@ func TestDeliveryWithoutPipelining(t *testing.T) {
 		if e.State != store.QueueSent {
 			t.Errorf("%s: %s %q", r, e.State, e.LastReply)
 		}
+	}
+}
+
+// wireSink is an SMTP server on loopback that reads the wire itself, to
+// see what a client sends before it gets a reply. Before answering the
+// end of a message's data it waits up to a second for more bytes, and
+// counts the messages after which the next command had arrived already.
+// A recipient starting with "datasoft" gets 451 at the end of the data.
+type wireSink struct {
+	addr string
+
+	mu        sync.Mutex
+	messages  []string // recipients of the messages taken
+	early     int      // ends of data followed at once by the next command
+	resets    int
+	sessions  int
+	protoErrs []string
+}
+
+func newWireSink(t *testing.T) *wireSink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &wireSink{addr: ln.Addr().String()}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go s.serve(c)
+		}
+	}()
+	return s
+}
+
+func (s *wireSink) fail(format string, args ...any) {
+	s.mu.Lock()
+	s.protoErrs = append(s.protoErrs, fmt.Sprintf(format, args...))
+	s.mu.Unlock()
+}
+
+func (s *wireSink) serve(c net.Conn) {
+	defer c.Close()
+	s.mu.Lock()
+	s.sessions++
+	s.mu.Unlock()
+	r := bufio.NewReader(c)
+	fmt.Fprint(c, "220 wire.example ESMTP\r\n")
+	var rcpts []string
+	inTxn := false
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.ToUpper(strings.TrimRight(line, "\r\n"))
+		switch {
+		case strings.HasPrefix(cmd, "EHLO"):
+			fmt.Fprint(c, "250-wire.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+		case strings.HasPrefix(cmd, "MAIL FROM:"):
+			if inTxn {
+				s.fail("MAIL inside a transaction")
+			}
+			inTxn, rcpts = true, nil
+			fmt.Fprint(c, "250 2.1.0 ok\r\n")
+		case strings.HasPrefix(cmd, "RCPT TO:"):
+			rcpts = append(rcpts, strings.Trim(line[len("RCPT TO:"):len(line)-2], "<>"))
+			fmt.Fprint(c, "250 2.1.5 ok\r\n")
+		case cmd == "DATA":
+			if !inTxn || len(rcpts) == 0 {
+				s.fail("DATA without MAIL and RCPT")
+				fmt.Fprint(c, "503 5.5.1 no\r\n")
+				continue
+			}
+			fmt.Fprint(c, "354 go on\r\n")
+			for {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+			}
+			inTxn = false
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			_, err := r.Peek(1)
+			c.SetReadDeadline(time.Time{})
+			s.mu.Lock()
+			if err == nil {
+				s.early++
+			}
+			s.mu.Unlock()
+			if strings.HasPrefix(rcpts[0], "datasoft") {
+				fmt.Fprint(c, "451 4.3.0 try again later\r\n")
+				continue
+			}
+			s.mu.Lock()
+			s.messages = append(s.messages, strings.Join(rcpts, ","))
+			s.mu.Unlock()
+			fmt.Fprint(c, "250 2.0.0 queued\r\n")
+		case cmd == "RSET":
+			s.mu.Lock()
+			s.resets++
+			s.mu.Unlock()
+			inTxn = false
+			fmt.Fprint(c, "250 2.0.0 ok\r\n")
+		case cmd == "QUIT":
+			fmt.Fprint(c, "221 2.0.0 bye\r\n")
+			return
+		default:
+			s.fail("unexpected %q", line)
+			fmt.Fprint(c, "500 5.5.1 what\r\n")
+		}
+	}
+}
+
+// Over one connection, the next message's MAIL, RCPT and DATA go out with
+// the previous message's data, before its reply (one round trip a
+// message). A message refused at the end of its data is deferred alone:
+// the one whose transaction had started already is delivered, with no
+// RSET in between to take its replies.
+func TestDeliveryNextTransactionWithData(t *testing.T) {
+	sink := newWireSink(t)
+	db := openQueueDB(t, t.TempDir())
+	clock := &fakeClock{t: start}
+	w := mustWorker(t, db, DeliveryOptions{
+		Mode: ModeSmarthost, Smarthost: sink.addr, SmarthostTLS: "none",
+		Now: clock.Now, PollInterval: time.Hour, PerDestination: 1,
+	})
+	enqueue(t, db, start, "m1", "one@a.example")
+	enqueue(t, db, start, "m2", "datasoft@b.example")
+	enqueue(t, db, start, "m3", "three@c.example", "four@c.example")
+	enqueue(t, db, start, "m4", "five@d.example")
+	runWorker(t, w)
+	waitIdle(t, w, db)
+
+	es := entries(t, db)
+	for _, r := range []string{"one@a.example", "three@c.example", "four@c.example", "five@d.example"} {
+		if e := es[r]; e.State != store.QueueSent {
+			t.Errorf("%s: %s %q", r, e.State, e.LastReply)
+		}
+	}
+	if e := es["datasoft@b.example"]; e.State != store.QueueDeferred || !strings.Contains(e.LastReply, "451 4.3.0") {
+		t.Errorf("datasoft: %s %q", e.State, e.LastReply)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if got := strings.Join(sink.messages, " "); got != "one@a.example three@c.example,four@c.example five@d.example" {
+		t.Errorf("sink took %q", got)
+	}
+	// Three of the four ends of data had the next transaction behind them.
+	if sink.early != 3 || sink.sessions != 1 || sink.resets != 0 || len(sink.protoErrs) > 0 {
+		t.Errorf("next transaction sent early after %d of 4 messages (want 3), %d sessions, %d RSETs, errors %q",
+			sink.early, sink.sessions, sink.resets, sink.protoErrs)
 	}
 }

@@ -39,7 +39,15 @@ type smtpSender struct {
 	pipe   *pipeline // set when the server offers PIPELINING
 }
 
+func (s *smtpSender) started(j *job) bool {
+	return s.pipe != nil && s.pipe.pending == j
+}
+
 func (s *smtpSender) close() {
+	if s.pipe != nil && s.pipe.pending != nil {
+		// A transaction was started and will not be finished.
+		s.drop()
+	}
 	if s.c != nil {
 		s.c.Quit()
 		s.c.Close()
@@ -85,9 +93,12 @@ func statusOf(host string, err error) (st rcptStatus, broken bool) {
 	return rcptStatus{reply: replyText(host, err)}, true
 }
 
-func (s *smtpSender) send(ctx context.Context, j *job) []rcptStatus {
+func (s *smtpSender) send(ctx context.Context, j *job, next func() *job) []rcptStatus {
 	n := len(j.rcpts)
 	if ctx.Err() != nil {
+		if s.started(j) {
+			s.drop()
+		}
 		return all(n, rcptStatus{abort: true})
 	}
 	if s.c == nil {
@@ -110,7 +121,24 @@ func (s *smtpSender) send(ctx context.Context, j *job) []rcptStatus {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 
-	out, broken := s.transaction(j)
+	// The next job's transaction may start with this message's content,
+	// unless this connection ends after this message.
+	var more func() (*job, string, *smtp.MailOptions)
+	if s.pipe != nil && next != nil && s.uses+1 < maxMessagesPerConn {
+		more = func() (*job, string, *smtp.MailOptions) {
+			nj := next()
+			if nj == nil {
+				return nil, "", nil
+			}
+			s.w.sign(nj)
+			from, opts, refused := s.envelope(nj)
+			if refused != nil {
+				return nil, "", nil
+			}
+			return nj, from, opts
+		}
+	}
+	out, broken := s.transaction(j, more)
 	if ctx.Err() != nil {
 		for i := range out {
 			if !out[i].ok {
@@ -129,20 +157,34 @@ func (s *smtpSender) send(ctx context.Context, j *job) []rcptStatus {
 	return out
 }
 
-// transaction runs MAIL, RCPT... and DATA for one job.
-func (s *smtpSender) transaction(j *job) (out []rcptStatus, broken bool) {
-	c, host := s.c, s.host
-	n := len(j.rcpts)
+// envelope returns j's return path and MAIL parameters, or, for a job
+// this session cannot carry, the statuses of its recipients.
+func (s *smtpSender) envelope(j *job) (string, *smtp.MailOptions, []rcptStatus) {
 	from := ReturnPath(j.rcpts[0].Token, s.w.opts.Domain)
 	opts := &smtp.MailOptions{Size: int64(len(j.batch.Raw))}
 	if needsSMTPUTF8(j) {
-		if ok, _ := c.Extension("SMTPUTF8"); !ok {
-			return all(n, rcptStatus{perm: true, reply: host + ": does not offer SMTPUTF8 (RFC 6531), which this internationalised address or header needs"}), false
+		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
+			return "", nil, all(len(j.rcpts), rcptStatus{perm: true, reply: s.host + ": does not offer SMTPUTF8 (RFC 6531), which this internationalised address or header needs"})
 		}
 		opts.UTF8 = true
 	}
+	return from, opts, nil
+}
+
+// transaction runs MAIL, RCPT... and DATA for one job; more is for
+// pipeline.transaction.
+func (s *smtpSender) transaction(j *job, more func() (*job, string, *smtp.MailOptions)) (out []rcptStatus, broken bool) {
+	c, host := s.c, s.host
+	n := len(j.rcpts)
+	if s.started(j) {
+		return s.pipe.transaction(host, "", nil, j, more)
+	}
+	from, opts, refused := s.envelope(j)
+	if refused != nil {
+		return refused, false
+	}
 	if s.pipe != nil {
-		return s.pipe.transaction(host, from, opts, j)
+		return s.pipe.transaction(host, from, opts, j, more)
 	}
 	if err := c.Mail(from, opts); err != nil {
 		st, broken := statusOf(host, err)
@@ -492,7 +534,9 @@ type outboxSender struct{ w *DeliveryWorker }
 
 func (o *outboxSender) close() {}
 
-func (o *outboxSender) send(ctx context.Context, j *job) []rcptStatus {
+func (o *outboxSender) started(*job) bool { return false }
+
+func (o *outboxSender) send(ctx context.Context, j *job, _ func() *job) []rcptStatus {
 	out := make([]rcptStatus, len(j.rcpts))
 	for i, r := range j.rcpts {
 		if ctx.Err() != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -120,6 +121,8 @@ func newToken() string {
 	return tokenEncoding.EncodeToString(b[:])
 }
 
+// priority is a row's claim priority: 1 or 0, the only values the claim
+// and NextQueueDue look for.
 func priority(urgent bool) int {
 	if urgent {
 		return 1
@@ -273,10 +276,13 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 	var out []QueueBatch
 	err := db.Write(ctx, func(tx *sql.Tx) error {
 		args := []any{now.UnixMilli(), now.UnixMilli()}
-		sel := `SELECT q.id FROM queue q WHERE q.state IN ('queued', 'deferred') AND q.next_attempt_at <= ?`
+		// The due rows in claim order come from the queue_due index, a
+		// range per priority (there are two), never from a scan of every
+		// waiting row and a sort: the claim runs once per window.
+		due := `q.state IN ('queued', 'deferred') AND q.priority IN (1, 0) AND q.next_attempt_at <= ?`
+		sel := `SELECT q.id FROM queue q INDEXED BY queue_due WHERE ` + due
 		if maxBytes > 0 {
-			sel = `SELECT q.id, q.msg_id, m.size FROM queue q JOIN queue_msg m ON m.id = q.msg_id
-				WHERE q.state IN ('queued', 'deferred') AND q.next_attempt_at <= ?`
+			sel = `SELECT q.id, q.msg_id, m.size FROM queue q INDEXED BY queue_due JOIN queue_msg m ON m.id = q.msg_id WHERE ` + due
 		}
 		if len(skip) > 0 {
 			sel += ` AND q.domain NOT IN (?` + strings.Repeat(", ?", len(skip)-1) + `)`
@@ -295,9 +301,8 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 			if len(ids) == 0 {
 				return nil
 			}
-			q = `UPDATE queue SET state = 'sending', updated_at = ? WHERE id IN (?` + strings.Repeat(", ?", len(ids)-1) +
-				`) RETURNING id, msg_id, rcpt, domain, token, attempts`
-			args = append([]any{now.UnixMilli()}, ids...)
+			q = `UPDATE queue SET state = 'sending', updated_at = ? WHERE id IN (SELECT value FROM json_each(?)) RETURNING id, msg_id, rcpt, domain, token, attempts`
+			args = []any{now.UnixMilli(), idList(ids)}
 		}
 		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
@@ -339,7 +344,7 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 			sort.Slice(out[i].Rcpts, func(a, b int) bool { return out[i].Rcpts[a].ID < out[i].Rcpts[b].ID })
 		}
 		sort.Slice(out, func(a, b int) bool { return out[a].Rcpts[0].ID < out[b].Rcpts[0].ID })
-		ids := make([]any, 0, len(out))
+		ids := make([]int64, 0, len(out))
 		byMsg := map[int64][]int{}
 		for i, b := range out {
 			if _, ok := byMsg[b.MessageID]; !ok {
@@ -348,7 +353,7 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 			byMsg[b.MessageID] = append(byMsg[b.MessageID], i)
 		}
 		mrows, err := tx.QueryContext(ctx,
-			`SELECT id, created_at, kind, ref, raw FROM queue_msg WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`, ids...)
+			`SELECT id, created_at, kind, ref, raw FROM queue_msg WHERE id IN (SELECT value FROM json_each(?))`, idList(ids))
 		if err != nil {
 			return err
 		}
@@ -376,13 +381,13 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 // claimWithin runs sel (rows id, msg_id, message size, in claim order) and
 // returns the row IDs to claim: in order, while the distinct messages
 // among them fit in maxBytes (the first always).
-func claimWithin(ctx context.Context, tx *sql.Tx, sel string, args []any, maxBytes int64) ([]any, error) {
+func claimWithin(ctx context.Context, tx *sql.Tx, sel string, args []any, maxBytes int64) ([]int64, error) {
 	rows, err := tx.QueryContext(ctx, sel, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var ids []any
+	var ids []int64
 	seen := map[int64]bool{}
 	var total int64
 	for rows.Next() {
@@ -402,6 +407,20 @@ func claimWithin(ctx context.Context, tx *sql.Tx, sel string, args []any, maxByt
 	return ids, rows.Err()
 }
 
+// idList is ids as a JSON array, for json_each: one statement whatever
+// the number of IDs, prepared once per connection.
+func idList(ids []int64) string {
+	b := make([]byte, 0, 2+len(ids)*8)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']'))
+}
+
 // RecordQueue stores the outcomes of delivery attempts in one transaction.
 // Only rows still in sending are changed: a row dropped or retried by an
 // operator meanwhile keeps what the operator did.
@@ -409,30 +428,26 @@ func (db *DB) RecordQueue(ctx context.Context, now time.Time, outcomes []QueueOu
 	if len(outcomes) == 0 {
 		return nil
 	}
+	// Statements run on the transaction directly are prepared once per
+	// connection (the store's statement cache); tx.Prepare would parse
+	// them again on every call.
+	const (
+		done    = `UPDATE queue SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_reply = ?, updated_at = ? WHERE id = ? AND state = 'sending'`
+		release = `UPDATE queue SET state = 'queued', updated_at = ? WHERE id = ? AND state = 'sending'`
+	)
 	err := db.Write(ctx, func(tx *sql.Tx) error {
-		done, err := tx.PrepareContext(ctx,
-			`UPDATE queue SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_reply = ?, updated_at = ? WHERE id = ? AND state = 'sending'`)
-		if err != nil {
-			return err
-		}
-		defer done.Close()
-		release, err := tx.PrepareContext(ctx,
-			`UPDATE queue SET state = 'queued', updated_at = ? WHERE id = ? AND state = 'sending'`)
-		if err != nil {
-			return err
-		}
-		defer release.Close()
+		var err error
 		ms := now.UnixMilli()
 		for _, o := range outcomes {
 			switch o.State {
 			case QueueQueued:
-				_, err = release.ExecContext(ctx, ms, o.ID)
+				_, err = tx.ExecContext(ctx, release, ms, o.ID)
 			case QueueSent, QueueDeferred, QueueFailed:
 				next := ms
 				if o.State == QueueDeferred {
 					next = o.NextAttempt.UnixMilli()
 				}
-				_, err = done.ExecContext(ctx, o.State, next, truncate(o.Reply, maxReplyLen), ms, o.ID)
+				_, err = tx.ExecContext(ctx, done, o.State, next, truncate(o.Reply, maxReplyLen), ms, o.ID)
 			default:
 				err = fmt.Errorf("row %d: %q is not an outcome", o.ID, o.State)
 			}
