@@ -41,7 +41,7 @@ const purgeableSpool = `SELECT s.id, length(s.raw) + COALESCE((SELECT SUM(length
 // INBOX, not a copy in an incident member's mailbox, not an
 // announcement to an external list (the public mbox archive serves
 // those), nothing of an incident that is not closed.
-const purgeableQueue = `SELECT m.id, length(m.raw) FROM queue_msg m
+const purgeableQueue = `SELECT m.id, length(m.raw) + COALESCE((SELECT SUM(length(c.data)) FROM queue_chunk c WHERE c.msg_id = m.id), 0) FROM queue_msg m
 	WHERE m.purged_at = 0 AND m.id > ?2
 	AND EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = m.id)
 	AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = m.id AND (q.state != 'sent' OR q.updated_at >= ?1 OR q.imap_uid IS NOT NULL))

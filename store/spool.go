@@ -55,10 +55,8 @@ func (db *DB) SpooledMessage(ctx context.Context, id int64) (*SpooledMessage, er
 			return err
 		}
 		m.ReceivedAt = time.UnixMilli(ms).UTC()
-		if len(m.Raw) == 0 && size > SpoolPiece {
-			if m.Raw, err = readPiecesTx(ctx, tx, id, size); err != nil {
-				return err
-			}
+		if m.Raw, err = spoolPieces.fillTx(ctx, tx, id, m.Raw, size); err != nil {
+			return err
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT rcpt FROM spool_rcpt WHERE spool_id = ? ORDER BY rcpt`, id)
 		if err != nil {

@@ -39,7 +39,7 @@ func (db *DB) SpoolPieces(ctx context.Context, env Envelope, pieces [][]byte) (i
 			return err
 		}
 		if size > SpoolPiece {
-			if err := insertPiecesTx(ctx, tx, id, pieces); err != nil {
+			if err := spoolPieces.insertTx(ctx, tx, id, pieces); err != nil {
 				return err
 			}
 		}
@@ -56,13 +56,33 @@ func (db *DB) SpoolPieces(ctx context.Context, env Envelope, pieces [][]byte) (i
 	return id, nil
 }
 
-// insertPiecesTx stores pieces as rows of at most SpoolPiece bytes.
-func insertPiecesTx(ctx context.Context, tx *sql.Tx, id int64, pieces [][]byte) error {
+// pieceTable is a table that holds messages larger than SpoolPiece in
+// pieces (their row's raw is then empty).
+type pieceTable struct{ insert, sel string }
+
+var (
+	spoolPieces = pieceTable{
+		insert: `INSERT INTO spool_chunk (spool_id, seq, data) VALUES (?, ?, ?)`,
+		sel:    `SELECT data FROM spool_chunk WHERE spool_id = ? ORDER BY seq`,
+	}
+	postPieces = pieceTable{
+		insert: `INSERT INTO post_chunk (post_id, seq, data) VALUES (?, ?, ?)`,
+		sel:    `SELECT data FROM post_chunk WHERE post_id = ? ORDER BY seq`,
+	}
+	queuePieces = pieceTable{
+		insert: `INSERT INTO queue_chunk (msg_id, seq, data) VALUES (?, ?, ?)`,
+		sel:    `SELECT data FROM queue_chunk WHERE msg_id = ? ORDER BY seq`,
+	}
+)
+
+// insertTx stores pieces of message id as rows of at most SpoolPiece
+// bytes.
+func (t pieceTable) insertTx(ctx context.Context, tx *sql.Tx, id int64, pieces [][]byte) error {
 	seq := 0
 	for _, p := range pieces {
 		for len(p) > 0 {
 			n := min(len(p), SpoolPiece)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO spool_chunk (spool_id, seq, data) VALUES (?, ?, ?)`, id, seq, p[:n]); err != nil {
+			if _, err := tx.ExecContext(ctx, t.insert, id, seq, p[:n]); err != nil {
 				return fmt.Errorf("store piece %d: %w", seq, err)
 			}
 			p = p[n:]
@@ -72,15 +92,20 @@ func insertPiecesTx(ctx context.Context, tx *sql.Tx, id int64, pieces [][]byte) 
 	return nil
 }
 
-// readPiecesTx reads the pieces of spool row id, of size bytes in all,
-// into one buffer of that size. A row emptied by retention has none.
-func readPiecesTx(ctx context.Context, tx *sql.Tx, id, size int64) ([]byte, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT data FROM spool_chunk WHERE spool_id = ? ORDER BY seq`, id)
+// fillTx returns the message id whose row holds raw and whose size is
+// size: raw itself, or, when it is stored in pieces, the pieces read
+// into one buffer of that size. A message emptied by retention has no
+// pieces and stays empty.
+func (t pieceTable) fillTx(ctx context.Context, tx *sql.Tx, id int64, raw []byte, size int64) ([]byte, error) {
+	if len(raw) > 0 || size <= SpoolPiece {
+		return raw, nil
+	}
+	rows, err := tx.QueryContext(ctx, t.sel, id)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var raw []byte
+	raw = nil
 	for rows.Next() {
 		var b sql.RawBytes
 		if err := rows.Scan(&b); err != nil {
@@ -90,7 +115,7 @@ func readPiecesTx(ctx context.Context, tx *sql.Tx, id, size int64) ([]byte, erro
 			raw = make([]byte, 0, size)
 		}
 		if int64(len(raw)+len(b)) > size {
-			return nil, fmt.Errorf("pieces longer than the message's %d bytes", size)
+			return nil, fmt.Errorf("message %d: pieces longer than its %d bytes", id, size)
 		}
 		raw = append(raw, b...)
 	}
@@ -98,7 +123,10 @@ func readPiecesTx(ctx context.Context, tx *sql.Tx, id, size int64) ([]byte, erro
 		return nil, err
 	}
 	if raw != nil && int64(len(raw)) != size {
-		return nil, fmt.Errorf("pieces of %d bytes, the message has %d", len(raw), size)
+		return nil, fmt.Errorf("message %d: pieces of %d bytes, it has %d", id, len(raw), size)
+	}
+	if raw == nil {
+		raw = []byte{}
 	}
 	return raw, nil
 }

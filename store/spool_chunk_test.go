@@ -76,3 +76,101 @@ func TestSpoolLargeInPieces(t *testing.T) {
 		t.Errorf("purged message read back with %d bytes, %v", len(m.Raw), err)
 	}
 }
+
+// TestQueueLargeInPieces queues a message larger than a piece and has it
+// back whole where it is read (claim, QueuedRaw, by kind and ref), then
+// drops it: its pieces go with it.
+func TestQueueLargeInPieces(t *testing.T) {
+	db := openTemp(t)
+	ctx := context.Background()
+	m := testMsg("a@example.net")
+	m.Origin = OriginRelay
+	m.Raw = make([]byte, 2*SpoolPiece+999)
+	rand.Read(m.Raw)
+	copy(m.Raw, "From: security@example.org\r\nSubject: big\r\n\r\n")
+	id, err := db.Enqueue(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pieces, inline int64
+	if err := db.Read(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM queue_chunk WHERE msg_id = ?1), (SELECT length(raw) FROM queue_msg WHERE id = ?1)`, id).Scan(&pieces, &inline)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if pieces != 3 || inline != 0 {
+		t.Errorf("stored in %d pieces and %d bytes inline, want 3 and 0", pieces, inline)
+	}
+	raw, err := db.QueuedRaw(ctx, id)
+	if err != nil || !bytes.Equal(raw, m.Raw) {
+		t.Errorf("QueuedRaw: %d bytes, %v; want the %d queued", len(raw), err, len(m.Raw))
+	}
+	var byRef []QueuedMessage
+	if err := db.Read(ctx, func(tx *sql.Tx) (err error) { byRef, err = QueuedMessagesTx(ctx, tx, m.Kind, m.Ref); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(byRef) != 1 || !bytes.Equal(byRef[0].Raw, m.Raw) {
+		t.Errorf("queued by kind and ref: %d messages (%d bytes)", len(byRef), len(byRef[0].Raw))
+	}
+	bs, err := db.ClaimQueueBytes(ctx, t0, 10, 0, nil)
+	if err != nil || len(bs) != 1 || !bytes.Equal(bs[0].Raw, m.Raw) {
+		t.Fatalf("claimed %d batches, %v; want the message whole", len(bs), err)
+	}
+	if _, err := db.DropQueue(ctx, bs[0].Rcpts[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Read(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM queue_chunk`).Scan(&pieces)
+	}); err != nil || pieces != 0 {
+		t.Errorf("%d pieces left after the drop, %v", pieces, err)
+	}
+}
+
+// TestPostArchiveInPieces records a post whose archive copy is larger
+// than a piece and reads it back whole, by post and by list.
+func TestPostArchiveInPieces(t *testing.T) {
+	db := openTemp(t)
+	ctx := context.Background()
+	archive := make([]byte, SpoolPiece+5)
+	rand.Read(archive)
+	l := &List{Name: "2026-001", Kind: ListIncident, CreatedAt: t0}
+	p := &Post{MessageID: "<big@example.net>", Sender: "a@example.net", Status: "distributed", ReceivedAt: t0, Archive: archive}
+	small := &Post{MessageID: "<small@example.net>", Sender: "a@example.net", Status: "distributed", ReceivedAt: t0, Archive: []byte("small")}
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		if err := CreateListTx(ctx, tx, l); err != nil {
+			return err
+		}
+		p.ListID, small.ListID = l.ID, l.ID
+		if err := AddPostTx(ctx, tx, p); err != nil {
+			return err
+		}
+		return AddPostTx(ctx, tx, small)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *Post
+	var all []Post
+	var pieces int
+	err = db.Read(ctx, func(tx *sql.Tx) (err error) {
+		if got, err = PostTx(ctx, tx, p.ID); err != nil {
+			return err
+		}
+		if all, err = PostsTx(ctx, tx, l.ID); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM post_chunk WHERE post_id = ?`, p.ID).Scan(&pieces)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pieces != 2 {
+		t.Errorf("archive in %d pieces, want 2", pieces)
+	}
+	if !bytes.Equal(got.Archive, archive) {
+		t.Errorf("post read back with %d bytes of archive, want %d", len(got.Archive), len(archive))
+	}
+	if len(all) != 2 || !bytes.Equal(all[0].Archive, archive) || string(all[1].Archive) != "small" {
+		t.Errorf("posts of the list: %d", len(all))
+	}
+}
