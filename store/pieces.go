@@ -18,14 +18,16 @@ func (db *DB) SpoolPieces(ctx context.Context, env Envelope, pieces [][]byte) (i
 	for _, p := range pieces {
 		size += len(p)
 	}
-	var inline []byte
-	if size <= SpoolPiece {
+	inline := []byte{}
+	switch {
+	case size > SpoolPiece:
+	case len(pieces) == 1 && pieces[0] != nil:
+		inline = pieces[0]
+	default:
 		inline = make([]byte, 0, size)
 		for _, p := range pieces {
 			inline = append(inline, p...)
 		}
-	} else {
-		inline = []byte{}
 	}
 	var id int64
 	err := db.Write(ctx, func(tx *sql.Tx) error {
@@ -102,14 +104,14 @@ func (t pieceTable) fillTx(ctx context.Context, tx *sql.Tx, id int64, raw []byte
 	}
 	rows, err := tx.QueryContext(ctx, t.sel, id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read pieces of message %d: %w", id, err)
 	}
 	defer rows.Close()
 	raw = nil
 	for rows.Next() {
 		var b sql.RawBytes
 		if err := rows.Scan(&b); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("read pieces of message %d: %w", id, err)
 		}
 		if raw == nil {
 			raw = make([]byte, 0, size)
@@ -120,7 +122,7 @@ func (t pieceTable) fillTx(ctx context.Context, tx *sql.Tx, id int64, raw []byte
 		raw = append(raw, b...)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read pieces of message %d: %w", id, err)
 	}
 	if raw != nil && int64(len(raw)) != size {
 		return nil, fmt.Errorf("message %d: pieces of %d bytes, it has %d", id, len(raw), size)
