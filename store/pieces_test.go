@@ -174,3 +174,32 @@ func TestPostArchiveInPieces(t *testing.T) {
 		t.Errorf("posts of the list: %d", len(all))
 	}
 }
+
+// TestSpoolPieceBoundary stores a message of exactly one piece in its row
+// and one byte more in two pieces, each read back byte for byte.
+func TestSpoolPieceBoundary(t *testing.T) {
+	db := openTemp(t)
+	ctx := context.Background()
+	for _, c := range []struct{ size, pieces int }{{SpoolPiece, 0}, {SpoolPiece + 1, 2}} {
+		raw := make([]byte, c.size)
+		rand.Read(raw)
+		id, err := db.SpoolPieces(ctx, Envelope{ReceivedAt: t0, MailFrom: "a@example.net", Rcpts: []string{"security@example.org"}},
+			[][]byte{raw[:7], raw[7:]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := db.Read(ctx, func(tx *sql.Tx) error {
+			return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM spool_chunk WHERE spool_id = ?`, id).Scan(&n)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if n != c.pieces {
+			t.Errorf("%d bytes stored in %d pieces, want %d", c.size, n, c.pieces)
+		}
+		m, err := db.SpooledMessage(ctx, id)
+		if err != nil || !bytes.Equal(m.Raw, raw) {
+			t.Errorf("%d bytes: read back %d, %v", c.size, len(m.Raw), err)
+		}
+	}
+}
