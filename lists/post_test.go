@@ -55,7 +55,7 @@ func (si spoolIntake) CheckRecipient(addr string) mailserver.Recipient {
 }
 
 func (si spoolIntake) Accept(ctx context.Context, m *mailserver.Message) (string, error) {
-	id, err := si.db.Spool(ctx, store.Envelope{ReceivedAt: m.ReceivedAt, RemoteAddr: m.RemoteAddr, Helo: m.Helo, MailFrom: m.From, Rcpts: m.To}, m.Raw)
+	id, err := si.db.Spool(ctx, store.Envelope{ReceivedAt: m.ReceivedAt, RemoteAddr: m.RemoteAddr, Helo: m.Helo, MailFrom: m.From, Rcpts: m.To}, m.Bytes())
 	return strconv.FormatInt(id, 10), err
 }
 

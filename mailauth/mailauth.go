@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/mail"
 	"strings"
@@ -192,6 +193,12 @@ const maxSignatures = 5
 // Check checks a message received from remoteAddr (HOST:PORT) that said
 // HELO helo, with envelope sender mailFrom ("" for the null sender).
 func (c *Checker) Check(ctx context.Context, remoteAddr, helo, mailFrom string, raw []byte) Results {
+	return c.CheckReader(ctx, remoteAddr, helo, mailFrom, func() io.Reader { return bytes.NewReader(raw) })
+}
+
+// CheckReader is Check for a message that open reads from its start
+// (called once for each pass over it).
+func (c *Checker) CheckReader(ctx context.Context, remoteAddr, helo, mailFrom string, open func() io.Reader) Results {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = 20 * time.Second
@@ -224,7 +231,7 @@ func (c *Checker) Check(ctx context.Context, remoteAddr, helo, mailFrom string, 
 	}
 
 	lookupTXT := func(name string) ([]string, error) { return res.LookupTXT(ctx, name) }
-	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{LookupTXT: lookupTXT, MaxVerifications: maxSignatures})
+	verifs, err := dkim.VerifyWithOptions(open(), &dkim.VerifyOptions{LookupTXT: lookupTXT, MaxVerifications: maxSignatures})
 	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
 		r.DKIM = append(r.DKIM, DKIM{Result: PermError, Reason: "unreadable message"})
 	}
@@ -242,14 +249,14 @@ func (c *Checker) Check(ctx context.Context, remoteAddr, helo, mailFrom string, 
 		r.DKIM = append(r.DKIM, d)
 	}
 
-	r.DMARC, r.FromDomain = c.dmarc(raw, r, lookupTXT)
+	r.DMARC, r.FromDomain = c.dmarc(open(), r, lookupTXT)
 	return r
 }
 
 // dmarc checks the alignment of the From domain with the passing SPF and
 // DKIM identities against the domain's DMARC policy.
-func (c *Checker) dmarc(raw []byte, r Results, lookupTXT func(string) ([]string, error)) (result, domain string) {
-	h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw)))
+func (c *Checker) dmarc(msg io.Reader, r Results, lookupTXT func(string) ([]string, error)) (result, domain string) {
+	h, err := textproto.ReadHeader(bufio.NewReader(msg))
 	if err != nil {
 		return PermError, ""
 	}

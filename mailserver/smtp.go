@@ -42,7 +42,10 @@ type Message struct {
 	From       string // "" for the null sender
 	To         []string
 	TLS        bool
-	Raw        []byte // exactly the bytes received after DATA
+	// Pieces are exactly the bytes received after DATA, in order, in
+	// pieces of at most 1 MiB; Size is their length.
+	Pieces [][]byte
+	Size   int64
 }
 
 // Intake is what the SMTP server needs from the rest of cvd.
@@ -262,7 +265,7 @@ func (se *session) Data(r io.Reader) error {
 	se.conn.setInData(true)
 	defer se.conn.setInData(false)
 
-	raw, err := io.ReadAll(r)
+	pieces, size, err := readPieces(r)
 	if err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			se.log.Info("message too large", "from", se.from, "limit", se.srv.opts.MaxMessageBytes)
@@ -277,8 +280,8 @@ func (se *session) Data(r io.Reader) error {
 		se.log.Info("message transfer failed", "err", err)
 		return refused(metrics.RefusedTransfer, errTransfer)
 	}
-	if int64(len(raw)) > se.srv.forwardable() {
-		se.log.Info("message too big to forward", "from", se.from, "size", len(raw), "limit", se.srv.forwardable())
+	if size > se.srv.forwardable() {
+		se.log.Info("message too big to forward", "from", se.from, "size", size, "limit", se.srv.forwardable())
 		return refused(metrics.RefusedTooBig, errTooBigToForward)
 	}
 	msg := &Message{
@@ -288,7 +291,8 @@ func (se *session) Data(r io.Reader) error {
 		From:       se.from,
 		To:         se.to,
 		TLS:        se.tls,
-		Raw:        raw,
+		Pieces:     pieces,
+		Size:       size,
 	}
 	// A message being answered is finished even during shutdown, so the
 	// store does not get the connection's context.
@@ -296,11 +300,11 @@ func (se *session) Data(r io.Reader) error {
 	defer cancel()
 	id, err := se.srv.intake.Accept(ctx, msg)
 	if err != nil {
-		se.log.Error("message not stored", "from", se.from, "size", len(raw), "err", err)
+		se.log.Error("message not stored", "from", se.from, "size", size, "err", err)
 		return refused(metrics.RefusedLocalError, errLocal)
 	}
 	metrics.Received.Inc()
-	se.log.Info("message accepted", "id", id, "from", se.from, "rcpts", len(se.to), "size", len(raw))
+	se.log.Info("message accepted", "id", id, "from", se.from, "rcpts", len(se.to), "size", size)
 	return nil
 }
 

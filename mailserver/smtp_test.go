@@ -52,7 +52,7 @@ func (si *storeIntake) Accept(ctx context.Context, m *Message) (string, error) {
 		<-si.hold
 	}
 	id, err := si.db.Spool(ctx, store.Envelope{ReceivedAt: m.ReceivedAt, RemoteAddr: m.RemoteAddr, Helo: m.Helo,
-		MailFrom: m.From, Rcpts: m.To, TLS: m.TLS}, m.Raw)
+		MailFrom: m.From, Rcpts: m.To, TLS: m.TLS}, m.Bytes())
 	return strconv.FormatInt(id, 10), err
 }
 

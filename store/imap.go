@@ -238,7 +238,7 @@ func (b *imapBox) messagesSQL() (string, []any) {
 			WHERE q.rcpt = ? COLLATE NOCASE AND q.imap_uid IS NOT NULL AND ` + inboxOnly + ` AND q.imap_uid > ?
 			ORDER BY q.imap_uid`, []any{b.account, b.email}
 	case "announce":
-		return `SELECT p.imap_uid AS uid, length(p.archive) AS size, p.received_at AS at, COALESCE(f.flags, '') AS flags FROM post p
+		return `SELECT p.imap_uid AS uid, max(length(p.archive), p.archive_size) AS size, p.received_at AS at, COALESCE(f.flags, '') AS flags FROM post p
 			LEFT JOIN imap_flag f ON f.account_id = ? AND f.mailbox = 'Announce' AND f.uid = p.imap_uid
 			WHERE p.list_id IN (SELECT id FROM list WHERE kind = 'announce') AND ` + announceOnly + ` AND p.imap_uid > ? ORDER BY p.imap_uid`, []any{b.account}
 	default:
@@ -402,13 +402,13 @@ func (db *DB) IMAPBodies(ctx context.Context, email, name string, uids []uint32,
 			var args []any
 			switch b.kind {
 			case "inbox":
-				q = `SELECT q.imap_uid, qm.raw FROM queue q JOIN queue_msg qm ON qm.id = q.msg_id WHERE q.imap_uid IN (` + in + `)
+				q = `SELECT q.imap_uid, qm.raw, qm.id, qm.size FROM queue q JOIN queue_msg qm ON qm.id = q.msg_id WHERE q.imap_uid IN (` + in + `)
 					AND ` + inboxOnly + ` AND q.rcpt = ? COLLATE NOCASE ORDER BY q.imap_uid`
 			case "announce":
-				q = `SELECT p.imap_uid, p.archive FROM post p WHERE p.imap_uid IN (` + in + `) AND ` + announceOnly + `
+				q = `SELECT p.imap_uid, p.archive, p.id, p.archive_size FROM post p WHERE p.imap_uid IN (` + in + `) AND ` + announceOnly + `
 					AND p.list_id IN (SELECT id FROM list WHERE kind = 'announce') ORDER BY p.imap_uid`
 			default:
-				q = `SELECT c.imap_uid, qm.raw FROM post_copy c JOIN queue_msg qm ON qm.id = c.queue_msg
+				q = `SELECT c.imap_uid, qm.raw, qm.id, qm.size FROM post_copy c JOIN queue_msg qm ON qm.id = c.queue_msg
 					WHERE c.imap_uid IN (` + in + `) AND c.member_id = ? ORDER BY c.imap_uid`
 			}
 			for _, u := range batch {
@@ -428,7 +428,15 @@ func (db *DB) IMAPBodies(ctx context.Context, email, name string, uids []uint32,
 			for rows.Next() {
 				var uid uint32
 				var raw []byte
-				if err := rows.Scan(&uid, &raw); err != nil {
+				var msgID, size int64
+				if err := rows.Scan(&uid, &raw, &msgID, &size); err != nil {
+					return err
+				}
+				pieces := queuePieces
+				if b.kind == "announce" {
+					pieces = postPieces
+				}
+				if raw, err = pieces.fillTx(ctx, tx, msgID, raw, size); err != nil {
 					return err
 				}
 				if err := fn(uid, raw); err != nil {

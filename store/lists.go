@@ -210,14 +210,25 @@ func AddPostTx(ctx context.Context, tx *sql.Tx, p *Post) error {
 	if p.Status == "duplicate" {
 		mid = ""
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO post (list_id, spool_id, message_id, sender, status, encrypted, signature, signer, received_at, archive)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ListID, nullID(p.SpoolID), mid, p.Sender, p.Status, p.Encrypted, p.Signature, p.Signer, p.ReceivedAt.UnixMilli(), p.Archive)
+	archive, size := p.Archive, 0
+	if len(archive) > SpoolPiece {
+		archive, size = []byte{}, len(p.Archive)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO post (list_id, spool_id, message_id, sender, status, encrypted, signature, signer, received_at, archive, archive_size)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ListID, nullID(p.SpoolID), mid, p.Sender, p.Status, p.Encrypted, p.Signature, p.Signer, p.ReceivedAt.UnixMilli(), archive, size)
 	if err != nil {
 		return fmt.Errorf("record post %q: %w", p.MessageID, err)
 	}
-	p.ID, err = res.LastInsertId()
-	return err
+	if p.ID, err = res.LastInsertId(); err != nil {
+		return err
+	}
+	if size > 0 {
+		if err := postPieces.insertTx(ctx, tx, p.ID, [][]byte{p.Archive}); err != nil {
+			return fmt.Errorf("record post %q: %w", p.MessageID, err)
+		}
+	}
+	return nil
 }
 
 func nullID(id int64) any {
@@ -241,15 +252,18 @@ func AddPostCopyTx(ctx context.Context, tx *sql.Tx, postID, memberID, queueMsg i
 func (db *DB) PostCopies(ctx context.Context, postID int64) (map[int64][]byte, error) {
 	out := map[int64][]byte{}
 	err := db.Read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT c.member_id, m.raw FROM post_copy c JOIN queue_msg m ON m.id = c.queue_msg WHERE c.post_id = ?`, postID)
+		rows, err := tx.QueryContext(ctx, `SELECT c.member_id, m.raw, m.id, m.size FROM post_copy c JOIN queue_msg m ON m.id = c.queue_msg WHERE c.post_id = ?`, postID)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var id int64
+			var id, msgID, size int64
 			var raw []byte
-			if err := rows.Scan(&id, &raw); err != nil {
+			if err := rows.Scan(&id, &raw, &msgID, &size); err != nil {
+				return err
+			}
+			if raw, err = queuePieces.fillTx(ctx, tx, msgID, raw, size); err != nil {
 				return err
 			}
 			out[id] = raw
@@ -273,7 +287,7 @@ func (db *DB) Posts(ctx context.Context, listID int64) (ps []Post, err error) {
 
 // PostsTx returns the posts of a list, oldest first.
 func PostsTx(ctx context.Context, tx *sql.Tx, listID int64) ([]Post, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, list_id, COALESCE(spool_id, 0), message_id, sender, status, encrypted, signature, signer, received_at, archive FROM post WHERE list_id = ? ORDER BY id`, listID)
+	rows, err := tx.QueryContext(ctx, `SELECT id, list_id, COALESCE(spool_id, 0), message_id, sender, status, encrypted, signature, signer, received_at, archive, archive_size FROM post WHERE list_id = ? ORDER BY id`, listID)
 	if err != nil {
 		return nil, fmt.Errorf("posts of list %d: %w", listID, err)
 	}
@@ -281,8 +295,11 @@ func PostsTx(ctx context.Context, tx *sql.Tx, listID int64) ([]Post, error) {
 	var out []Post
 	for rows.Next() {
 		var p Post
-		var at int64
-		if err := rows.Scan(&p.ID, &p.ListID, &p.SpoolID, &p.MessageID, &p.Sender, &p.Status, &p.Encrypted, &p.Signature, &p.Signer, &at, &p.Archive); err != nil {
+		var at, size int64
+		if err := rows.Scan(&p.ID, &p.ListID, &p.SpoolID, &p.MessageID, &p.Sender, &p.Status, &p.Encrypted, &p.Signature, &p.Signer, &at, &p.Archive, &size); err != nil {
+			return nil, fmt.Errorf("posts of list %d: %w", listID, err)
+		}
+		if p.Archive, err = postPieces.fillTx(ctx, tx, p.ID, p.Archive, size); err != nil {
 			return nil, fmt.Errorf("posts of list %d: %w", listID, err)
 		}
 		p.ReceivedAt = time.UnixMilli(at).UTC()

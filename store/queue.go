@@ -166,15 +166,24 @@ func EnqueueTx(ctx context.Context, tx *sql.Tx, m *OutMessage) (int64, error) {
 		now = time.Now()
 	}
 	ms := now.UnixMilli()
+	stored := raw
+	if len(raw) > SpoolPiece {
+		stored = []byte{}
+	}
 	res, err := tx.ExecContext(ctx,
 		`INSERT INTO queue_msg (created_at, kind, ref, size, raw) VALUES (?, ?, ?, ?, ?)`,
-		ms, m.Kind, m.Ref, len(raw), raw)
+		ms, m.Kind, m.Ref, len(raw), stored)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
 	}
 	id, err := res.LastInsertId()
 	if err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
+	}
+	if len(raw) > SpoolPiece {
+		if err := queuePieces.insertTx(ctx, tx, id, [][]byte{raw}); err != nil {
+			return 0, fmt.Errorf("enqueue: %w", err)
+		}
 	}
 	stmt, err := tx.PrepareContext(ctx,
 		`INSERT INTO queue (msg_id, rcpt, domain, token, next_attempt_at, created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
@@ -353,16 +362,19 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 			byMsg[b.MessageID] = append(byMsg[b.MessageID], i)
 		}
 		mrows, err := tx.QueryContext(ctx,
-			`SELECT id, created_at, kind, ref, raw FROM queue_msg WHERE id IN (SELECT value FROM json_each(?))`, idList(ids))
+			`SELECT id, created_at, kind, ref, raw, size FROM queue_msg WHERE id IN (SELECT value FROM json_each(?))`, idList(ids))
 		if err != nil {
 			return err
 		}
 		defer mrows.Close()
 		for mrows.Next() {
-			var id, created int64
+			var id, created, size int64
 			var kind, ref string
 			var raw []byte
-			if err := mrows.Scan(&id, &created, &kind, &ref, &raw); err != nil {
+			if err := mrows.Scan(&id, &created, &kind, &ref, &raw, &size); err != nil {
+				return err
+			}
+			if raw, err = queuePieces.fillTx(ctx, tx, id, raw, size); err != nil {
 				return err
 			}
 			for _, i := range byMsg[id] {

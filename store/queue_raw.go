@@ -11,7 +11,13 @@ import (
 func (db *DB) QueuedRaw(ctx context.Context, msgID int64) ([]byte, error) {
 	var raw []byte
 	err := db.Read(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `SELECT raw FROM queue_msg WHERE id = ?`, msgID).Scan(&raw)
+		var size int64
+		if err := tx.QueryRowContext(ctx, `SELECT raw, size FROM queue_msg WHERE id = ?`, msgID).Scan(&raw, &size); err != nil {
+			return err
+		}
+		var err error
+		raw, err = queuePieces.fillTx(ctx, tx, msgID, raw, size)
+		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("queued message %d: %w", msgID, ErrNotFound)

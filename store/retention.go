@@ -26,7 +26,7 @@ const openIncident = `i.state != 'closed'`
 // purgeableSpool selects routed spool rows received before ?1 that nothing
 // still needs raw: not held in triage, not the report or a post of an
 // incident that is not closed, not addressed to one.
-const purgeableSpool = `SELECT s.id, length(s.raw) FROM spool s
+const purgeableSpool = `SELECT s.id, length(s.raw) + COALESCE((SELECT SUM(length(c.data)) FROM spool_chunk c WHERE c.spool_id = s.id), 0) FROM spool s
 	WHERE s.purged_at = 0 AND s.state = 'done' AND s.received_at < ?1 AND s.id > ?2
 	AND NOT EXISTS (SELECT 1 FROM triage t WHERE t.spool_id = s.id)
 	AND NOT EXISTS (SELECT 1 FROM incident i WHERE i.spool_id = s.id AND ` + openIncident + `)
@@ -41,7 +41,7 @@ const purgeableSpool = `SELECT s.id, length(s.raw) FROM spool s
 // INBOX, not a copy in an incident member's mailbox, not an
 // announcement to an external list (the public mbox archive serves
 // those), nothing of an incident that is not closed.
-const purgeableQueue = `SELECT m.id, length(m.raw) FROM queue_msg m
+const purgeableQueue = `SELECT m.id, length(m.raw) + COALESCE((SELECT SUM(length(c.data)) FROM queue_chunk c WHERE c.msg_id = m.id), 0) FROM queue_msg m
 	WHERE m.purged_at = 0 AND m.id > ?2
 	AND EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = m.id)
 	AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = m.id AND (q.state != 'sent' OR q.updated_at >= ?1 OR q.imap_uid IS NOT NULL))

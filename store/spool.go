@@ -37,38 +37,17 @@ var ErrNotFound = errors.New("not found")
 // Spool stores a received message durably and returns its spool ID. When it
 // returns nil the message is on disk (synchronous=FULL, WAL).
 func (db *DB) Spool(ctx context.Context, env Envelope, raw []byte) (int64, error) {
-	var id int64
-	err := db.Write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`INSERT INTO spool (received_at, remote_addr, helo, mail_from, tls, size, raw, auth) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			env.ReceivedAt.UnixMilli(), env.RemoteAddr, env.Helo, env.MailFrom, env.TLS, len(raw), raw, env.Auth)
-		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		for _, rcpt := range env.Rcpts {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO spool_rcpt (spool_id, rcpt) VALUES (?, ?)`, id, rcpt); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("spool message from %q: %w", env.MailFrom, err)
-	}
-	return id, nil
+	return db.SpoolPieces(ctx, env, [][]byte{raw})
 }
 
 // SpooledMessage returns the spool row id.
 func (db *DB) SpooledMessage(ctx context.Context, id int64) (*SpooledMessage, error) {
 	m := &SpooledMessage{ID: id}
 	err := db.Read(ctx, func(tx *sql.Tx) error {
-		var ms int64
+		var ms, size int64
 		err := tx.QueryRowContext(ctx,
-			`SELECT received_at, remote_addr, helo, mail_from, tls, raw, state, auth FROM spool WHERE id = ?`, id).
-			Scan(&ms, &m.RemoteAddr, &m.Helo, &m.MailFrom, &m.TLS, &m.Raw, &m.State, &m.Auth)
+			`SELECT received_at, remote_addr, helo, mail_from, tls, raw, size, state, auth FROM spool WHERE id = ?`, id).
+			Scan(&ms, &m.RemoteAddr, &m.Helo, &m.MailFrom, &m.TLS, &m.Raw, &size, &m.State, &m.Auth)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -76,6 +55,9 @@ func (db *DB) SpooledMessage(ctx context.Context, id int64) (*SpooledMessage, er
 			return err
 		}
 		m.ReceivedAt = time.UnixMilli(ms).UTC()
+		if m.Raw, err = spoolPieces.fillTx(ctx, tx, id, m.Raw, size); err != nil {
+			return err
+		}
 		rows, err := tx.QueryContext(ctx, `SELECT rcpt FROM spool_rcpt WHERE spool_id = ? ORDER BY rcpt`, id)
 		if err != nil {
 			return err

@@ -326,9 +326,9 @@ func isRoleAddress(addr, domain string) bool {
 }
 
 func (i *intake) Accept(ctx context.Context, m *mailserver.Message) (string, error) {
-	auth := i.auth.Check(ctx, m.RemoteAddr, m.Helo, m.From, m.Raw)
+	auth := i.auth.CheckReader(ctx, m.RemoteAddr, m.Helo, m.From, m.Reader)
 	i.log.Debug("sender checked", "from", m.From, "auth", auth.String())
-	id, err := i.db.Spool(ctx, store.Envelope{
+	id, err := i.db.SpoolPieces(ctx, store.Envelope{
 		Auth:       auth,
 		ReceivedAt: m.ReceivedAt,
 		RemoteAddr: m.RemoteAddr,
@@ -336,7 +336,7 @@ func (i *intake) Accept(ctx context.Context, m *mailserver.Message) (string, err
 		MailFrom:   m.From,
 		Rcpts:      m.To,
 		TLS:        m.TLS,
-	}, m.Raw)
+	}, m.Pieces)
 	if err != nil {
 		return "", err
 	}
