@@ -86,6 +86,9 @@ type SpoolSummary struct {
 	Rcpts      string
 	Size       int64
 	State      string
+	// PurgedAt is when retention emptied the raw message (zero while
+	// it is kept).
+	PurgedAt time.Time
 }
 
 // ListSpool returns the newest limit spool rows, newest first.
@@ -93,7 +96,7 @@ func (db *DB) ListSpool(ctx context.Context, limit int) ([]SpoolSummary, error) 
 	var out []SpoolSummary
 	err := db.Read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `
-			SELECT s.id, s.received_at, s.mail_from, s.size, s.state,
+			SELECT s.id, s.received_at, s.mail_from, s.size, s.state, s.purged_at,
 			       COALESCE((SELECT group_concat(rcpt, ', ') FROM spool_rcpt r WHERE r.spool_id = s.id), '')
 			FROM spool s ORDER BY s.id DESC LIMIT ?`, limit)
 		if err != nil {
@@ -102,11 +105,14 @@ func (db *DB) ListSpool(ctx context.Context, limit int) ([]SpoolSummary, error) 
 		defer rows.Close()
 		for rows.Next() {
 			var s SpoolSummary
-			var ms int64
-			if err := rows.Scan(&s.ID, &ms, &s.MailFrom, &s.Size, &s.State, &s.Rcpts); err != nil {
+			var ms, purged int64
+			if err := rows.Scan(&s.ID, &ms, &s.MailFrom, &s.Size, &s.State, &purged, &s.Rcpts); err != nil {
 				return err
 			}
 			s.ReceivedAt = time.UnixMilli(ms).UTC()
+			if purged != 0 {
+				s.PurgedAt = time.UnixMilli(purged).UTC()
+			}
 			out = append(out, s)
 		}
 		return rows.Err()

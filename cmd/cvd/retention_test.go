@@ -146,6 +146,9 @@ func TestRetentionKeepsArchivesAndOpenIncidents(t *testing.T) {
 	if reportPurged != 1 || copiesPurged != 4 {
 		t.Errorf("closed incident's report purged: %d, subscribers' copies purged: %d of 4", reportPurged, copiesPurged)
 	}
+	if spool := cli(nil, "spool", "list", "--limit", "1000"); strings.Count(spool, ", purged ") != spoolPurged {
+		t.Errorf("spool list marks %d messages purged, %d were:\n%s", strings.Count(spool, ", purged "), spoolPurged, spool)
+	}
 
 	// Nothing of the open incident went.
 	openAfter := append(rows(t, db, openSpool, open), rows(t, db, openQueue, open)...)

@@ -35,7 +35,11 @@ func cmdSpool(args []string, stdout, stderr io.Writer) error {
 		if from == "" {
 			from = "<>"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.ReceivedAt.Format(time.RFC3339), from, r.Rcpts, r.Size, r.State)
+		state := r.State
+		if !r.PurgedAt.IsZero() {
+			state += ", purged " + r.PurgedAt.Format("2006-01-02")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", r.ID, r.ReceivedAt.Format(time.RFC3339), from, r.Rcpts, r.Size, state)
 	}
 	return tw.Flush()
 }
