@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -23,7 +25,7 @@ func TestFanoutCopies(t *testing.T) {
 	var buf []byte
 	for i, k := range []*Key{alice, bob, carol} {
 		buf = f.AppendCopy(buf[:0], i)
-		if len(buf) > f.Size(i) {
+		if len(buf) != f.Size(i) {
 			t.Fatalf("copy %d is %d bytes, Size says %d", i, len(buf), f.Size(i))
 		}
 		o, err := Open(buf, []*Key{k}, []*Key{list.Public()}, testNow, Limits{})
@@ -36,6 +38,50 @@ func TestFanoutCopies(t *testing.T) {
 		other := []*Key{alice, bob, carol}[(i+1)%3]
 		if _, err := Open(buf, []*Key{other}, nil, testNow, Limits{}); !errors.Is(err, ErrDecrypt) {
 			t.Fatalf("copy %d opened by another recipient: %v", i, err)
+		}
+	}
+}
+
+// A copy made again from the shared part and the recipient's own part,
+// as stored apart, is byte for byte the copy AppendCopy wrote; a shared
+// part cut short or altered in its framing is refused, never misread.
+func TestFanoutSharedCopy(t *testing.T) {
+	list := ed(t, "list")
+	var to []*Key
+	for _, name := range []string{"alice", "bob", "carol", "dave"} {
+		to = append(to, ed(t, name).Public())
+	}
+	to = append(to, testKey(t, "erin", KindRSA3072).Public())
+	for _, size := range []int{0, 1, 2, 3, 100, 4099} {
+		inner := []byte("Content-Type: text/plain\r\n\r\n" + strings.Repeat("x", size) + "\r\n")
+		f, err := NewFanout(inner, outerHeader("security+2026-001@example.org"), list, to, testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared := bytes.Clone(f.Shared())
+		for i := range to {
+			want := f.AppendCopy(nil, i)
+			got, err := AppendSharedCopy([]byte("x"), shared, bytes.Clone(f.Head(i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got[1:], want) || got[0] != 'x' {
+				t.Fatalf("size %d copy %d: assembled copy differs from AppendCopy", size, i)
+			}
+			if n, err := SharedCopySize(shared, len(f.Head(i))); err != nil || n != len(want) {
+				t.Fatalf("size %d copy %d: SharedCopySize %d, %v; copy is %d bytes", size, i, n, err, len(want))
+			}
+		}
+		for n := range min(len(shared), 200) {
+			if _, err := AppendSharedCopy(nil, shared[:n], f.Head(0)); err == nil {
+				t.Fatalf("shared part cut to %d bytes accepted", n)
+			}
+		}
+		overlong := binary.AppendUvarint([]byte(sharedMagic), uint64(len(shared)))
+		for _, bad := range [][]byte{append(overlong, shared[len(sharedMagic)+2:]...), append([]byte("cvd-fanout\x02"), shared[len(sharedMagic):]...)} {
+			if _, err := AppendSharedCopy(nil, bad, f.Head(0)); err == nil {
+				t.Fatalf("malformed shared part accepted: %q", bad[:20])
+			}
 		}
 	}
 }

@@ -152,23 +152,31 @@ func newSealer(inner []byte, outer textproto.Header, signer *Key, to []*Key, at 
 // encryptShared signs and encrypts the protected entity once under a
 // new session key, streaming from one to the other.
 func (s *sealer) encryptShared() (sessionKey, data []byte, err error) {
-	sessionKey = make([]byte, s.cipher.KeySize())
-	if _, err := rand.Read(sessionKey); err != nil {
-		return nil, nil, fmt.Errorf("seal: session key: %w", err)
-	}
 	var buf bytes.Buffer
 	buf.Grow(s.size + 1024)
-	w, err := packet.SerializeSymmetricallyEncrypted(&buf, s.cipher, false, packet.CipherSuite{}, sessionKey, s.cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("seal: encrypt: %w", err)
-	}
-	if err := s.sign(w); err != nil {
+	if sessionKey, err = s.encryptSharedTo(&buf); err != nil {
 		return nil, nil, err
 	}
-	if err := w.Close(); err != nil {
-		return nil, nil, fmt.Errorf("seal: encrypt: %w", err)
-	}
 	return sessionKey, buf.Bytes(), nil
+}
+
+// encryptSharedTo is encryptShared appending the data to buf.
+func (s *sealer) encryptSharedTo(buf *bytes.Buffer) (sessionKey []byte, err error) {
+	sessionKey = make([]byte, s.cipher.KeySize())
+	if _, err := rand.Read(sessionKey); err != nil {
+		return nil, fmt.Errorf("seal: session key: %w", err)
+	}
+	w, err := packet.SerializeSymmetricallyEncrypted(buf, s.cipher, false, packet.CipherSuite{}, sessionKey, s.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("seal: encrypt: %w", err)
+	}
+	if err := s.sign(w); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("seal: encrypt: %w", err)
+	}
+	return sessionKey, nil
 }
 
 // signed returns the signed protected entity.
