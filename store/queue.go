@@ -60,6 +60,10 @@ type OutMessage struct {
 	// Urgent messages are claimed before all others that are due (the
 	// public announcement at the end of an embargo).
 	Urgent bool
+	// Body, when set, is the shared body (AddQueueBodyTx, in the same
+	// transaction) of which Raw is this message's own part. Only a
+	// relayed message can have one.
+	Body *QueueBody
 }
 
 // QueueRcpt is one recipient row handed to the delivery worker.
@@ -158,14 +162,26 @@ func EnqueueTx(ctx context.Context, tx *sql.Tx, m *OutMessage) (int64, error) {
 	case OriginReply:
 		raw = withAutoSubmitted(raw, "auto-replied")
 	}
+	size := len(raw)
+	var body any
+	if m.Body != nil {
+		if m.Origin != OriginRelay {
+			return 0, errors.New("enqueue: only a relayed message can have a shared body")
+		}
+		var err error
+		if size, err = m.Body.size(len(raw)); err != nil {
+			return 0, fmt.Errorf("enqueue: %w", err)
+		}
+		body = m.Body.id
+	}
 	now := m.CreatedAt
 	if now.IsZero() {
 		now = time.Now()
 	}
 	ms := now.UnixMilli()
 	res, err := tx.ExecContext(ctx,
-		`INSERT INTO queue_msg (created_at, kind, ref, size, raw) VALUES (?, ?, ?, ?, ?)`,
-		ms, m.Kind, m.Ref, len(raw), raw)
+		`INSERT INTO queue_msg (created_at, kind, ref, size, raw, body_id) VALUES (?, ?, ?, ?, ?, ?)`,
+		ms, m.Kind, m.Ref, size, raw, body)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
 	}
@@ -173,14 +189,11 @@ func EnqueueTx(ctx context.Context, tx *sql.Tx, m *OutMessage) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
 	}
-	stmt, err := tx.PrepareContext(ctx,
-		`INSERT INTO queue (msg_id, rcpt, domain, token, next_attempt_at, created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return 0, fmt.Errorf("enqueue: %w", err)
-	}
-	defer stmt.Close()
 	for i, r := range rcpts {
-		if _, err := stmt.ExecContext(ctx, id, r, domains[i], newToken(), ms, ms, ms, priority(m.Urgent)); err != nil {
+		// The connection keeps the statement prepared (stmtcache.go).
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO queue (msg_id, rcpt, domain, token, next_attempt_at, created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, r, domains[i], newToken(), ms, ms, ms, priority(m.Urgent)); err != nil {
 			return 0, fmt.Errorf("enqueue for %s: %w", r, err)
 		}
 	}
@@ -348,16 +361,21 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 			byMsg[b.MessageID] = append(byMsg[b.MessageID], i)
 		}
 		mrows, err := tx.QueryContext(ctx,
-			`SELECT id, created_at, kind, ref, raw FROM queue_msg WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`)`, ids...)
+			`SELECT id, created_at, kind, ref, raw, body_id FROM queue_msg WHERE id IN (?`+strings.Repeat(", ?", len(ids)-1)+`) ORDER BY body_id, id`, ids...)
 		if err != nil {
 			return err
 		}
 		defer mrows.Close()
+		wr := &wholeReader{tx: tx}
 		for mrows.Next() {
 			var id, created int64
 			var kind, ref string
 			var raw []byte
-			if err := mrows.Scan(&id, &created, &kind, &ref, &raw); err != nil {
+			var body sql.NullInt64
+			if err := mrows.Scan(&id, &created, &kind, &ref, &raw, &body); err != nil {
+				return err
+			}
+			if raw, err = wr.whole(ctx, raw, body); err != nil {
 				return err
 			}
 			for _, i := range byMsg[id] {
