@@ -630,22 +630,32 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 // commitTx records the post, queues its copies and notices, and marks the
 // spool recipient done, inside tx. It returns the members it froze.
 func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*member, error) {
-	// One buffer carries each copy in turn: the database keeps its own.
-	buf := d.archive.appendTo(nil)
 	p.post.Status = d.status
-	p.post.Archive = buf
+	p.post.Archive = d.archive.appendTo(nil)
 	err := store.AddPostTx(ctx, tx, &p.post)
 	p.post.Archive = nil
 	if err != nil {
 		return nil, err
 	}
+	// The copies of a fan-out share their body: it is stored once, and
+	// each copy keeps only its recipient's part.
+	bodies := map[*crypto.Fanout]*store.QueueBody{}
 	for i, m := range d.sealTo {
 		if slices.Contains(p.removed, m) {
 			continue
 		}
-		buf = d.copies[i].appendTo(buf[:0])
-		qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: buf,
-			Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now})
+		out := &store.OutMessage{Rcpts: []string{m.Email}, Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now}
+		if c := d.copies[i]; c.fan != nil {
+			if bodies[c.fan] == nil {
+				if bodies[c.fan], err = store.AddQueueBodyTx(ctx, tx, c.fan.Shared()); err != nil {
+					return nil, err
+				}
+			}
+			out.Raw, out.Body = c.fan.Head(c.i), bodies[c.fan]
+		} else {
+			out.Raw = c.raw
+		}
+		qid, err := store.EnqueueTx(ctx, tx, out)
 		if err != nil {
 			return nil, err
 		}

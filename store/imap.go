@@ -402,13 +402,13 @@ func (db *DB) IMAPBodies(ctx context.Context, email, name string, uids []uint32,
 			var args []any
 			switch b.kind {
 			case "inbox":
-				q = `SELECT q.imap_uid, qm.raw FROM queue q JOIN queue_msg qm ON qm.id = q.msg_id WHERE q.imap_uid IN (` + in + `)
+				q = `SELECT q.imap_uid, qm.raw, qm.body_id FROM queue q JOIN queue_msg qm ON qm.id = q.msg_id WHERE q.imap_uid IN (` + in + `)
 					AND ` + inboxOnly + ` AND q.rcpt = ? COLLATE NOCASE ORDER BY q.imap_uid`
 			case "announce":
-				q = `SELECT p.imap_uid, p.archive FROM post p WHERE p.imap_uid IN (` + in + `) AND ` + announceOnly + `
+				q = `SELECT p.imap_uid, p.archive, NULL FROM post p WHERE p.imap_uid IN (` + in + `) AND ` + announceOnly + `
 					AND p.list_id IN (SELECT id FROM list WHERE kind = 'announce') ORDER BY p.imap_uid`
 			default:
-				q = `SELECT c.imap_uid, qm.raw FROM post_copy c JOIN queue_msg qm ON qm.id = c.queue_msg
+				q = `SELECT c.imap_uid, qm.raw, qm.body_id FROM post_copy c JOIN queue_msg qm ON qm.id = c.queue_msg
 					WHERE c.imap_uid IN (` + in + `) AND c.member_id = ? ORDER BY c.imap_uid`
 			}
 			for _, u := range batch {
@@ -425,10 +425,15 @@ func (db *DB) IMAPBodies(ctx context.Context, email, name string, uids []uint32,
 				return fmt.Errorf("bodies in %s: %w", name, err)
 			}
 			defer rows.Close()
+			wr := &wholeReader{tx: tx}
 			for rows.Next() {
 				var uid uint32
 				var raw []byte
-				if err := rows.Scan(&uid, &raw); err != nil {
+				var body sql.NullInt64
+				if err := rows.Scan(&uid, &raw, &body); err != nil {
+					return err
+				}
+				if raw, err = wr.whole(ctx, raw, body); err != nil {
 					return err
 				}
 				if err := fn(uid, raw); err != nil {

@@ -241,15 +241,20 @@ func AddPostCopyTx(ctx context.Context, tx *sql.Tx, postID, memberID, queueMsg i
 func (db *DB) PostCopies(ctx context.Context, postID int64) (map[int64][]byte, error) {
 	out := map[int64][]byte{}
 	err := db.Read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT c.member_id, m.raw FROM post_copy c JOIN queue_msg m ON m.id = c.queue_msg WHERE c.post_id = ?`, postID)
+		rows, err := tx.QueryContext(ctx, `SELECT c.member_id, m.raw, m.body_id FROM post_copy c JOIN queue_msg m ON m.id = c.queue_msg WHERE c.post_id = ?`, postID)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		wr := &wholeReader{tx: tx}
 		for rows.Next() {
 			var id int64
 			var raw []byte
-			if err := rows.Scan(&id, &raw); err != nil {
+			var body sql.NullInt64
+			if err := rows.Scan(&id, &raw, &body); err != nil {
+				return err
+			}
+			if raw, err = wr.whole(ctx, raw, body); err != nil {
 				return err
 			}
 			out[id] = raw

@@ -11,7 +11,13 @@ import (
 func (db *DB) QueuedRaw(ctx context.Context, msgID int64) ([]byte, error) {
 	var raw []byte
 	err := db.Read(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `SELECT raw FROM queue_msg WHERE id = ?`, msgID).Scan(&raw)
+		var body sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT raw, body_id FROM queue_msg WHERE id = ?`, msgID).Scan(&raw, &body); err != nil {
+			return err
+		}
+		var err error
+		raw, err = (&wholeReader{tx: tx}).whole(ctx, raw, body)
+		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("queued message %d: %w", msgID, ErrNotFound)
