@@ -404,6 +404,7 @@ func (p *postJob) inner(held, notVerified bool) ([]byte, error) {
 		body = nil
 	}
 	var b bytes.Buffer
+	b.Grow(len(block) + len(ent) + 4<<10)
 	boundary := randomToken()
 	subject := p.subject()
 	if held {
@@ -523,9 +524,10 @@ func (p *postJob) hold(ctx context.Context, reason string) (*PostResult, error) 
 	return p.send(ctx, PostHeld, reason, to, false)
 }
 
-// delivery is a post sealed and ready to be recorded and queued. Its
-// copies are written one at a time when queued (see commitTx), so that
-// a large post to many members never has all of them in memory.
+// delivery is a post sealed and ready to be recorded and queued. The
+// copies of a fan-out are stored as its shared body once and each
+// recipient's own part (see commitTx): a large post to many members is
+// never held, nor written, once per member.
 type delivery struct {
 	status, reason string
 	sealTo, missed []*member
@@ -540,14 +542,6 @@ type sealedCopy struct {
 	fan *crypto.Fanout
 	i   int
 	raw []byte
-}
-
-// appendTo appends the copy to dst.
-func (c sealedCopy) appendTo(dst []byte) []byte {
-	if c.fan == nil {
-		return append(dst, c.raw...)
-	}
-	return c.fan.AppendCopy(dst, c.i)
 }
 
 // prepare seals the post to the members in to that have a usable key (and
@@ -630,30 +624,40 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 // commitTx records the post, queues its copies and notices, and marks the
 // spool recipient done, inside tx. It returns the members it froze.
 func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*member, error) {
+	// The copies of a fan-out, the archive's among them, share their
+	// body: it is stored once, and each copy keeps only its recipient's
+	// part.
+	bodies := map[*crypto.Fanout]*store.SharedBody{}
+	share := func(c sealedCopy) ([]byte, *store.SharedBody, error) {
+		if c.fan == nil {
+			return c.raw, nil, nil
+		}
+		if bodies[c.fan] == nil {
+			b, err := store.AddSharedBodyTx(ctx, tx, c.fan.Shared())
+			if err != nil {
+				return nil, nil, err
+			}
+			bodies[c.fan] = b
+		}
+		return c.fan.Head(c.i), bodies[c.fan], nil
+	}
 	p.post.Status = d.status
-	p.post.Archive = d.archive.appendTo(nil)
-	err := store.AddPostTx(ctx, tx, &p.post)
-	p.post.Archive = nil
+	var err error
+	if p.post.Archive, p.post.ArchiveBody, err = share(d.archive); err != nil {
+		return nil, err
+	}
+	err = store.AddPostTx(ctx, tx, &p.post)
+	p.post.Archive, p.post.ArchiveBody = nil, nil
 	if err != nil {
 		return nil, err
 	}
-	// The copies of a fan-out share their body: it is stored once, and
-	// each copy keeps only its recipient's part.
-	bodies := map[*crypto.Fanout]*store.QueueBody{}
 	for i, m := range d.sealTo {
 		if slices.Contains(p.removed, m) {
 			continue
 		}
 		out := &store.OutMessage{Rcpts: []string{m.Email}, Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now}
-		if c := d.copies[i]; c.fan != nil {
-			if bodies[c.fan] == nil {
-				if bodies[c.fan], err = store.AddQueueBodyTx(ctx, tx, c.fan.Shared()); err != nil {
-					return nil, err
-				}
-			}
-			out.Raw, out.Body = c.fan.Head(c.i), bodies[c.fan]
-		} else {
-			out.Raw = c.raw
+		if out.Raw, out.Body, err = share(d.copies[i]); err != nil {
+			return nil, err
 		}
 		qid, err := store.EnqueueTx(ctx, tx, out)
 		if err != nil {

@@ -426,6 +426,7 @@ func (db *DB) IMAPBodies(ctx context.Context, email, name string, uids []uint32,
 			}
 			defer rows.Close()
 			wr := &wholeReader{tx: tx}
+			defer wr.close()
 			for rows.Next() {
 				var uid uint32
 				var raw []byte

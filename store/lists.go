@@ -184,7 +184,29 @@ type Post struct {
 	Signature  string
 	Signer     string
 	ReceivedAt time.Time
-	Archive    []byte
+	// Archive is the post sealed to the list key, read whole. On a post
+	// being added with ArchiveBody, it is the list key's own part of
+	// that shared body (AddSharedBodyTx).
+	Archive     []byte
+	ArchiveBody *SharedBody
+}
+
+const postColumns = `id, list_id, COALESCE(spool_id, 0), message_id, sender, status, encrypted, signature, signer, received_at, archive, archive_body`
+
+// scanPost reads a row of postColumns, its archive made whole by wr.
+func scanPost(ctx context.Context, s interface{ Scan(...any) error }, wr *wholeReader) (*Post, error) {
+	var p Post
+	var at int64
+	var body sql.NullInt64
+	if err := s.Scan(&p.ID, &p.ListID, &p.SpoolID, &p.MessageID, &p.Sender, &p.Status, &p.Encrypted, &p.Signature, &p.Signer, &at, &p.Archive, &body); err != nil {
+		return nil, err
+	}
+	p.ReceivedAt = time.UnixMilli(at).UTC()
+	var err error
+	if p.Archive, err = wr.whole(ctx, p.Archive, body); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // PostSeenTx reports whether a post with messageID was already received on
@@ -210,9 +232,13 @@ func AddPostTx(ctx context.Context, tx *sql.Tx, p *Post) error {
 	if p.Status == "duplicate" {
 		mid = ""
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO post (list_id, spool_id, message_id, sender, status, encrypted, signature, signer, received_at, archive)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ListID, nullID(p.SpoolID), mid, p.Sender, p.Status, p.Encrypted, p.Signature, p.Signer, p.ReceivedAt.UnixMilli(), p.Archive)
+	var body any
+	if p.ArchiveBody != nil {
+		body = p.ArchiveBody.id
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO post (list_id, spool_id, message_id, sender, status, encrypted, signature, signer, received_at, archive, archive_body)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ListID, nullID(p.SpoolID), mid, p.Sender, p.Status, p.Encrypted, p.Signature, p.Signer, p.ReceivedAt.UnixMilli(), p.Archive, body)
 	if err != nil {
 		return fmt.Errorf("record post %q: %w", p.MessageID, err)
 	}
@@ -247,6 +273,7 @@ func (db *DB) PostCopies(ctx context.Context, postID int64) (map[int64][]byte, e
 		}
 		defer rows.Close()
 		wr := &wholeReader{tx: tx}
+		defer wr.close()
 		for rows.Next() {
 			var id int64
 			var raw []byte
@@ -278,20 +305,20 @@ func (db *DB) Posts(ctx context.Context, listID int64) (ps []Post, err error) {
 
 // PostsTx returns the posts of a list, oldest first.
 func PostsTx(ctx context.Context, tx *sql.Tx, listID int64) ([]Post, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, list_id, COALESCE(spool_id, 0), message_id, sender, status, encrypted, signature, signer, received_at, archive FROM post WHERE list_id = ? ORDER BY id`, listID)
+	rows, err := tx.QueryContext(ctx, `SELECT `+postColumns+` FROM post WHERE list_id = ? ORDER BY id`, listID)
 	if err != nil {
 		return nil, fmt.Errorf("posts of list %d: %w", listID, err)
 	}
 	defer rows.Close()
 	var out []Post
+	wr := &wholeReader{tx: tx}
+	defer wr.close()
 	for rows.Next() {
-		var p Post
-		var at int64
-		if err := rows.Scan(&p.ID, &p.ListID, &p.SpoolID, &p.MessageID, &p.Sender, &p.Status, &p.Encrypted, &p.Signature, &p.Signer, &at, &p.Archive); err != nil {
+		p, err := scanPost(ctx, rows, wr)
+		if err != nil {
 			return nil, fmt.Errorf("posts of list %d: %w", listID, err)
 		}
-		p.ReceivedAt = time.UnixMilli(at).UTC()
-		out = append(out, p)
+		out = append(out, *p)
 	}
 	return out, rows.Err()
 }

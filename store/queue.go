@@ -60,10 +60,10 @@ type OutMessage struct {
 	// Urgent messages are claimed before all others that are due (the
 	// public announcement at the end of an embargo).
 	Urgent bool
-	// Body, when set, is the shared body (AddQueueBodyTx, in the same
+	// Body, when set, is the shared body (AddSharedBodyTx, in the same
 	// transaction) of which Raw is this message's own part. Only a
 	// relayed message can have one.
-	Body *QueueBody
+	Body *SharedBody
 }
 
 // QueueRcpt is one recipient row handed to the delivery worker.
@@ -367,6 +367,7 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 		}
 		defer mrows.Close()
 		wr := &wholeReader{tx: tx}
+		defer wr.close()
 		for mrows.Next() {
 			var id, created int64
 			var kind, ref string

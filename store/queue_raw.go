@@ -15,8 +15,10 @@ func (db *DB) QueuedRaw(ctx context.Context, msgID int64) ([]byte, error) {
 		if err := tx.QueryRowContext(ctx, `SELECT raw, body_id FROM queue_msg WHERE id = ?`, msgID).Scan(&raw, &body); err != nil {
 			return err
 		}
+		wr := &wholeReader{tx: tx}
+		defer wr.close()
 		var err error
-		raw, err = (&wholeReader{tx: tx}).whole(ctx, raw, body)
+		raw, err = wr.whole(ctx, raw, body)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {

@@ -25,6 +25,7 @@ func QueuedMessagesTx(ctx context.Context, tx *sql.Tx, kind, ref string) ([]Queu
 	defer rows.Close()
 	var out []QueuedMessage
 	wr := &wholeReader{tx: tx}
+	defer wr.close()
 	for rows.Next() {
 		var m QueuedMessage
 		var at int64

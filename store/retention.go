@@ -43,7 +43,7 @@ const purgeableSpool = `SELECT s.id, length(s.raw) FROM spool s
 // announcement to an external list (the public mbox archive serves
 // those), nothing of an incident that is not closed.
 const purgeableQueue = `SELECT m.id, length(m.raw) + COALESCE((SELECT length(b.data) / (SELECT COUNT(*) FROM queue_msg o WHERE o.body_id = b.id)
-		FROM queue_body b WHERE b.id = m.body_id), 0) FROM queue_msg m
+		FROM shared_body b WHERE b.id = m.body_id), 0) FROM queue_msg m
 	WHERE m.purged_at = 0 AND m.id > ?2
 	AND EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = m.id)
 	AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = m.id AND (q.state != 'sent' OR q.updated_at >= ?1 OR q.imap_uid IS NOT NULL))

@@ -16,10 +16,11 @@ import (
 )
 
 // sharedFanout seals a post to the gpg users' keys and queues one copy
-// per user with its body stored once, as a list post does. The users
-// import the list's public key. It returns the fan-out and the queued
-// message IDs, in the users' order.
-func sharedFanout(t *testing.T, db *DB, users []*gpgtest.User) (*crypto.Fanout, []int64) {
+// per user with its body stored once, as a list post does; the list key
+// gets the fan-out's last copy (the archive's). The users import the
+// list's public key. It returns the fan-out, the queued message IDs in
+// the users' order, and the list key.
+func sharedFanout(t *testing.T, db *DB, users []*gpgtest.User) (*crypto.Fanout, []int64, *crypto.Key) {
 	t.Helper()
 	ctx := context.Background()
 	priv, _, err := crypto.GenerateKey("List", "security+2026-001@example.org", crypto.KindCurve25519)
@@ -43,6 +44,7 @@ func sharedFanout(t *testing.T, db *DB, users []*gpgtest.User) (*crypto.Fanout, 
 		}
 		keys = append(keys, k)
 	}
+	keys = append(keys, list.Public())
 	var outer textproto.Header
 	outer.Set("From", "Security list <security+2026-001@example.org>")
 	outer.Set("To", "security+2026-001@example.org")
@@ -54,7 +56,7 @@ func sharedFanout(t *testing.T, db *DB, users []*gpgtest.User) (*crypto.Fanout, 
 	}
 	var ids []int64
 	err = db.Write(ctx, func(tx *sql.Tx) error {
-		body, err := AddQueueBodyTx(ctx, tx, f.Shared())
+		body, err := AddSharedBodyTx(ctx, tx, f.Shared())
 		if err != nil {
 			return err
 		}
@@ -71,7 +73,7 @@ func sharedFanout(t *testing.T, db *DB, users []*gpgtest.User) (*crypto.Fanout, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f, ids
+	return f, ids, list
 }
 
 // Copies queued with one shared body are delivered byte for byte as the
@@ -89,12 +91,9 @@ func TestSharedBodyCopies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, ids := sharedFanout(t, db, users)
-	var n int
-	if err := db.Read(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM queue_body`).Scan(&n)
-	}); err != nil || n != 1 {
-		t.Fatalf("%d shared bodies stored (%v), want 1", n, err)
+	f, ids, _ := sharedFanout(t, db, users)
+	if n := countBodies(t, db); n != 1 {
+		t.Fatalf("%d shared bodies stored, want 1", n)
 	}
 
 	bs, err := db.ClaimQueue(ctx, t0, 10, nil)
@@ -144,16 +143,7 @@ func TestSharedBodyLifetime(t *testing.T) {
 		gpgtest.New(t, "Alice", "alice@example.net", "never"),
 		gpgtest.New(t, "Bob", "bob@example.net", "never"),
 	}
-	bodies := func() int {
-		t.Helper()
-		var n int
-		if err := db.Read(ctx, func(tx *sql.Tx) error {
-			return tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM queue_body`).Scan(&n)
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	bodies := func() int { t.Helper(); return countBodies(t, db) }
 	rows := func(msg int64) []QueueEntry {
 		t.Helper()
 		es, err := db.ListQueue(ctx, QueueFilter{})
@@ -170,7 +160,7 @@ func TestSharedBodyLifetime(t *testing.T) {
 	}
 
 	// Dropped: the body stays while one copy still needs it.
-	_, ids := sharedFanout(t, db, users)
+	_, ids, _ := sharedFanout(t, db, users)
 	if _, err := db.DropQueue(ctx, rows(ids[0])[0].ID); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +178,7 @@ func TestSharedBodyLifetime(t *testing.T) {
 	}
 
 	// Purged after delivery: the body goes with the last copy purged.
-	_, ids = sharedFanout(t, db, users)
+	_, ids, _ = sharedFanout(t, db, users)
 	bs, err := db.ClaimQueue(ctx, t0, 10, nil)
 	if err != nil || len(bs) != 2 {
 		t.Fatalf("claimed %d batches (%v), want 2", len(bs), err)
@@ -215,15 +205,15 @@ func TestSharedBodyLifetime(t *testing.T) {
 
 	// Refusals, and nothing left behind by them.
 	err = db.Write(ctx, func(tx *sql.Tx) error {
-		_, err := AddQueueBodyTx(ctx, tx, []byte("-----BEGIN PGP MESSAGE-----\r\n"))
+		_, err := AddSharedBodyTx(ctx, tx, []byte("-----BEGIN PGP MESSAGE-----\r\n"))
 		return err
 	})
 	if err == nil {
 		t.Fatal("a body that is not a fan-out's shared part was stored")
 	}
-	f, _ := sharedFanout(t, db, users[:1])
+	f, _, _ := sharedFanout(t, db, users[:1])
 	err = db.Write(ctx, func(tx *sql.Tx) error {
-		body, err := AddQueueBodyTx(ctx, tx, f.Shared())
+		body, err := AddSharedBodyTx(ctx, tx, f.Shared())
 		if err != nil {
 			return err
 		}
@@ -238,5 +228,102 @@ func TestSharedBodyLifetime(t *testing.T) {
 	}
 	if _, err := db.QueuedRaw(ctx, 1<<40); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown message: %v", err)
+	}
+}
+
+func countBodies(t *testing.T, db *DB) int {
+	t.Helper()
+	var n int
+	err := db.Read(context.Background(), func(tx *sql.Tx) error {
+		return tx.QueryRowContext(context.Background(), `SELECT COUNT(*) FROM shared_body`).Scan(&n)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A post's archive copy shares the body of its members' copies: read
+// back, it is whole (the list key opens it), its members' copies too, and
+// the body stays while the post needs it after every queued copy went.
+func TestSharedBodyArchive(t *testing.T) {
+	db := openTemp(t)
+	ctx := context.Background()
+	users := []*gpgtest.User{gpgtest.New(t, "Alice", "alice@example.net", "never")}
+	f, ids, list := sharedFanout(t, db, users)
+	var post Post
+	err := db.Write(ctx, func(tx *sql.Tx) error {
+		var body int64
+		if err := tx.QueryRowContext(ctx, `SELECT body_id FROM queue_msg WHERE id = ?`, ids[0]).Scan(&body); err != nil {
+			return err
+		}
+		l := &List{Name: "2026-001", Kind: ListIncident}
+		if err := CreateListTx(ctx, tx, l); err != nil {
+			return err
+		}
+		m := &Member{ListID: l.ID, Email: "alice@example.net", Role: "downstream"}
+		if err := AddMemberTx(ctx, tx, m); err != nil {
+			return err
+		}
+		post = Post{ListID: l.ID, MessageID: "<post-1@example.org>", Status: "distributed", ReceivedAt: t0,
+			Archive: f.Head(len(users)), ArchiveBody: &SharedBody{id: body, data: f.Shared()}}
+		if err := AddPostTx(ctx, tx, &post); err != nil {
+			return err
+		}
+		return AddPostCopyTx(ctx, tx, post.ID, m.ID, ids[0])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := f.AppendCopy(nil, len(users))
+	var got *Post
+	if err := db.Read(ctx, func(tx *sql.Tx) (err error) { got, err = PostTx(ctx, tx, post.ID); return err }); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := db.Posts(ctx, post.ListID)
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("posts: %d, %v", len(ps), err)
+	}
+	if !bytes.Equal(got.Archive, want) || !bytes.Equal(ps[0].Archive, want) {
+		t.Fatal("the archive copy read back differs from the fan-out's")
+	}
+	if o, err := crypto.Open(got.Archive, []*crypto.Key{list}, []*crypto.Key{list}, time.Now(), crypto.Limits{}); err != nil || o.Signature != crypto.Good {
+		t.Fatalf("the list key cannot open the archive: %v", err)
+	}
+	copies, err := db.PostCopies(ctx, post.ID)
+	if err != nil || len(copies) != 1 {
+		t.Fatalf("copies: %d, %v", len(copies), err)
+	}
+	for _, c := range copies {
+		if !bytes.Equal(c, f.AppendCopy(nil, 0)) {
+			t.Fatal("the member's copy read back differs from the fan-out's")
+		}
+	}
+
+	// Every queued copy gone, the archive keeps the body; the post gone
+	// (its list deleted), the body goes.
+	if err := db.Write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM post_copy`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM queue_msg`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countBodies(t, db); n != 1 {
+		t.Fatalf("%d shared bodies once the queue is empty, want the archive's 1", n)
+	}
+	if err := db.Read(ctx, func(tx *sql.Tx) (err error) { got, err = PostTx(ctx, tx, post.ID); return err }); err != nil || !bytes.Equal(got.Archive, want) {
+		t.Fatalf("the archive after the queue emptied: %v", err)
+	}
+	if err := db.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM list`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := countBodies(t, db); n != 0 {
+		t.Fatalf("%d shared bodies once the post is gone, want 0", n)
 	}
 }

@@ -1,24 +1,35 @@
--- A body shared by several queued messages: the copies of one list post
--- differ only in each member's encrypted session key. Such a message
--- keeps its own part in queue_msg.raw and names the shared part in
--- body_id; its size is still the whole message's. The store makes the
--- message whole whenever it is read. A shared body goes with the last
--- message that names it (deleted, or purged).
-CREATE TABLE queue_body (
+-- A body shared by several stored messages: the copies of one list post
+-- (queued for each member, and the archive copy) differ only in their
+-- recipient's encrypted session key. Such a message keeps its own part
+-- (queue_msg.raw, post.archive) and names the shared one (body_id,
+-- archive_body); a queued message's size is still the whole message's.
+-- The store makes the message whole whenever it is read. A shared body
+-- goes with the last message that names it (deleted, or purged).
+CREATE TABLE shared_body (
 	id   INTEGER PRIMARY KEY,
 	data BLOB NOT NULL
 );
-ALTER TABLE queue_msg ADD COLUMN body_id INTEGER REFERENCES queue_body (id);
+ALTER TABLE queue_msg ADD COLUMN body_id INTEGER REFERENCES shared_body (id);
+ALTER TABLE post ADD COLUMN archive_body INTEGER REFERENCES shared_body (id);
 CREATE INDEX queue_msg_body ON queue_msg (body_id) WHERE body_id IS NOT NULL;
+CREATE INDEX post_archive_body ON post (archive_body) WHERE archive_body IS NOT NULL;
 
-CREATE TRIGGER queue_body_deleted AFTER DELETE ON queue_msg WHEN old.body_id IS NOT NULL
+CREATE TRIGGER shared_body_queue_deleted AFTER DELETE ON queue_msg WHEN old.body_id IS NOT NULL
 BEGIN
-	DELETE FROM queue_body WHERE id = old.body_id
-		AND NOT EXISTS (SELECT 1 FROM queue_msg WHERE body_id = old.body_id);
+	DELETE FROM shared_body WHERE id = old.body_id
+		AND NOT EXISTS (SELECT 1 FROM queue_msg WHERE body_id = old.body_id)
+		AND NOT EXISTS (SELECT 1 FROM post WHERE archive_body = old.body_id);
 END;
-CREATE TRIGGER queue_body_released AFTER UPDATE OF body_id ON queue_msg
+CREATE TRIGGER shared_body_queue_released AFTER UPDATE OF body_id ON queue_msg
 	WHEN old.body_id IS NOT NULL AND new.body_id IS NOT old.body_id
 BEGIN
-	DELETE FROM queue_body WHERE id = old.body_id
-		AND NOT EXISTS (SELECT 1 FROM queue_msg WHERE body_id = old.body_id);
+	DELETE FROM shared_body WHERE id = old.body_id
+		AND NOT EXISTS (SELECT 1 FROM queue_msg WHERE body_id = old.body_id)
+		AND NOT EXISTS (SELECT 1 FROM post WHERE archive_body = old.body_id);
+END;
+CREATE TRIGGER shared_body_post_deleted AFTER DELETE ON post WHEN old.archive_body IS NOT NULL
+BEGIN
+	DELETE FROM shared_body WHERE id = old.archive_body
+		AND NOT EXISTS (SELECT 1 FROM queue_msg WHERE body_id = old.archive_body)
+		AND NOT EXISTS (SELECT 1 FROM post WHERE archive_body = old.archive_body);
 END;
