@@ -43,7 +43,14 @@ type sharedParts struct {
 // NewFanout seals inner to the keys in to, as SealFanout, and returns the
 // result for AppendCopy.
 func NewFanout(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time) (*Fanout, error) {
-	s, err := newSealer(inner, outer, signer, to, at, ObscuredSubject)
+	return NewFanoutParts(inner, nil, outer, signer, to, at)
+}
+
+// NewFanoutParts is NewFanout for the entity inner followed by rest:
+// inner holds the whole header, rest more of the body. The parts are
+// sealed as they are, so a large body is never copied to join them.
+func NewFanoutParts(inner []byte, rest [][]byte, outer textproto.Header, signer *Key, to []*Key, at time.Time) (*Fanout, error) {
+	s, err := newSealerParts(inner, rest, outer, signer, to, at, ObscuredSubject)
 	if err != nil {
 		return nil, err
 	}

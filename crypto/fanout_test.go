@@ -86,6 +86,39 @@ func TestFanoutSharedCopy(t *testing.T) {
 	}
 }
 
+// An entity sealed in parts opens to exactly what it opens to sealed
+// whole, line ends made CRLF across the parts' edges as within them.
+func TestFanoutParts(t *testing.T) {
+	list, alice := ed(t, "list"), ed(t, "alice")
+	inner := "Subject: parts\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nline1\r"
+	rest := []string{"\nline2\n", "", "\nline3\r\n", strings.Repeat("x", 200000) + "\n", "end\r\n"}
+	whole := inner + strings.Join(rest, "")
+	var parts [][]byte
+	for _, r := range rest {
+		parts = append(parts, []byte(r))
+	}
+	opened := func(f *Fanout) *Opened {
+		t.Helper()
+		o, err := Open(f.AppendCopy(nil, 0), []*Key{alice}, []*Key{list.Public()}, testNow, Limits{})
+		if err != nil || o.Signature != Good {
+			t.Fatalf("open: %v", err)
+		}
+		return o
+	}
+	fw, err := NewFanout([]byte(whole), outerHeader("security+2026-001@example.org"), list, []*Key{alice.Public()}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := NewFanoutParts([]byte(inner), parts, outerHeader("security+2026-001@example.org"), list, []*Key{alice.Public()}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, p := opened(fw), opened(fp)
+	if !bytes.Equal(w.Entity, p.Entity) || !bytes.Contains(p.Entity, []byte("line1\r\nline2\r\n\r\nline3\r\n")) {
+		t.Fatalf("sealed in parts:\n%q\nwhole:\n%q", p.Entity[:min(len(p.Entity), 400)], w.Entity[:min(len(w.Entity), 400)])
+	}
+}
+
 func TestAppendEncodedLines(t *testing.T) {
 	for _, na := range []int{0, 3, 6, 48, 51, 99} {
 		for _, nb := range []int{0, 1, 2, 3, 47, 48, 49, 1000, 1001} {
