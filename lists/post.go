@@ -388,14 +388,34 @@ func (p *postJob) headerBlock(held, notVerified bool) ([]byte, error) {
 // header block first and the post's own content (its Content-* fields and
 // body) second.
 func (p *postJob) inner(held, notVerified bool) ([]byte, error) {
-	block, err := p.headerBlock(held, notVerified)
+	e, err := p.innerParts(held, notVerified)
 	if err != nil {
 		return nil, err
+	}
+	return e.join(), nil
+}
+
+// innerEntity is inner in three parts: everything before the post's
+// body (with the whole header), the body as opened, and what follows
+// it. A large post is sealed from them without copying its body.
+type innerEntity struct {
+	head, body, tail []byte
+}
+
+func (e innerEntity) join() []byte {
+	return slices.Concat(e.head, e.body, e.tail)
+}
+
+// innerParts is inner in parts.
+func (p *postJob) innerParts(held, notVerified bool) (innerEntity, error) {
+	block, err := p.headerBlock(held, notVerified)
+	if err != nil {
+		return innerEntity{}, err
 	}
 	ent := p.opened.Entity
 	eh, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(ent)))
 	if err != nil {
-		return nil, fmt.Errorf("read opened header: %w", err)
+		return innerEntity{}, fmt.Errorf("read opened header: %w", err)
 	}
 	body := ent
 	if i := bytes.Index(ent, []byte("\r\n\r\n")); i >= 0 {
@@ -404,7 +424,6 @@ func (p *postJob) inner(held, notVerified bool) ([]byte, error) {
 		body = nil
 	}
 	var b bytes.Buffer
-	b.Grow(len(block) + len(ent) + 4<<10)
 	boundary := randomToken()
 	subject := p.subject()
 	if held {
@@ -438,7 +457,7 @@ func (p *postJob) inner(held, notVerified bool) ([]byte, error) {
 		}
 		raw, err := f.Raw()
 		if err != nil {
-			return nil, err
+			return innerEntity{}, err
 		}
 		b.Write(raw)
 	}
@@ -446,12 +465,12 @@ func (p *postJob) inner(held, notVerified bool) ([]byte, error) {
 		writeField(&b, "Content-Type", "text/plain; charset=us-ascii")
 	}
 	b.Write(crlf)
-	b.Write(body)
+	var tail []byte
 	if !bytes.HasSuffix(body, crlf) {
-		b.Write(crlf)
+		tail = append(tail, crlf...)
 	}
-	b.WriteString("--" + boundary + "--\r\n")
-	return b.Bytes(), nil
+	tail = append(tail, "--"+boundary+"--\r\n"...)
+	return innerEntity{head: b.Bytes(), body: body, tail: tail}, nil
 }
 
 // outerHeader is the visible header of every sealed copy.
@@ -549,7 +568,7 @@ type sealedCopy struct {
 func (p *postJob) prepare(status, reason string, to []*member, notVerified bool) (*delivery, error) {
 	held := status == PostHeld
 	p.heldReason = reason
-	inner, err := p.inner(held, notVerified)
+	parts, err := p.innerParts(held, notVerified)
 	if err != nil {
 		return nil, err
 	}
@@ -576,9 +595,13 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		}
 	}
 	keys = append(keys, p.s.Key)
-	fan, err := crypto.NewFanout(inner, outer, p.s.Key, keys, p.now)
+	fan, err := crypto.NewFanoutParts(parts.head, [][]byte{parts.body, parts.tail}, outer, p.s.Key, keys, p.now)
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
+	}
+	var inner []byte
+	if len(outs) > 0 || len(own) > 0 {
+		inner = parts.join()
 	}
 	for i := range d.sealTo {
 		d.copies = append(d.copies, sealedCopy{fan: fan, i: i})

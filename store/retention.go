@@ -42,7 +42,7 @@ const purgeableSpool = `SELECT s.id, length(s.raw) FROM spool s
 // INBOX, not a copy in an incident member's mailbox, not an
 // announcement to an external list (the public mbox archive serves
 // those), nothing of an incident that is not closed.
-const purgeableQueue = `SELECT m.id, length(m.raw) + COALESCE((SELECT length(b.data) / (SELECT COUNT(*) FROM queue_msg o WHERE o.body_id = b.id)
+const purgeableQueue = `SELECT m.id, length(m.raw) + COALESCE((SELECT b.size / (SELECT COUNT(*) FROM queue_msg o WHERE o.body_id = b.id)
 		FROM shared_body b WHERE b.id = m.body_id), 0) FROM queue_msg m
 	WHERE m.purged_at = 0 AND m.id > ?2
 	AND EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = m.id)

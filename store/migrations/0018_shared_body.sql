@@ -5,10 +5,18 @@
 -- archive_body); a queued message's size is still the whole message's.
 -- The store makes the message whole whenever it is read. A shared body
 -- goes with the last message that names it (deleted, or purged).
+-- A body is stored in parts of at most 1 MiB, in id order: SQLite
+-- copies each value it writes or reads whole.
 CREATE TABLE shared_body (
 	id   INTEGER PRIMARY KEY,
-	data BLOB NOT NULL
+	size INTEGER NOT NULL
 );
+CREATE TABLE shared_body_part (
+	id      INTEGER PRIMARY KEY,
+	body_id INTEGER NOT NULL REFERENCES shared_body (id) ON DELETE CASCADE,
+	data    BLOB    NOT NULL
+);
+CREATE INDEX shared_body_part_body ON shared_body_part (body_id, id);
 ALTER TABLE queue_msg ADD COLUMN body_id INTEGER REFERENCES shared_body (id);
 ALTER TABLE post ADD COLUMN archive_body INTEGER REFERENCES shared_body (id);
 CREATE INDEX queue_msg_body ON queue_msg (body_id) WHERE body_id IS NOT NULL;
