@@ -288,7 +288,8 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 		args := []any{now.UnixMilli(), now.UnixMilli()}
 		sel := `SELECT q.id FROM queue q WHERE q.state IN ('queued', 'deferred') AND q.next_attempt_at <= ?`
 		if maxBytes > 0 {
-			sel = `SELECT q.id, q.msg_id, m.size FROM queue q JOIN queue_msg m ON m.id = q.msg_id
+			sel = `SELECT q.id, q.msg_id, m.size, m.body_id, COALESCE((SELECT b.size FROM shared_body b WHERE b.id = m.body_id), 0)
+				FROM queue q JOIN queue_msg m ON m.id = q.msg_id
 				WHERE q.state IN ('queued', 'deferred') AND q.next_attempt_at <= ?`
 		}
 		if len(skip) > 0 {
@@ -392,9 +393,10 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 	return out, nil
 }
 
-// claimWithin runs sel (rows id, msg_id, message size, in claim order) and
-// returns the row IDs to claim: in order, while the distinct messages
-// among them fit in maxBytes (the first always).
+// claimWithin runs sel (rows id, msg_id, message size, shared body ID
+// and size, in claim order) and returns the row IDs to claim: in order,
+// while the distinct messages among them, and the shared bodies read to
+// make them whole, fit in maxBytes (the first always).
 func claimWithin(ctx context.Context, tx *sql.Tx, sel string, args []any, maxBytes int64) ([]any, error) {
 	rows, err := tx.QueryContext(ctx, sel, args...)
 	if err != nil {
@@ -403,17 +405,25 @@ func claimWithin(ctx context.Context, tx *sql.Tx, sel string, args []any, maxByt
 	defer rows.Close()
 	var ids []any
 	seen := map[int64]bool{}
+	bodies := map[int64]bool{}
 	var total int64
 	for rows.Next() {
-		var id, msg, size int64
-		if err := rows.Scan(&id, &msg, &size); err != nil {
+		var id, msg, size, bodySize int64
+		var body sql.NullInt64
+		if err := rows.Scan(&id, &msg, &size, &body, &bodySize); err != nil {
 			return nil, err
 		}
 		if !seen[msg] {
+			if body.Valid && !bodies[body.Int64] {
+				size += bodySize
+			}
 			if len(ids) > 0 && total+size > maxBytes {
 				break
 			}
 			seen[msg] = true
+			if body.Valid {
+				bodies[body.Int64] = true
+			}
 			total += size
 		}
 		ids = append(ids, id)

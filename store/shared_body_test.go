@@ -327,3 +327,46 @@ func TestSharedBodyArchive(t *testing.T) {
 		t.Fatalf("%d shared bodies once the post is gone, want 0", n)
 	}
 }
+
+// A claim bounded in bytes counts the shared body its copies are made
+// from, once for all the copies that share it.
+func TestClaimQueueBytesSharedBody(t *testing.T) {
+	db := openTemp(t)
+	ctx := context.Background()
+	users := []*gpgtest.User{
+		gpgtest.New(t, "Alice", "alice@example.net", "never"),
+		gpgtest.New(t, "Bob", "bob@example.com", "never"),
+		gpgtest.New(t, "Carol", "carol@example.org", "never"),
+	}
+	f, _, _ := sharedFanout(t, db, users)
+	copySize, bodySize := int64(len(f.AppendCopy(nil, 0))), int64(len(f.Shared()))
+	claim := func(max int64) int {
+		t.Helper()
+		bs, err := db.ClaimQueueBytes(ctx, t0, 100, max, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var outcomes []QueueOutcome
+		for _, b := range bs {
+			outcomes = append(outcomes, QueueOutcome{ID: b.Rcpts[0].ID, State: QueueQueued})
+		}
+		if err := db.RecordQueue(ctx, t0, outcomes); err != nil {
+			t.Fatal(err)
+		}
+		return len(bs)
+	}
+	for _, c := range []struct {
+		max  int64
+		want int
+	}{
+		{copySize + bodySize - 1, 1},
+		{copySize + bodySize, 1},
+		{2*copySize + bodySize - 1, 1},
+		{2*copySize + bodySize, 2},
+		{3*copySize + bodySize, 3},
+	} {
+		if got := claim(c.max); got != c.want {
+			t.Errorf("claim within %d bytes (copies of %d, body of %d): %d copies, want %d", c.max, copySize, bodySize, got, c.want)
+		}
+	}
+}
