@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -23,7 +25,7 @@ func TestFanoutCopies(t *testing.T) {
 	var buf []byte
 	for i, k := range []*Key{alice, bob, carol} {
 		buf = f.AppendCopy(buf[:0], i)
-		if len(buf) > f.Size(i) {
+		if len(buf) != f.Size(i) {
 			t.Fatalf("copy %d is %d bytes, Size says %d", i, len(buf), f.Size(i))
 		}
 		o, err := Open(buf, []*Key{k}, []*Key{list.Public()}, testNow, Limits{})
@@ -37,6 +39,83 @@ func TestFanoutCopies(t *testing.T) {
 		if _, err := Open(buf, []*Key{other}, nil, testNow, Limits{}); !errors.Is(err, ErrDecrypt) {
 			t.Fatalf("copy %d opened by another recipient: %v", i, err)
 		}
+	}
+}
+
+// A copy made again from the shared part and the recipient's own part,
+// as stored apart, is byte for byte the copy AppendCopy wrote; a shared
+// part cut short or altered in its framing is refused, never misread.
+func TestFanoutSharedCopy(t *testing.T) {
+	list := ed(t, "list")
+	var to []*Key
+	for _, name := range []string{"alice", "bob", "carol", "dave"} {
+		to = append(to, ed(t, name).Public())
+	}
+	to = append(to, testKey(t, "erin", KindRSA3072).Public())
+	for _, size := range []int{0, 1, 2, 3, 100, 4099} {
+		inner := []byte("Content-Type: text/plain\r\n\r\n" + strings.Repeat("x", size) + "\r\n")
+		f, err := NewFanout(inner, outerHeader("security+2026-001@example.org"), list, to, testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared := bytes.Clone(f.Shared())
+		for i := range to {
+			want := f.AppendCopy(nil, i)
+			got, err := AppendSharedCopy([]byte("x"), shared, bytes.Clone(f.Head(i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got[1:], want) || got[0] != 'x' {
+				t.Fatalf("size %d copy %d: assembled copy differs from AppendCopy", size, i)
+			}
+			if n, err := SharedCopySize(shared, len(f.Head(i))); err != nil || n != len(want) {
+				t.Fatalf("size %d copy %d: SharedCopySize %d, %v; copy is %d bytes", size, i, n, err, len(want))
+			}
+		}
+		for n := range min(len(shared), 200) {
+			if _, err := AppendSharedCopy(nil, shared[:n], f.Head(0)); err == nil {
+				t.Fatalf("shared part cut to %d bytes accepted", n)
+			}
+		}
+		overlong := binary.AppendUvarint([]byte(sharedMagic), uint64(len(shared)))
+		for _, bad := range [][]byte{append(overlong, shared[len(sharedMagic)+2:]...), append([]byte("cvd-fanout\x02"), shared[len(sharedMagic):]...)} {
+			if _, err := AppendSharedCopy(nil, bad, f.Head(0)); err == nil {
+				t.Fatalf("malformed shared part accepted: %q", bad[:20])
+			}
+		}
+	}
+}
+
+// An entity sealed in parts opens to exactly what it opens to sealed
+// whole, line ends made CRLF across the parts' edges as within them.
+func TestFanoutParts(t *testing.T) {
+	list, alice := ed(t, "list"), ed(t, "alice")
+	inner := "Subject: parts\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nline1\r"
+	rest := []string{"\nline2\n", "", "\nline3\r\n", strings.Repeat("x", 200000) + "\n", "end\r\n"}
+	whole := inner + strings.Join(rest, "")
+	var parts [][]byte
+	for _, r := range rest {
+		parts = append(parts, []byte(r))
+	}
+	opened := func(f *Fanout) *Opened {
+		t.Helper()
+		o, err := Open(f.AppendCopy(nil, 0), []*Key{alice}, []*Key{list.Public()}, testNow, Limits{})
+		if err != nil || o.Signature != Good {
+			t.Fatalf("open: %v", err)
+		}
+		return o
+	}
+	fw, err := NewFanout([]byte(whole), outerHeader("security+2026-001@example.org"), list, []*Key{alice.Public()}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := NewFanoutParts([]byte(inner), parts, outerHeader("security+2026-001@example.org"), list, []*Key{alice.Public()}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, p := opened(fw), opened(fp)
+	if !bytes.Equal(w.Entity, p.Entity) || !bytes.Contains(p.Entity, []byte("line1\r\nline2\r\n\r\nline3\r\n")) {
+		t.Fatalf("sealed in parts:\n%q\nwhole:\n%q", p.Entity[:min(len(p.Entity), 400)], w.Entity[:min(len(w.Entity), 400)])
 	}
 }
 

@@ -117,8 +117,31 @@ func (c *cappedReader) Read(p []byte) (int, error) {
 
 // readCapped reads r to EOF, failing with limitErr beyond max bytes.
 func readCapped(r io.Reader, max int64, limitErr error) ([]byte, error) {
-	cr := &cappedReader{r: r, n: max, err: limitErr}
-	return io.ReadAll(cr)
+	return readCappedSized(r, max, limitErr, 0)
+}
+
+// readCappedSized is readCapped into a buffer first made for about hint
+// bytes: a large message read whole takes its own size, not the up to
+// twice as much (and the copies) of a buffer grown by doubling.
+func readCappedSized(r io.Reader, limit int64, limitErr error, hint int) ([]byte, error) {
+	cr := &cappedReader{r: r, n: limit, err: limitErr}
+	if limit > 0 && int64(hint) > limit {
+		hint = int(limit)
+	}
+	b := make([]byte, 0, max(hint, 0)+512)
+	for {
+		n, err := cr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // MaxCleartextFor is the largest message whose sealed copy (ASCII-armored

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
@@ -210,5 +211,16 @@ func TestCappedReader(t *testing.T) {
 	_, err = readCapped(io.MultiReader(strings.NewReader("01234"), strings.NewReader("567890")), 10, limErr)
 	if err != limErr {
 		t.Fatalf("err = %v", err)
+	}
+	// A size hint changes the buffer, not what is read or refused.
+	long := strings.Repeat("0123456789", 300)
+	for _, hint := range []int{-1, 0, 1, 511, 512, 513, 2999, 3000, 3001, 1 << 20} {
+		b, err := readCappedSized(iotest.OneByteReader(strings.NewReader(long)), 3000, limErr, hint)
+		if err != nil || string(b) != long {
+			t.Fatalf("hint %d: %d bytes, %v", hint, len(b), err)
+		}
+		if _, err := readCappedSized(strings.NewReader(long+"x"), 3000, limErr, hint); err != limErr {
+			t.Fatalf("hint %d: one byte over the limit: %v", hint, err)
+		}
 	}
 }

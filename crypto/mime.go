@@ -24,10 +24,13 @@ var crlf = []byte("\r\n")
 
 // toCRLF converts bare LF line ends to CRLF, returning b itself when it is
 // already canonical.
-func toCRLF(b []byte) []byte {
+func toCRLF(b []byte) []byte { return toCRLFAfter(0, b) }
+
+// toCRLFAfter is toCRLF for b following a byte prev.
+func toCRLFAfter(prev byte, b []byte) []byte {
 	bare := 0
 	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+		if c == '\n' && (i == 0 && prev != '\r' || i > 0 && b[i-1] != '\r') {
 			bare++
 		}
 	}
@@ -36,7 +39,7 @@ func toCRLF(b []byte) []byte {
 	}
 	out := make([]byte, 0, len(b)+bare)
 	for i, c := range b {
-		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+		if c == '\n' && (i == 0 && prev != '\r' || i > 0 && b[i-1] != '\r') {
 			out = append(out, '\r')
 		}
 		out = append(out, c)

@@ -467,7 +467,8 @@ func (o *opener) decrypt(ct []byte) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("decrypt: %w: %v", ErrDecrypt, err)
 	}
-	plain, err := readCapped(md.UnverifiedBody, max, limErr)
+	// Unless compressed, the plaintext is smaller than the ciphertext.
+	plain, err := readCappedSized(md.UnverifiedBody, max, limErr, len(ct)*3/4)
 	if err != nil {
 		var le *LimitError
 		if errors.As(err, &le) {

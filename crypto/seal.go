@@ -83,6 +83,13 @@ type sealer struct {
 }
 
 func newSealer(inner []byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, outerSubject string) (*sealer, error) {
+	return newSealerParts(inner, nil, outer, signer, to, at, outerSubject)
+}
+
+// newSealerParts is newSealer for the entity inner||rest..., where inner
+// holds the whole header: the rest is signed as it is (with CRLF line
+// ends), never copied into one buffer with inner.
+func newSealerParts(inner []byte, rest [][]byte, outer textproto.Header, signer *Key, to []*Key, at time.Time, outerSubject string) (*sealer, error) {
 	if len(to) == 0 {
 		return nil, errors.New("seal: no recipients")
 	}
@@ -106,23 +113,37 @@ func newSealer(inner []byte, outer textproto.Header, signer *Key, to []*Key, at 
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
+	parts := [][]byte{head, body}
+	last := byte(0)
+	if n := len(inner); n > 0 {
+		last = inner[n-1]
+	}
+	for _, r := range rest {
+		if len(r) == 0 {
+			continue
+		}
+		r = toCRLFAfter(last, r)
+		parts = append(parts, r)
+		last = r[len(r)-1]
+	}
 	s.sign = func(w io.Writer) error {
 		sw, err := openpgp.Sign(w, signer.e, &openpgp.FileHints{IsBinary: true}, s.cfg)
 		if err != nil {
 			return fmt.Errorf("seal: sign: %w", err)
 		}
-		if err := writeChunks(sw, head); err != nil {
-			return fmt.Errorf("seal: sign: %w", err)
-		}
-		if err := writeChunks(sw, body); err != nil {
-			return fmt.Errorf("seal: sign: %w", err)
+		for _, p := range parts {
+			if err := writeChunks(sw, p); err != nil {
+				return fmt.Errorf("seal: sign: %w", err)
+			}
 		}
 		if err := sw.Close(); err != nil {
 			return fmt.Errorf("seal: sign: %w", err)
 		}
 		return nil
 	}
-	s.size = len(head) + len(body)
+	for _, p := range parts {
+		s.size += len(p)
+	}
 
 	boundary := randomBoundary()
 	outerH.Set("MIME-Version", "1.0")
@@ -152,23 +173,31 @@ func newSealer(inner []byte, outer textproto.Header, signer *Key, to []*Key, at 
 // encryptShared signs and encrypts the protected entity once under a
 // new session key, streaming from one to the other.
 func (s *sealer) encryptShared() (sessionKey, data []byte, err error) {
-	sessionKey = make([]byte, s.cipher.KeySize())
-	if _, err := rand.Read(sessionKey); err != nil {
-		return nil, nil, fmt.Errorf("seal: session key: %w", err)
-	}
 	var buf bytes.Buffer
 	buf.Grow(s.size + 1024)
-	w, err := packet.SerializeSymmetricallyEncrypted(&buf, s.cipher, false, packet.CipherSuite{}, sessionKey, s.cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("seal: encrypt: %w", err)
-	}
-	if err := s.sign(w); err != nil {
+	if sessionKey, err = s.encryptSharedTo(&buf); err != nil {
 		return nil, nil, err
 	}
-	if err := w.Close(); err != nil {
-		return nil, nil, fmt.Errorf("seal: encrypt: %w", err)
-	}
 	return sessionKey, buf.Bytes(), nil
+}
+
+// encryptSharedTo is encryptShared appending the data to buf.
+func (s *sealer) encryptSharedTo(buf *bytes.Buffer) (sessionKey []byte, err error) {
+	sessionKey = make([]byte, s.cipher.KeySize())
+	if _, err := rand.Read(sessionKey); err != nil {
+		return nil, fmt.Errorf("seal: session key: %w", err)
+	}
+	w, err := packet.SerializeSymmetricallyEncrypted(buf, s.cipher, false, packet.CipherSuite{}, sessionKey, s.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("seal: encrypt: %w", err)
+	}
+	if err := s.sign(w); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("seal: encrypt: %w", err)
+	}
+	return sessionKey, nil
 }
 
 // signed returns the signed protected entity.

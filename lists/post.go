@@ -388,14 +388,34 @@ func (p *postJob) headerBlock(held, notVerified bool) ([]byte, error) {
 // header block first and the post's own content (its Content-* fields and
 // body) second.
 func (p *postJob) inner(held, notVerified bool) ([]byte, error) {
-	block, err := p.headerBlock(held, notVerified)
+	e, err := p.innerParts(held, notVerified)
 	if err != nil {
 		return nil, err
+	}
+	return e.join(), nil
+}
+
+// innerEntity is inner in three parts: everything before the post's
+// body (with the whole header), the body as opened, and what follows
+// it. A large post is sealed from them without copying its body.
+type innerEntity struct {
+	head, body, tail []byte
+}
+
+func (e innerEntity) join() []byte {
+	return slices.Concat(e.head, e.body, e.tail)
+}
+
+// innerParts is inner in parts.
+func (p *postJob) innerParts(held, notVerified bool) (innerEntity, error) {
+	block, err := p.headerBlock(held, notVerified)
+	if err != nil {
+		return innerEntity{}, err
 	}
 	ent := p.opened.Entity
 	eh, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(ent)))
 	if err != nil {
-		return nil, fmt.Errorf("read opened header: %w", err)
+		return innerEntity{}, fmt.Errorf("read opened header: %w", err)
 	}
 	body := ent
 	if i := bytes.Index(ent, []byte("\r\n\r\n")); i >= 0 {
@@ -437,7 +457,7 @@ func (p *postJob) inner(held, notVerified bool) ([]byte, error) {
 		}
 		raw, err := f.Raw()
 		if err != nil {
-			return nil, err
+			return innerEntity{}, err
 		}
 		b.Write(raw)
 	}
@@ -445,12 +465,12 @@ func (p *postJob) inner(held, notVerified bool) ([]byte, error) {
 		writeField(&b, "Content-Type", "text/plain; charset=us-ascii")
 	}
 	b.Write(crlf)
-	b.Write(body)
+	var tail []byte
 	if !bytes.HasSuffix(body, crlf) {
-		b.Write(crlf)
+		tail = append(tail, crlf...)
 	}
-	b.WriteString("--" + boundary + "--\r\n")
-	return b.Bytes(), nil
+	tail = append(tail, "--"+boundary+"--\r\n"...)
+	return innerEntity{head: b.Bytes(), body: body, tail: tail}, nil
 }
 
 // outerHeader is the visible header of every sealed copy.
@@ -523,9 +543,10 @@ func (p *postJob) hold(ctx context.Context, reason string) (*PostResult, error) 
 	return p.send(ctx, PostHeld, reason, to, false)
 }
 
-// delivery is a post sealed and ready to be recorded and queued. Its
-// copies are written one at a time when queued (see commitTx), so that
-// a large post to many members never has all of them in memory.
+// delivery is a post sealed and ready to be recorded and queued. The
+// copies of a fan-out are stored as its shared body once and each
+// recipient's own part (see commitTx): a large post to many members is
+// never held, nor written, once per member.
 type delivery struct {
 	status, reason string
 	sealTo, missed []*member
@@ -542,20 +563,12 @@ type sealedCopy struct {
 	raw []byte
 }
 
-// appendTo appends the copy to dst.
-func (c sealedCopy) appendTo(dst []byte) []byte {
-	if c.fan == nil {
-		return append(dst, c.raw...)
-	}
-	return c.fan.AppendCopy(dst, c.i)
-}
-
 // prepare seals the post to the members in to that have a usable key (and
 // to the list key, for the archive); the others will get a notice.
 func (p *postJob) prepare(status, reason string, to []*member, notVerified bool) (*delivery, error) {
 	held := status == PostHeld
 	p.heldReason = reason
-	inner, err := p.inner(held, notVerified)
+	parts, err := p.innerParts(held, notVerified)
 	if err != nil {
 		return nil, err
 	}
@@ -582,9 +595,13 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		}
 	}
 	keys = append(keys, p.s.Key)
-	fan, err := crypto.NewFanout(inner, outer, p.s.Key, keys, p.now)
+	fan, err := crypto.NewFanoutParts(parts.head, [][]byte{parts.body, parts.tail}, outer, p.s.Key, keys, p.now)
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
+	}
+	var inner []byte
+	if len(outs) > 0 || len(own) > 0 {
+		inner = parts.join()
 	}
 	for i := range d.sealTo {
 		d.copies = append(d.copies, sealedCopy{fan: fan, i: i})
@@ -630,12 +647,30 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 // commitTx records the post, queues its copies and notices, and marks the
 // spool recipient done, inside tx. It returns the members it froze.
 func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*member, error) {
-	// One buffer carries each copy in turn: the database keeps its own.
-	buf := d.archive.appendTo(nil)
+	// The copies of a fan-out, the archive's among them, share their
+	// body: it is stored once, and each copy keeps only its recipient's
+	// part.
+	bodies := map[*crypto.Fanout]*store.SharedBody{}
+	share := func(c sealedCopy) ([]byte, *store.SharedBody, error) {
+		if c.fan == nil {
+			return c.raw, nil, nil
+		}
+		if bodies[c.fan] == nil {
+			b, err := store.AddSharedBodyTx(ctx, tx, c.fan.Shared())
+			if err != nil {
+				return nil, nil, err
+			}
+			bodies[c.fan] = b
+		}
+		return c.fan.Head(c.i), bodies[c.fan], nil
+	}
 	p.post.Status = d.status
-	p.post.Archive = buf
-	err := store.AddPostTx(ctx, tx, &p.post)
-	p.post.Archive = nil
+	var err error
+	if p.post.Archive, p.post.ArchiveBody, err = share(d.archive); err != nil {
+		return nil, err
+	}
+	err = store.AddPostTx(ctx, tx, &p.post)
+	p.post.Archive, p.post.ArchiveBody = nil, nil
 	if err != nil {
 		return nil, err
 	}
@@ -643,9 +678,11 @@ func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*mem
 		if slices.Contains(p.removed, m) {
 			continue
 		}
-		buf = d.copies[i].appendTo(buf[:0])
-		qid, err := store.EnqueueTx(ctx, tx, &store.OutMessage{Rcpts: []string{m.Email}, Raw: buf,
-			Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now})
+		out := &store.OutMessage{Rcpts: []string{m.Email}, Origin: store.OriginRelay, Kind: "post", Ref: p.list.Name, CreatedAt: p.now}
+		if out.Raw, out.Body, err = share(d.copies[i]); err != nil {
+			return nil, err
+		}
+		qid, err := store.EnqueueTx(ctx, tx, out)
 		if err != nil {
 			return nil, err
 		}

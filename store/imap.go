@@ -402,13 +402,13 @@ func (db *DB) IMAPBodies(ctx context.Context, email, name string, uids []uint32,
 			var args []any
 			switch b.kind {
 			case "inbox":
-				q = `SELECT q.imap_uid, qm.raw, qm.id, qm.size FROM queue q JOIN queue_msg qm ON qm.id = q.msg_id WHERE q.imap_uid IN (` + in + `)
+				q = `SELECT q.imap_uid, qm.raw, qm.id, qm.size, qm.body_id FROM queue q JOIN queue_msg qm ON qm.id = q.msg_id WHERE q.imap_uid IN (` + in + `)
 					AND ` + inboxOnly + ` AND q.rcpt = ? COLLATE NOCASE ORDER BY q.imap_uid`
 			case "announce":
-				q = `SELECT p.imap_uid, p.archive, p.id, p.archive_size FROM post p WHERE p.imap_uid IN (` + in + `) AND ` + announceOnly + `
+				q = `SELECT p.imap_uid, p.archive, p.id, p.archive_size, NULL FROM post p WHERE p.imap_uid IN (` + in + `) AND ` + announceOnly + `
 					AND p.list_id IN (SELECT id FROM list WHERE kind = 'announce') ORDER BY p.imap_uid`
 			default:
-				q = `SELECT c.imap_uid, qm.raw, qm.id, qm.size FROM post_copy c JOIN queue_msg qm ON qm.id = c.queue_msg
+				q = `SELECT c.imap_uid, qm.raw, qm.id, qm.size, qm.body_id FROM post_copy c JOIN queue_msg qm ON qm.id = c.queue_msg
 					WHERE c.imap_uid IN (` + in + `) AND c.member_id = ? ORDER BY c.imap_uid`
 			}
 			for _, u := range batch {
@@ -425,18 +425,26 @@ func (db *DB) IMAPBodies(ctx context.Context, email, name string, uids []uint32,
 				return fmt.Errorf("bodies in %s: %w", name, err)
 			}
 			defer rows.Close()
+			wr := &wholeReader{tx: tx}
+			defer wr.close()
 			for rows.Next() {
 				var uid uint32
 				var raw []byte
 				var msgID, size int64
-				if err := rows.Scan(&uid, &raw, &msgID, &size); err != nil {
+				var body sql.NullInt64
+				if err := rows.Scan(&uid, &raw, &msgID, &size, &body); err != nil {
 					return err
 				}
-				pieces := queuePieces
-				if b.kind == "announce" {
-					pieces = postPieces
+				if !body.Valid {
+					pieces := queuePieces
+					if b.kind == "announce" {
+						pieces = postPieces
+					}
+					if raw, err = pieces.fillTx(ctx, tx, msgID, raw, size); err != nil {
+						return err
+					}
 				}
-				if raw, err = pieces.fillTx(ctx, tx, msgID, raw, size); err != nil {
+				if raw, err = wr.whole(ctx, raw, body); err != nil {
 					return err
 				}
 				if err := fn(uid, raw); err != nil {

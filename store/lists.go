@@ -184,7 +184,35 @@ type Post struct {
 	Signature  string
 	Signer     string
 	ReceivedAt time.Time
-	Archive    []byte
+	// Archive is the post sealed to the list key, read whole. On a post
+	// being added with ArchiveBody, it is the list key's own part of
+	// that shared body (AddSharedBodyTx).
+	Archive     []byte
+	ArchiveBody *SharedBody
+}
+
+const postColumns = `id, list_id, COALESCE(spool_id, 0), message_id, sender, status, encrypted, signature, signer, received_at, archive, archive_body, archive_size`
+
+// scanPost reads a row of postColumns, its archive made whole by wr (a
+// shared body) or read from its pieces.
+func scanPost(ctx context.Context, s interface{ Scan(...any) error }, wr *wholeReader) (*Post, error) {
+	var p Post
+	var at, size int64
+	var body sql.NullInt64
+	if err := s.Scan(&p.ID, &p.ListID, &p.SpoolID, &p.MessageID, &p.Sender, &p.Status, &p.Encrypted, &p.Signature, &p.Signer, &at, &p.Archive, &body, &size); err != nil {
+		return nil, err
+	}
+	p.ReceivedAt = time.UnixMilli(at).UTC()
+	var err error
+	if !body.Valid {
+		if p.Archive, err = postPieces.fillTx(ctx, wr.tx, p.ID, p.Archive, size); err != nil {
+			return nil, err
+		}
+	}
+	if p.Archive, err = wr.whole(ctx, p.Archive, body); err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // PostSeenTx reports whether a post with messageID was already received on
@@ -210,13 +238,18 @@ func AddPostTx(ctx context.Context, tx *sql.Tx, p *Post) error {
 	if p.Status == "duplicate" {
 		mid = ""
 	}
+	var body any
+	if p.ArchiveBody != nil {
+		body = p.ArchiveBody.id
+	}
+	// A large archive of its own is stored in pieces (pieces.go).
 	archive, size := p.Archive, 0
-	if len(archive) > SpoolPiece {
+	if len(archive) > SpoolPiece && p.ArchiveBody == nil {
 		archive, size = []byte{}, len(p.Archive)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO post (list_id, spool_id, message_id, sender, status, encrypted, signature, signer, received_at, archive, archive_size)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ListID, nullID(p.SpoolID), mid, p.Sender, p.Status, p.Encrypted, p.Signature, p.Signer, p.ReceivedAt.UnixMilli(), archive, size)
+	res, err := tx.ExecContext(ctx, `INSERT INTO post (list_id, spool_id, message_id, sender, status, encrypted, signature, signer, received_at, archive, archive_body, archive_size)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ListID, nullID(p.SpoolID), mid, p.Sender, p.Status, p.Encrypted, p.Signature, p.Signer, p.ReceivedAt.UnixMilli(), archive, body, size)
 	if err != nil {
 		return fmt.Errorf("record post %q: %w", p.MessageID, err)
 	}
@@ -252,18 +285,26 @@ func AddPostCopyTx(ctx context.Context, tx *sql.Tx, postID, memberID, queueMsg i
 func (db *DB) PostCopies(ctx context.Context, postID int64) (map[int64][]byte, error) {
 	out := map[int64][]byte{}
 	err := db.Read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT c.member_id, m.raw, m.id, m.size FROM post_copy c JOIN queue_msg m ON m.id = c.queue_msg WHERE c.post_id = ?`, postID)
+		rows, err := tx.QueryContext(ctx, `SELECT c.member_id, m.raw, m.id, m.size, m.body_id FROM post_copy c JOIN queue_msg m ON m.id = c.queue_msg WHERE c.post_id = ?`, postID)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
+		wr := &wholeReader{tx: tx}
+		defer wr.close()
 		for rows.Next() {
 			var id, msgID, size int64
 			var raw []byte
-			if err := rows.Scan(&id, &raw, &msgID, &size); err != nil {
+			var body sql.NullInt64
+			if err := rows.Scan(&id, &raw, &msgID, &size, &body); err != nil {
 				return err
 			}
-			if raw, err = queuePieces.fillTx(ctx, tx, msgID, raw, size); err != nil {
+			if !body.Valid {
+				if raw, err = queuePieces.fillTx(ctx, tx, msgID, raw, size); err != nil {
+					return err
+				}
+			}
+			if raw, err = wr.whole(ctx, raw, body); err != nil {
 				return err
 			}
 			out[id] = raw
@@ -287,23 +328,20 @@ func (db *DB) Posts(ctx context.Context, listID int64) (ps []Post, err error) {
 
 // PostsTx returns the posts of a list, oldest first.
 func PostsTx(ctx context.Context, tx *sql.Tx, listID int64) ([]Post, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, list_id, COALESCE(spool_id, 0), message_id, sender, status, encrypted, signature, signer, received_at, archive, archive_size FROM post WHERE list_id = ? ORDER BY id`, listID)
+	rows, err := tx.QueryContext(ctx, `SELECT `+postColumns+` FROM post WHERE list_id = ? ORDER BY id`, listID)
 	if err != nil {
 		return nil, fmt.Errorf("posts of list %d: %w", listID, err)
 	}
 	defer rows.Close()
 	var out []Post
+	wr := &wholeReader{tx: tx}
+	defer wr.close()
 	for rows.Next() {
-		var p Post
-		var at, size int64
-		if err := rows.Scan(&p.ID, &p.ListID, &p.SpoolID, &p.MessageID, &p.Sender, &p.Status, &p.Encrypted, &p.Signature, &p.Signer, &at, &p.Archive, &size); err != nil {
+		p, err := scanPost(ctx, rows, wr)
+		if err != nil {
 			return nil, fmt.Errorf("posts of list %d: %w", listID, err)
 		}
-		if p.Archive, err = postPieces.fillTx(ctx, tx, p.ID, p.Archive, size); err != nil {
-			return nil, fmt.Errorf("posts of list %d: %w", listID, err)
-		}
-		p.ReceivedAt = time.UnixMilli(at).UTC()
-		out = append(out, p)
+		out = append(out, *p)
 	}
 	return out, rows.Err()
 }

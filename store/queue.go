@@ -61,6 +61,10 @@ type OutMessage struct {
 	// Urgent messages are claimed before all others that are due (the
 	// public announcement at the end of an embargo).
 	Urgent bool
+	// Body, when set, is the shared body (AddSharedBodyTx, in the same
+	// transaction) of which Raw is this message's own part. Only a
+	// relayed message can have one.
+	Body *SharedBody
 }
 
 // QueueRcpt is one recipient row handed to the delivery worker.
@@ -161,18 +165,32 @@ func EnqueueTx(ctx context.Context, tx *sql.Tx, m *OutMessage) (int64, error) {
 	case OriginReply:
 		raw = withAutoSubmitted(raw, "auto-replied")
 	}
+	size := len(raw)
+	var body any
+	if m.Body != nil {
+		if m.Origin != OriginRelay {
+			return 0, errors.New("enqueue: only a relayed message can have a shared body")
+		}
+		var err error
+		if size, err = m.Body.size(len(raw)); err != nil {
+			return 0, fmt.Errorf("enqueue: %w", err)
+		}
+		body = m.Body.id
+	}
 	now := m.CreatedAt
 	if now.IsZero() {
 		now = time.Now()
 	}
 	ms := now.UnixMilli()
+	// A large message of its own is stored in pieces (pieces.go); a
+	// copy with a shared body stores only its own small part.
 	stored := raw
 	if len(raw) > SpoolPiece {
 		stored = []byte{}
 	}
 	res, err := tx.ExecContext(ctx,
-		`INSERT INTO queue_msg (created_at, kind, ref, size, raw) VALUES (?, ?, ?, ?, ?)`,
-		ms, m.Kind, m.Ref, len(raw), stored)
+		`INSERT INTO queue_msg (created_at, kind, ref, size, raw, body_id) VALUES (?, ?, ?, ?, ?, ?)`,
+		ms, m.Kind, m.Ref, size, stored, body)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
 	}
@@ -185,14 +203,11 @@ func EnqueueTx(ctx context.Context, tx *sql.Tx, m *OutMessage) (int64, error) {
 			return 0, fmt.Errorf("enqueue: %w", err)
 		}
 	}
-	stmt, err := tx.PrepareContext(ctx,
-		`INSERT INTO queue (msg_id, rcpt, domain, token, next_attempt_at, created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return 0, fmt.Errorf("enqueue: %w", err)
-	}
-	defer stmt.Close()
 	for i, r := range rcpts {
-		if _, err := stmt.ExecContext(ctx, id, r, domains[i], newToken(), ms, ms, ms, priority(m.Urgent)); err != nil {
+		// The connection keeps the statement prepared (stmtcache.go).
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO queue (msg_id, rcpt, domain, token, next_attempt_at, created_at, updated_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			id, r, domains[i], newToken(), ms, ms, ms, priority(m.Urgent)); err != nil {
 			return 0, fmt.Errorf("enqueue for %s: %w", r, err)
 		}
 	}
@@ -291,7 +306,8 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 		due := `q.state IN ('queued', 'deferred') AND q.priority IN (1, 0) AND q.next_attempt_at <= ?`
 		sel := `SELECT q.id FROM queue q INDEXED BY queue_due WHERE ` + due
 		if maxBytes > 0 {
-			sel = `SELECT q.id, q.msg_id, m.size FROM queue q INDEXED BY queue_due JOIN queue_msg m ON m.id = q.msg_id WHERE ` + due
+			sel = `SELECT q.id, q.msg_id, m.size, m.body_id, COALESCE((SELECT b.size FROM shared_body b WHERE b.id = m.body_id), 0)
+				FROM queue q INDEXED BY queue_due JOIN queue_msg m ON m.id = q.msg_id WHERE ` + due
 		}
 		if len(skip) > 0 {
 			sel += ` AND q.domain NOT IN (?` + strings.Repeat(", ?", len(skip)-1) + `)`
@@ -362,19 +378,27 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 			byMsg[b.MessageID] = append(byMsg[b.MessageID], i)
 		}
 		mrows, err := tx.QueryContext(ctx,
-			`SELECT id, created_at, kind, ref, raw, size FROM queue_msg WHERE id IN (SELECT value FROM json_each(?))`, idList(ids))
+			`SELECT id, created_at, kind, ref, raw, size, body_id FROM queue_msg WHERE id IN (SELECT value FROM json_each(?)) ORDER BY body_id, id`, idList(ids))
 		if err != nil {
 			return err
 		}
 		defer mrows.Close()
+		wr := &wholeReader{tx: tx}
+		defer wr.close()
 		for mrows.Next() {
 			var id, created, size int64
 			var kind, ref string
 			var raw []byte
-			if err := mrows.Scan(&id, &created, &kind, &ref, &raw, &size); err != nil {
+			var body sql.NullInt64
+			if err := mrows.Scan(&id, &created, &kind, &ref, &raw, &size, &body); err != nil {
 				return err
 			}
-			if raw, err = queuePieces.fillTx(ctx, tx, id, raw, size); err != nil {
+			if !body.Valid {
+				if raw, err = queuePieces.fillTx(ctx, tx, id, raw, size); err != nil {
+					return err
+				}
+			}
+			if raw, err = wr.whole(ctx, raw, body); err != nil {
 				return err
 			}
 			for _, i := range byMsg[id] {
@@ -390,9 +414,10 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 	return out, nil
 }
 
-// claimWithin runs sel (rows id, msg_id, message size, in claim order) and
-// returns the row IDs to claim: in order, while the distinct messages
-// among them fit in maxBytes (the first always).
+// claimWithin runs sel (rows id, msg_id, message size, shared body ID
+// and size, in claim order) and returns the row IDs to claim: in order,
+// while the distinct messages among them, and the shared bodies read to
+// make them whole, fit in maxBytes (the first always).
 func claimWithin(ctx context.Context, tx *sql.Tx, sel string, args []any, maxBytes int64) ([]int64, error) {
 	rows, err := tx.QueryContext(ctx, sel, args...)
 	if err != nil {
@@ -401,17 +426,25 @@ func claimWithin(ctx context.Context, tx *sql.Tx, sel string, args []any, maxByt
 	defer rows.Close()
 	var ids []int64
 	seen := map[int64]bool{}
+	bodies := map[int64]bool{}
 	var total int64
 	for rows.Next() {
-		var id, msg, size int64
-		if err := rows.Scan(&id, &msg, &size); err != nil {
+		var id, msg, size, bodySize int64
+		var body sql.NullInt64
+		if err := rows.Scan(&id, &msg, &size, &body, &bodySize); err != nil {
 			return nil, err
 		}
 		if !seen[msg] {
+			if body.Valid && !bodies[body.Int64] {
+				size += bodySize
+			}
 			if len(ids) > 0 && total+size > maxBytes {
 				break
 			}
 			seen[msg] = true
+			if body.Valid {
+				bodies[body.Int64] = true
+			}
 			total += size
 		}
 		ids = append(ids, id)

@@ -69,19 +69,14 @@ func DropMemberCopiesTx(ctx context.Context, tx *sql.Tx, listName string, member
 
 // PostTx returns post id.
 func PostTx(ctx context.Context, tx *sql.Tx, id int64) (*Post, error) {
-	var p Post
-	var at, size int64
-	err := tx.QueryRowContext(ctx, `SELECT id, list_id, COALESCE(spool_id, 0), message_id, sender, status, encrypted, signature, signer, received_at, archive, archive_size FROM post WHERE id = ?`, id).
-		Scan(&p.ID, &p.ListID, &p.SpoolID, &p.MessageID, &p.Sender, &p.Status, &p.Encrypted, &p.Signature, &p.Signer, &at, &p.Archive, &size)
+	wr := &wholeReader{tx: tx}
+	defer wr.close()
+	p, err := scanPost(ctx, tx.QueryRowContext(ctx, `SELECT `+postColumns+` FROM post WHERE id = ?`, id), wr)
 	if err == sql.ErrNoRows {
 		return nil, fmt.Errorf("post %d: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("post %d: %w", id, err)
 	}
-	if p.Archive, err = postPieces.fillTx(ctx, tx, id, p.Archive, size); err != nil {
-		return nil, fmt.Errorf("post %d: %w", id, err)
-	}
-	p.ReceivedAt = time.UnixMilli(at).UTC()
-	return &p, nil
+	return p, nil
 }

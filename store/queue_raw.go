@@ -12,11 +12,19 @@ func (db *DB) QueuedRaw(ctx context.Context, msgID int64) ([]byte, error) {
 	var raw []byte
 	err := db.Read(ctx, func(tx *sql.Tx) error {
 		var size int64
-		if err := tx.QueryRowContext(ctx, `SELECT raw, size FROM queue_msg WHERE id = ?`, msgID).Scan(&raw, &size); err != nil {
+		var body sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT raw, size, body_id FROM queue_msg WHERE id = ?`, msgID).Scan(&raw, &size, &body); err != nil {
 			return err
 		}
 		var err error
-		raw, err = queuePieces.fillTx(ctx, tx, msgID, raw, size)
+		if !body.Valid {
+			if raw, err = queuePieces.fillTx(ctx, tx, msgID, raw, size); err != nil {
+				return err
+			}
+		}
+		wr := &wholeReader{tx: tx}
+		defer wr.close()
+		raw, err = wr.whole(ctx, raw, body)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {

@@ -18,19 +18,27 @@ type QueuedMessage struct {
 // QueuedMessagesTx returns the messages queued with kind and ref (e.g.
 // "announce" and an incident ID), oldest first.
 func QueuedMessagesTx(ctx context.Context, tx *sql.Tx, kind, ref string) ([]QueuedMessage, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, created_at, raw, size FROM queue_msg WHERE kind = ? AND ref = ? ORDER BY id`, kind, ref)
+	rows, err := tx.QueryContext(ctx, `SELECT id, created_at, raw, size, body_id FROM queue_msg WHERE kind = ? AND ref = ? ORDER BY id`, kind, ref)
 	if err != nil {
 		return nil, fmt.Errorf("queued %s messages of %s: %w", kind, ref, err)
 	}
 	defer rows.Close()
 	var out []QueuedMessage
+	wr := &wholeReader{tx: tx}
+	defer wr.close()
 	for rows.Next() {
 		var m QueuedMessage
 		var at, size int64
-		if err := rows.Scan(&m.ID, &at, &m.Raw, &size); err != nil {
+		var body sql.NullInt64
+		if err := rows.Scan(&m.ID, &at, &m.Raw, &size, &body); err != nil {
 			return nil, fmt.Errorf("queued %s messages of %s: %w", kind, ref, err)
 		}
-		if m.Raw, err = queuePieces.fillTx(ctx, tx, m.ID, m.Raw, size); err != nil {
+		if !body.Valid {
+			if m.Raw, err = queuePieces.fillTx(ctx, tx, m.ID, m.Raw, size); err != nil {
+				return nil, fmt.Errorf("queued %s messages of %s: %w", kind, ref, err)
+			}
+		}
+		if m.Raw, err = wr.whole(ctx, m.Raw, body); err != nil {
 			return nil, fmt.Errorf("queued %s messages of %s: %w", kind, ref, err)
 		}
 		m.CreatedAt = time.UnixMilli(at).UTC()

@@ -36,12 +36,14 @@ const purgeableSpool = `SELECT s.id, length(s.raw) + COALESCE((SELECT SUM(length
 		WHERE r.spool_id = s.id AND ` + openIncident + `)
 	ORDER BY s.id LIMIT ?3`
 
-// purgeableQueue selects message bodies whose every recipient row was
+// purgeableQueue selects message bodies (with their share of a shared
+// body, which goes with the last message naming it) whose every recipient row was
 // delivered before ?1 and that no one reads again: not in anyone's IMAP
 // INBOX, not a copy in an incident member's mailbox, not an
 // announcement to an external list (the public mbox archive serves
 // those), nothing of an incident that is not closed.
-const purgeableQueue = `SELECT m.id, length(m.raw) + COALESCE((SELECT SUM(length(c.data)) FROM queue_chunk c WHERE c.msg_id = m.id), 0) FROM queue_msg m
+const purgeableQueue = `SELECT m.id, length(m.raw) + COALESCE((SELECT SUM(length(c.data)) FROM queue_chunk c WHERE c.msg_id = m.id), 0)
+		+ COALESCE((SELECT b.size / (SELECT COUNT(*) FROM queue_msg o WHERE o.body_id = b.id) FROM shared_body b WHERE b.id = m.body_id), 0) FROM queue_msg m
 	WHERE m.purged_at = 0 AND m.id > ?2
 	AND EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = m.id)
 	AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.msg_id = m.id AND (q.state != 'sent' OR q.updated_at >= ?1 OR q.imap_uid IS NOT NULL))
@@ -66,7 +68,7 @@ func (db *DB) Purge(ctx context.Context, spoolBefore, deliveredBefore, now time.
 		p.SpoolMessages, p.SpoolBytes = n, b
 	}
 	if !deliveredBefore.IsZero() {
-		n, b, err := db.purge(ctx, purgeableQueue, `UPDATE queue_msg SET raw = X'', purged_at = ? WHERE id IN `, deliveredBefore, now, dryRun)
+		n, b, err := db.purge(ctx, purgeableQueue, `UPDATE queue_msg SET raw = X'', body_id = NULL, purged_at = ? WHERE id IN `, deliveredBefore, now, dryRun)
 		if err != nil {
 			return p, fmt.Errorf("purge delivered mail: %w", err)
 		}

@@ -249,25 +249,33 @@ func (w *imapWorld) login(u *gpgtest.User, password string, opts *imapclient.Opt
 func (w *imapWorld) copies(list string, u *gpgtest.User) [][]byte {
 	w.t.Helper()
 	ctx := context.Background()
-	var out [][]byte
+	var ids []int64
 	err := w.db.Read(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT qm.raw FROM post_copy c JOIN queue_msg qm ON qm.id = c.queue_msg
+		rows, err := tx.QueryContext(ctx, `SELECT c.queue_msg FROM post_copy c
 			JOIN member m ON m.id = c.member_id JOIN list l ON l.id = m.list_id WHERE l.name = ? AND m.email = ? ORDER BY c.id`, list, u.Email)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var b []byte
-			if err := rows.Scan(&b); err != nil {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
 				return err
 			}
-			out = append(out, b)
+			ids = append(ids, id)
 		}
 		return rows.Err()
 	})
 	if err != nil {
 		w.t.Fatal(err)
+	}
+	var out [][]byte
+	for _, id := range ids {
+		raw, err := w.db.QueuedRaw(ctx, id)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		out = append(out, raw)
 	}
 	return out
 }

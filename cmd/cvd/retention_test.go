@@ -108,7 +108,8 @@ func TestRetentionKeepsArchivesAndOpenIncidents(t *testing.T) {
 	defer db.Close()
 	openSpool := `SELECT s.id, s.raw FROM spool s WHERE s.id IN (SELECT spool_id FROM incident WHERE id = ?1)
 		OR s.id IN (SELECT p.spool_id FROM post p JOIN list l ON l.id = p.list_id WHERE l.name = ?1) ORDER BY s.id`
-	openQueue := `SELECT id, raw FROM queue_msg WHERE ref = ? ORDER BY id`
+	openQueue := `SELECT m.id, m.raw, (SELECT group_concat(hex(p.data), '' ORDER BY p.id) FROM shared_body_part p WHERE p.body_id = m.body_id)
+		FROM queue_msg m WHERE m.ref = ? ORDER BY m.id`
 	openBefore := append(rows(t, db, openSpool, open), rows(t, db, openQueue, open)...)
 	if len(openBefore) < 4 {
 		t.Fatalf("the open incident has too little to check: %v", openBefore)

@@ -1,0 +1,119 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/cvd-project/cvd/crypto"
+)
+
+// SharedBody is a body stored once for several messages: the part a list
+// post's copies share (crypto.Fanout's Shared), queued for each member
+// and kept as the post's archive. Each message keeps only its own part
+// (the Fanout's Head for its recipient) and is made whole by the store
+// whenever it is read, so readers see complete messages as before.
+type SharedBody struct {
+	id   int64
+	data []byte
+}
+
+// sharedPartSize is the largest piece of a shared body stored in one row:
+// SQLite copies a value it writes or reads whole, twice, so a large body
+// stored in one row would cost several times its size in memory.
+const sharedPartSize = 1 << 20
+
+// AddSharedBodyTx stores shared inside tx for the messages queued after
+// it with OutMessage.Body and the post added with Post.ArchiveBody.
+// shared is kept, not copied: it must not change until tx ends.
+func AddSharedBodyTx(ctx context.Context, tx *sql.Tx, shared []byte) (*SharedBody, error) {
+	if _, err := crypto.SharedCopySize(shared, 0); err != nil {
+		return nil, fmt.Errorf("store shared body: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO shared_body (size) VALUES (?)`, len(shared))
+	if err != nil {
+		return nil, fmt.Errorf("store shared body: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return nil, fmt.Errorf("store shared body: %w", err)
+	}
+	for rest := shared; len(rest) > 0; {
+		n := min(len(rest), sharedPartSize)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO shared_body_part (body_id, data) VALUES (?, ?)`, id, rest[:n]); err != nil {
+			return nil, fmt.Errorf("store shared body: %w", err)
+		}
+		rest = rest[n:]
+	}
+	return &SharedBody{id: id, data: shared}, nil
+}
+
+// size is the length of the whole message whose own part is own bytes.
+func (b *SharedBody) size(own int) (int, error) {
+	return crypto.SharedCopySize(b.data, own)
+}
+
+// wholeReader makes stored messages whole within one read: a message
+// with a shared body gets it assembled around its own part. It keeps the
+// last body it read, as a claim or a listing meets the copies of one
+// post one after another.
+type wholeReader struct {
+	tx   *sql.Tx
+	id   int64
+	data []byte
+}
+
+// whole returns the message whose own part is raw and whose shared body
+// is body (none when not valid).
+func (r *wholeReader) whole(ctx context.Context, raw []byte, body sql.NullInt64) ([]byte, error) {
+	if !body.Valid {
+		return raw, nil
+	}
+	if r.data == nil || r.id != body.Int64 {
+		r.data = nil
+		data, err := readSharedBody(ctx, r.tx, body.Int64)
+		if err != nil {
+			return nil, fmt.Errorf("shared body %d: %w", body.Int64, err)
+		}
+		r.id, r.data = body.Int64, data
+	}
+	out, err := crypto.AppendSharedCopy(nil, r.data, raw)
+	if err != nil {
+		return nil, fmt.Errorf("shared body %d: %w", body.Int64, err)
+	}
+	return out, nil
+}
+
+// close lets the body go.
+func (r *wholeReader) close() { r.data = nil }
+
+// readSharedBody reads body id's parts into one buffer of its size.
+func readSharedBody(ctx context.Context, tx *sql.Tx, id int64) ([]byte, error) {
+	var size int
+	if err := tx.QueryRowContext(ctx, `SELECT size FROM shared_body WHERE id = ?`, id).Scan(&size); err != nil {
+		if err == sql.ErrNoRows {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT data FROM shared_body_part WHERE body_id = ? ORDER BY id`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	data := make([]byte, 0, size)
+	for rows.Next() {
+		var part sql.RawBytes
+		if err := rows.Scan(&part); err != nil {
+			return nil, err
+		}
+		data = append(data, part...)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(data) != size {
+		return nil, fmt.Errorf("%d of its %d bytes stored", len(data), size)
+	}
+	return data, nil
+}
