@@ -16,10 +16,11 @@ import (
 	"github.com/cvd-project/cvd/store"
 )
 
-// TestLargeReportInPieces sends a 3 MiB report (stored, posted and
-// queued in pieces of 1 MiB): the coordinator decrypts all of it, the
-// spool list shows its size, and a backup restored elsewhere holds it
-// byte for byte with its archive and queued copy.
+// TestLargeReportInPieces sends a 3 MiB report (spooled in pieces of 1
+// MiB; its archive and queued copies share one body, stored in parts of
+// 1 MiB): the coordinator decrypts all of it, the spool list shows its
+// size, and a backup restored elsewhere holds it byte for byte with the
+// body of its archive and queued copy.
 func TestLargeReportInPieces(t *testing.T) {
 	dir, cfg := initDir(t, "example.org")
 	cora := gpgtest.New(t, "Cora Coordinator", "cora@example.org", "never")
@@ -95,7 +96,7 @@ func TestLargeReportInPieces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	for _, table := range []string{"spool_chunk", "post_chunk", "queue_chunk"} {
+	for _, table := range []string{"spool_chunk", "shared_body_part"} {
 		var n int
 		if err := db.Read(ctx, func(tx *sql.Tx) error { return tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n) }); err != nil {
 			t.Fatal(err)
