@@ -55,7 +55,9 @@ type OutboundBatch struct {
 	Rcpts     []OutboundRcpt
 
 	size int64 // len(Raw) when claimed, counted in the worker's window
-	left int   // rows not yet recorded
+	// dkim are the DKIM-Signature fields sent before Raw, once signed.
+	dkim []byte
+	left int // rows not yet recorded
 }
 
 // DeliveryResult is the outcome of one attempt for one recipient row.
@@ -456,12 +458,12 @@ func (w *DeliveryWorker) sign(j *job) {
 	}
 	j.signed.Do(func() {
 		b := j.batch
-		raw, err := w.opts.DKIM.Sign(b.Raw)
+		fields, err := w.opts.DKIM.Fields(b.Raw)
 		if err != nil {
 			w.log.Error("dkim sign", "msg", b.MessageID, "err", err)
 			return
 		}
-		b.Raw = raw
+		b.dkim = fields
 	})
 }
 
@@ -848,3 +850,6 @@ func (w *DeliveryWorker) CheckRelay(ctx context.Context) error {
 	}
 	return c.Quit()
 }
+
+// wireLen is the length of the message as sent: its DKIM fields and Raw.
+func (b *OutboundBatch) wireLen() int64 { return int64(len(b.dkim) + len(b.Raw)) }

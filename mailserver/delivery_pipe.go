@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"net/textproto"
 	"strconv"
@@ -205,7 +206,19 @@ func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job
 	}
 
 	p.buf.Reset()
-	dotStuff(&p.buf, j.batch.Raw)
+	p.conn.SetDeadline(time.Now().Add(p.timeout))
+	err := stuffLines(p.conn, &p.buf, j.batch.dkim, j.batch.wireLen())
+	if err == nil {
+		err = stuffLines(p.conn, &p.buf, j.batch.Raw, j.batch.wireLen())
+	}
+	p.buf.WriteString(".\r\n")
+	if err != nil {
+		st, _ := statusOf(host, err)
+		for _, k := range accepted {
+			out[k] = st
+		}
+		return out, true
+	}
 	if more != nil {
 		if nj, nfrom, nopts := more(); nj != nil {
 			mark := p.buf.Len()
@@ -238,8 +251,32 @@ func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job
 // dotStuff appends raw as DATA content (RFC 5321 4.5.2): CRLF line
 // endings, a dot doubled at the start of a line, and the final dot line.
 func dotStuff(b *bytes.Buffer, raw []byte) {
-	b.Grow(len(raw) + len(raw)/64 + 5)
+	stuffLines(nil, b, raw, int64(len(raw)))
+	b.WriteString(".\r\n")
+}
+
+// stuffedPiece is the most of a message stuffLines holds before writing
+// it out.
+const stuffedPiece = 256 << 10
+
+// stuffLines appends raw, one part of a message of size bytes, as DATA
+// content without its end, writing b to w (when not nil) whenever it
+// holds stuffedPiece bytes, so that a large message is never held twice.
+// A message smaller than stuffedPiece is never written here: it goes out
+// in one write with what follows it.
+func stuffLines(w io.Writer, b *bytes.Buffer, raw []byte, size int64) error {
+	if w == nil {
+		b.Grow(len(raw) + len(raw)/64 + 5)
+	} else {
+		b.Grow(int(min(size+size/64, stuffedPiece+1024)) + 5)
+	}
 	for len(raw) > 0 {
+		if w != nil && b.Len() >= stuffedPiece {
+			if _, err := w.Write(b.Bytes()); err != nil {
+				return err
+			}
+			b.Reset()
+		}
 		if raw[0] == '.' {
 			b.WriteByte('.')
 		}
@@ -251,5 +288,5 @@ func dotStuff(b *bytes.Buffer, raw []byte) {
 		}
 		raw = rest
 	}
-	b.WriteString(".\r\n")
+	return nil
 }

@@ -161,7 +161,7 @@ func (s *smtpSender) send(ctx context.Context, j *job, next func() *job) []rcptS
 // this session cannot carry, the statuses of its recipients.
 func (s *smtpSender) envelope(j *job) (string, *smtp.MailOptions, []rcptStatus) {
 	from := ReturnPath(j.rcpts[0].Token, s.w.opts.Domain)
-	opts := &smtp.MailOptions{Size: int64(len(j.batch.Raw))}
+	opts := &smtp.MailOptions{Size: j.batch.wireLen()}
 	if needsSMTPUTF8(j) {
 		if ok, _ := s.c.Extension("SMTPUTF8"); !ok {
 			return "", nil, all(len(j.rcpts), rcptStatus{perm: true, reply: s.host + ": does not offer SMTPUTF8 (RFC 6531), which this internationalised address or header needs"})
@@ -227,6 +227,10 @@ func (s *smtpSender) transaction(j *job, more func() (*job, string, *smtp.MailOp
 	}
 	wc, err := c.Data()
 	if err != nil {
+		return fail(err)
+	}
+	if _, err := wc.Write(j.batch.dkim); err != nil {
+		wc.Close()
 		return fail(err)
 	}
 	if _, err := wc.Write(j.batch.Raw); err != nil {
@@ -544,9 +548,7 @@ func (o *outboxSender) send(ctx context.Context, j *job, _ func() *job) []rcptSt
 			continue
 		}
 		hdr := "Return-Path: <" + ReturnPath(r.Token, o.w.opts.Domain) + ">\r\nDelivered-To: " + r.Addr + "\r\n"
-		raw := make([]byte, 0, len(hdr)+len(j.batch.Raw))
-		raw = append(append(raw, hdr...), j.batch.Raw...)
-		name, err := o.w.opts.Outbox.Deliver(raw, o.w.opts.Now())
+		name, err := o.w.opts.Outbox.DeliverParts(o.w.opts.Now(), []byte(hdr), j.batch.dkim, j.batch.Raw)
 		if err != nil {
 			out[i] = rcptStatus{reply: err.Error()}
 			continue

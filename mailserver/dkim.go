@@ -67,6 +67,17 @@ func NewDKIMSigner(domain string, keys []DKIMKey, headers []string) (*DKIMSigner
 // The signatures are independent (none covers another), so a verifier
 // that knows only one algorithm still finds its own.
 func (s *DKIMSigner) Sign(raw []byte) ([]byte, error) {
+	fields, err := s.Fields(raw)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(fields)+len(raw))
+	return append(append(out, fields...), raw...), nil
+}
+
+// Fields returns the DKIM-Signature fields Sign prepends to raw, so that
+// a large message need not be copied to sign it.
+func (s *DKIMSigner) Fields(raw []byte) ([]byte, error) {
 	var fields []string
 	for _, k := range s.keys {
 		sg, err := dkim.NewSigner(&dkim.SignOptions{
@@ -90,15 +101,11 @@ func (s *DKIMSigner) Sign(raw []byte) ([]byte, error) {
 		}
 		fields = append(fields, sg.Signature())
 	}
-	n := len(raw)
-	for _, f := range fields {
-		n += len(f)
-	}
-	out := make([]byte, 0, n)
+	var out []byte
 	for _, f := range fields {
 		out = append(out, f...)
 	}
-	return append(out, raw...), nil
+	return out, nil
 }
 
 // GenerateDKIMKey makes a new signing key, "rsa" (2048 bits) or "ed25519",

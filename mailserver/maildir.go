@@ -28,6 +28,12 @@ func OpenMaildir(dir, hostname string) (*Maildir, error) {
 
 // Deliver writes raw durably into new/ and returns the file name.
 func (m *Maildir) Deliver(raw []byte, now time.Time) (string, error) {
+	return m.DeliverParts(now, raw)
+}
+
+// DeliverParts is Deliver for the message made of parts, one after
+// another, written as they are, never joined in memory.
+func (m *Maildir) DeliverParts(now time.Time, parts ...[]byte) (string, error) {
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return "", fmt.Errorf("maildir %s: %w", m.Dir, err)
@@ -38,7 +44,11 @@ func (m *Maildir) Deliver(raw []byte, now time.Time) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("maildir %s: %w", m.Dir, err)
 	}
-	_, err = f.Write(raw)
+	for _, p := range parts {
+		if _, err = f.Write(p); err != nil {
+			break
+		}
+	}
 	if err == nil {
 		err = f.Sync()
 	}
