@@ -435,16 +435,11 @@ func (db *DB) IMAPBodies(ctx context.Context, email, name string, uids []uint32,
 				if err := rows.Scan(&uid, &raw, &msgID, &size, &body); err != nil {
 					return err
 				}
-				if !body.Valid {
-					pieces := queuePieces
-					if b.kind == "announce" {
-						pieces = postPieces
-					}
-					if raw, err = pieces.fillTx(ctx, tx, msgID, raw, size); err != nil {
-						return err
-					}
+				pieces := queuePieces
+				if b.kind == "announce" {
+					pieces = postPieces
 				}
-				if raw, err = wr.whole(ctx, raw, body); err != nil {
+				if raw, err = wr.read(ctx, pieces, msgID, raw, size, body); err != nil {
 					return err
 				}
 				if err := fn(uid, raw); err != nil {

@@ -204,12 +204,7 @@ func scanPost(ctx context.Context, s interface{ Scan(...any) error }, wr *wholeR
 	}
 	p.ReceivedAt = time.UnixMilli(at).UTC()
 	var err error
-	if !body.Valid {
-		if p.Archive, err = postPieces.fillTx(ctx, wr.tx, p.ID, p.Archive, size); err != nil {
-			return nil, err
-		}
-	}
-	if p.Archive, err = wr.whole(ctx, p.Archive, body); err != nil {
+	if p.Archive, err = wr.read(ctx, postPieces, p.ID, p.Archive, size, body); err != nil {
 		return nil, err
 	}
 	return &p, nil
@@ -299,12 +294,7 @@ func (db *DB) PostCopies(ctx context.Context, postID int64) (map[int64][]byte, e
 			if err := rows.Scan(&id, &raw, &msgID, &size, &body); err != nil {
 				return err
 			}
-			if !body.Valid {
-				if raw, err = queuePieces.fillTx(ctx, tx, msgID, raw, size); err != nil {
-					return err
-				}
-			}
-			if raw, err = wr.whole(ctx, raw, body); err != nil {
+			if raw, err = wr.read(ctx, queuePieces, msgID, raw, size, body); err != nil {
 				return err
 			}
 			out[id] = raw

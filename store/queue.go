@@ -393,12 +393,7 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 			if err := mrows.Scan(&id, &created, &kind, &ref, &raw, &size, &body); err != nil {
 				return err
 			}
-			if !body.Valid {
-				if raw, err = queuePieces.fillTx(ctx, tx, id, raw, size); err != nil {
-					return err
-				}
-			}
-			if raw, err = wr.whole(ctx, raw, body); err != nil {
+			if raw, err = wr.read(ctx, queuePieces, id, raw, size, body); err != nil {
 				return err
 			}
 			for _, i := range byMsg[id] {

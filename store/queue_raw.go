@@ -16,15 +16,10 @@ func (db *DB) QueuedRaw(ctx context.Context, msgID int64) ([]byte, error) {
 		if err := tx.QueryRowContext(ctx, `SELECT raw, size, body_id FROM queue_msg WHERE id = ?`, msgID).Scan(&raw, &size, &body); err != nil {
 			return err
 		}
-		var err error
-		if !body.Valid {
-			if raw, err = queuePieces.fillTx(ctx, tx, msgID, raw, size); err != nil {
-				return err
-			}
-		}
 		wr := &wholeReader{tx: tx}
 		defer wr.close()
-		raw, err = wr.whole(ctx, raw, body)
+		var err error
+		raw, err = wr.read(ctx, queuePieces, msgID, raw, size, body)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {

@@ -33,12 +33,7 @@ func QueuedMessagesTx(ctx context.Context, tx *sql.Tx, kind, ref string) ([]Queu
 		if err := rows.Scan(&m.ID, &at, &m.Raw, &size, &body); err != nil {
 			return nil, fmt.Errorf("queued %s messages of %s: %w", kind, ref, err)
 		}
-		if !body.Valid {
-			if m.Raw, err = queuePieces.fillTx(ctx, tx, m.ID, m.Raw, size); err != nil {
-				return nil, fmt.Errorf("queued %s messages of %s: %w", kind, ref, err)
-			}
-		}
-		if m.Raw, err = wr.whole(ctx, m.Raw, body); err != nil {
+		if m.Raw, err = wr.read(ctx, queuePieces, m.ID, m.Raw, size, body); err != nil {
 			return nil, fmt.Errorf("queued %s messages of %s: %w", kind, ref, err)
 		}
 		m.CreatedAt = time.UnixMilli(at).UTC()

@@ -84,6 +84,19 @@ func (r *wholeReader) whole(ctx context.Context, raw []byte, body sql.NullInt64)
 	return out, nil
 }
 
+// read returns the stored message id whole: its own row's raw (of size
+// bytes) read from pieces when it was stored in them, then, when it has a
+// shared body, made whole around it.
+func (r *wholeReader) read(ctx context.Context, pieces pieceTable, id int64, raw []byte, size int64, body sql.NullInt64) ([]byte, error) {
+	if !body.Valid {
+		var err error
+		if raw, err = pieces.fillTx(ctx, r.tx, id, raw, size); err != nil {
+			return nil, err
+		}
+	}
+	return r.whole(ctx, raw, body)
+}
+
 // close lets the body go.
 func (r *wholeReader) close() { r.data = nil }
 
