@@ -193,14 +193,18 @@ func (o *op) prenotify(people []Person, keep, known map[string]bool, first bool,
 // with 'member add --role downstream' before the notice. A notify of the
 // whole roster tells them too.
 func (o *op) unnotifiedDownstreams(people []Person, known map[string]bool) ([]Person, error) {
-	rs, err := o.members()
+	l, err := store.ListByNameTx(o.ctx, o.tx, o.in.ID)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := store.MembersTx(o.ctx, o.tx, l.ID)
 	if err != nil {
 		return nil, err
 	}
 	var out []Person
-	for _, r := range rs {
+	for _, r := range ms {
 		e := strings.ToLower(r.Email)
-		if r.Role != lists.RoleDownstream || known[e] || slices.ContainsFunc(people, func(p Person) bool { return strings.EqualFold(p.Email, e) }) {
+		if r.State != store.MemberActive || r.Role != lists.RoleDownstream || known[e] || slices.ContainsFunc(people, func(p Person) bool { return strings.EqualFold(p.Email, e) }) {
 			continue
 		}
 		out = append(out, Person{Name: r.Name, Email: r.Email})
