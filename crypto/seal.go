@@ -182,7 +182,7 @@ func (s *sealer) encryptShared() (sessionKey, data []byte, err error) {
 }
 
 // encryptSharedTo is encryptShared appending the data to buf.
-func (s *sealer) encryptSharedTo(buf *bytes.Buffer) (sessionKey []byte, err error) {
+func (s *sealer) encryptSharedTo(buf io.Writer) (sessionKey []byte, err error) {
 	sessionKey = make([]byte, s.cipher.KeySize())
 	if _, err := rand.Read(sessionKey); err != nil {
 		return nil, fmt.Errorf("seal: session key: %w", err)
