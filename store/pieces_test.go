@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -112,9 +114,31 @@ func TestQueueLargeInPieces(t *testing.T) {
 	if len(byRef) != 1 || !bytes.Equal(byRef[0].Raw, m.Raw) {
 		t.Errorf("queued by kind and ref: %d messages (%d bytes)", len(byRef), len(byRef[0].Raw))
 	}
+	// Claimed, it is not read whole but through Open, as often as asked.
 	bs, err := db.ClaimQueueBytes(ctx, t0, 10, 0, nil)
-	if err != nil || len(bs) != 1 || !bytes.Equal(bs[0].Raw, m.Raw) {
-		t.Fatalf("claimed %d batches, %v; want the message whole", len(bs), err)
+	if err != nil || len(bs) != 1 || bs[0].Raw != nil || bs[0].Open == nil || bs[0].Size != int64(len(m.Raw)) {
+		t.Fatalf("claimed %d batches, %v; want the message to read through Open", len(bs), err)
+	}
+	for range 2 {
+		if raw, err := bs[0].Message(ctx); err != nil || !bytes.Equal(raw, m.Raw) {
+			t.Fatalf("read through Open: %d bytes, %v; want the %d queued", len(raw), err, len(m.Raw))
+		}
+	}
+	// A piece gone (or one too many) is an error, never a shorter message.
+	for _, change := range []string{
+		`INSERT INTO queue_chunk (msg_id, seq, data) VALUES (?1, 99, x'2e')`,
+		`DELETE FROM queue_chunk WHERE msg_id = ?1 AND seq = 99`,
+		`DELETE FROM queue_chunk WHERE msg_id = ?1 AND seq = 1`,
+	} {
+		if err := db.Write(ctx, func(tx *sql.Tx) error { _, err := tx.ExecContext(ctx, change, id); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(change, "DELETE FROM queue_chunk WHERE msg_id = ?1 AND seq = 99") {
+			continue
+		}
+		if raw, err := bs[0].Message(ctx); !errors.Is(err, errPieces) {
+			t.Fatalf("after %q: %d bytes, %v", change, len(raw), err)
+		}
 	}
 	if _, err := db.DropQueue(ctx, bs[0].Rcpts[0].ID); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,8 +84,38 @@ type QueueBatch struct {
 	Kind      string
 	Ref       string
 	CreatedAt time.Time
-	Raw       []byte
-	Rcpts     []QueueRcpt
+	// Raw is the message, unless it is larger than StreamOver: Raw is
+	// nil then and Open reads it.
+	Raw []byte
+	// Open reads the message piece by piece from the database, when Raw
+	// is nil; each call reads it again from the start.
+	Open func(ctx context.Context) (io.ReadCloser, error)
+	// Size is the message's length.
+	Size  int64
+	Rcpts []QueueRcpt
+}
+
+// StreamOver is the size above which a claimed message stored in pieces,
+// or made of a shared body, is read by QueueBatch.Open rather than
+// whole: delivering it never holds it in memory.
+const StreamOver = SpoolPiece
+
+// Message is the batch's message, read whole when it is not in Raw.
+func (b *QueueBatch) Message(ctx context.Context) ([]byte, error) {
+	if b.Raw != nil || b.Open == nil {
+		return b.Raw, nil
+	}
+	r, err := b.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	raw := make([]byte, 0, b.Size)
+	buf := bytes.NewBuffer(raw)
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, fmt.Errorf("read message %d: %w", b.MessageID, err)
+	}
+	return buf.Bytes(), nil
 }
 
 // QueueOutcome is the result of one delivery attempt to one recipient row.
@@ -378,7 +409,9 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 			byMsg[b.MessageID] = append(byMsg[b.MessageID], i)
 		}
 		mrows, err := tx.QueryContext(ctx,
-			`SELECT id, created_at, kind, ref, raw, size, body_id FROM queue_msg WHERE id IN (SELECT value FROM json_each(?)) ORDER BY body_id, id`, idList(ids))
+			`SELECT m.id, m.created_at, m.kind, m.ref, m.raw, m.size, m.body_id, COALESCE(b.size, 0)
+			FROM queue_msg m LEFT JOIN shared_body b ON b.id = m.body_id
+			WHERE m.id IN (SELECT value FROM json_each(?)) ORDER BY m.body_id, m.id`, idList(ids))
 		if err != nil {
 			return err
 		}
@@ -386,19 +419,23 @@ func (db *DB) ClaimQueueBytes(ctx context.Context, now time.Time, limit int, max
 		wr := &wholeReader{tx: tx}
 		defer wr.close()
 		for mrows.Next() {
-			var id, created, size int64
+			var id, created, size, bodySize int64
 			var kind, ref string
 			var raw []byte
 			var body sql.NullInt64
-			if err := mrows.Scan(&id, &created, &kind, &ref, &raw, &size, &body); err != nil {
+			if err := mrows.Scan(&id, &created, &kind, &ref, &raw, &size, &body, &bodySize); err != nil {
 				return err
 			}
-			if raw, err = wr.read(ctx, queuePieces, id, raw, size, body); err != nil {
+			var open func(context.Context) (io.ReadCloser, error)
+			if size > StreamOver && (body.Valid || len(raw) == 0) {
+				open = db.messageOpener(id, raw, size, body, bodySize)
+				raw = nil
+			} else if raw, err = wr.read(ctx, queuePieces, id, raw, size, body); err != nil {
 				return err
 			}
 			for _, i := range byMsg[id] {
 				out[i].CreatedAt = time.UnixMilli(created).UTC()
-				out[i].Kind, out[i].Ref, out[i].Raw = kind, ref, raw
+				out[i].Kind, out[i].Ref, out[i].Raw, out[i].Open, out[i].Size = kind, ref, raw, open, size
 			}
 		}
 		return mrows.Err()

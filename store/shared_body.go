@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 
 	"github.com/cvd-project/cvd/crypto"
 )
@@ -14,8 +15,8 @@ import (
 // (the Fanout's Head for its recipient) and is made whole by the store
 // whenever it is read, so readers see complete messages as before.
 type SharedBody struct {
-	id   int64
-	data []byte
+	id     int64
+	layout crypto.SharedLayout
 }
 
 // sharedPartSize is the largest piece of a shared body stored in one row:
@@ -23,14 +24,28 @@ type SharedBody struct {
 // stored in one row would cost several times its size in memory.
 const sharedPartSize = 1 << 20
 
-// AddSharedBodyTx stores shared inside tx for the messages queued after
-// it with OutMessage.Body and the post added with Post.ArchiveBody.
-// shared is kept, not copied: it must not change until tx ends.
+// AddSharedBodyTx stores shared (a Fanout's Shared) inside tx for the
+// messages queued after it with OutMessage.Body and the post added with
+// Post.ArchiveBody.
 func AddSharedBodyTx(ctx context.Context, tx *sql.Tx, shared []byte) (*SharedBody, error) {
-	if _, err := crypto.SharedCopySize(shared, 0); err != nil {
+	layout, err := crypto.ParseSharedLayout(shared)
+	if err != nil {
 		return nil, fmt.Errorf("store shared body: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO shared_body (size) VALUES (?)`, len(shared))
+	return addSharedBodyTx(ctx, tx, layout, int64(len(shared)), func(w io.Writer) error {
+		_, err := w.Write(shared)
+		return err
+	})
+}
+
+// AddFanoutBodyTx is AddSharedBodyTx for f's shared part, read from its
+// file when f spilled it there: it is never whole in memory then.
+func AddFanoutBodyTx(ctx context.Context, tx *sql.Tx, f *crypto.Fanout) (*SharedBody, error) {
+	return addSharedBodyTx(ctx, tx, f.Layout(), f.SharedSize(), f.WriteShared)
+}
+
+func addSharedBodyTx(ctx context.Context, tx *sql.Tx, layout crypto.SharedLayout, size int64, write func(io.Writer) error) (*SharedBody, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO shared_body (size) VALUES (?)`, size)
 	if err != nil {
 		return nil, fmt.Errorf("store shared body: %w", err)
 	}
@@ -38,19 +53,74 @@ func AddSharedBodyTx(ctx context.Context, tx *sql.Tx, shared []byte) (*SharedBod
 	if err != nil {
 		return nil, fmt.Errorf("store shared body: %w", err)
 	}
-	for rest := shared; len(rest) > 0; {
-		n := min(len(rest), sharedPartSize)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO shared_body_part (body_id, data) VALUES (?, ?)`, id, rest[:n]); err != nil {
-			return nil, fmt.Errorf("store shared body: %w", err)
-		}
-		rest = rest[n:]
+	w := &partWriter{ctx: ctx, tx: tx, id: id}
+	if err := write(w); err == nil {
+		err = w.flush()
 	}
-	return &SharedBody{id: id, data: shared}, nil
+	if err != nil {
+		return nil, fmt.Errorf("store shared body: %w", err)
+	}
+	if w.n != size {
+		return nil, fmt.Errorf("store shared body: %d of its %d bytes written", w.n, size)
+	}
+	return &SharedBody{id: id, layout: layout}, nil
+}
+
+// partWriter stores what is written to it as parts of body id of
+// sharedPartSize bytes (the last one shorter).
+type partWriter struct {
+	ctx context.Context
+	tx  *sql.Tx
+	id  int64
+	buf []byte
+	n   int64
+}
+
+func (w *partWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if len(w.buf) == 0 && len(p) >= sharedPartSize {
+			if err := w.insert(p[:sharedPartSize]); err != nil {
+				return n - len(p), err
+			}
+			p = p[sharedPartSize:]
+			continue
+		}
+		if w.buf == nil {
+			w.buf = make([]byte, 0, sharedPartSize)
+		}
+		k := min(len(p), sharedPartSize-len(w.buf))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == sharedPartSize {
+			if err := w.flush(); err != nil {
+				return n - len(p), err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *partWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.insert(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+func (w *partWriter) insert(part []byte) error {
+	if _, err := w.tx.ExecContext(w.ctx, `INSERT INTO shared_body_part (body_id, data) VALUES (?, ?)`, w.id, part); err != nil {
+		return err
+	}
+	w.n += int64(len(part))
+	return nil
 }
 
 // size is the length of the whole message whose own part is own bytes.
 func (b *SharedBody) size(own int) (int, error) {
-	return crypto.SharedCopySize(b.data, own)
+	return int(b.layout.CopySize(own)), nil
 }
 
 // wholeReader makes stored messages whole within one read: a message

@@ -266,7 +266,7 @@ func TestSharedBodyArchive(t *testing.T) {
 			return err
 		}
 		post = Post{ListID: l.ID, MessageID: "<post-1@example.org>", Status: "distributed", ReceivedAt: t0,
-			Archive: f.Head(len(users)), ArchiveBody: &SharedBody{id: body, data: f.Shared()}}
+			Archive: f.Head(len(users)), ArchiveBody: &SharedBody{id: body, layout: f.Layout()}}
 		if err := AddPostTx(ctx, tx, &post); err != nil {
 			return err
 		}
