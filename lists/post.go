@@ -554,6 +554,15 @@ type delivery struct {
 	copies []sealedCopy
 	// archive is the copy sealed to the list key.
 	archive sealedCopy
+	// fans are the fan-outs made, closed once recorded.
+	fans []*crypto.Fanout
+}
+
+// close lets the fan-outs' spill files go.
+func (d *delivery) close() {
+	for _, f := range d.fans {
+		f.Close()
+	}
 }
 
 // sealedCopy is one copy of a post: copy i of a fan-out, or raw.
@@ -565,7 +574,7 @@ type sealedCopy struct {
 
 // prepare seals the post to the members in to that have a usable key (and
 // to the list key, for the archive); the others will get a notice.
-func (p *postJob) prepare(status, reason string, to []*member, notVerified bool) (*delivery, error) {
+func (p *postJob) prepare(status, reason string, to []*member, notVerified bool) (_ *delivery, err error) {
 	held := status == PostHeld
 	p.heldReason = reason
 	parts, err := p.innerParts(held, notVerified)
@@ -577,6 +586,11 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		return nil, err
 	}
 	d := &delivery{status: status, reason: reason}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
 	var keys, outKeys []*crypto.Key
 	var outs []*member
 	var own []*member
@@ -595,10 +609,11 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		}
 	}
 	keys = append(keys, p.s.Key)
-	fan, err := crypto.NewFanoutParts(parts.head, [][]byte{parts.body, parts.tail}, outer, p.s.Key, keys, p.now)
+	fan, err := crypto.NewFanoutSpill(p.s.DB.SpillFile, parts.head, [][]byte{parts.body, parts.tail}, outer, p.s.Key, keys, p.now)
 	if err != nil {
 		return nil, fmt.Errorf("seal: %w", err)
 	}
+	d.fans = append(d.fans, fan)
 	var inner []byte
 	if len(outs) > 0 || len(own) > 0 {
 		inner = parts.join()
@@ -615,10 +630,11 @@ func (p *postJob) prepare(status, reason string, to []*member, notVerified bool)
 		}
 		aouter := outer.Copy()
 		p.s.anonHeader(&aouter, v)
-		afan, err := crypto.NewFanout(ainner, aouter, p.s.Key, outKeys, p.now)
+		afan, err := crypto.NewFanoutSpill(p.s.DB.SpillFile, ainner, nil, aouter, p.s.Key, outKeys, p.now)
 		if err != nil {
 			return nil, fmt.Errorf("seal: %w", err)
 		}
+		d.fans = append(d.fans, afan)
 		d.sealTo = append(d.sealTo, outs...)
 		for i := range outs {
 			d.copies = append(d.copies, sealedCopy{fan: afan, i: i})
@@ -656,7 +672,7 @@ func (p *postJob) commitTx(ctx context.Context, tx *sql.Tx, d *delivery) ([]*mem
 			return c.raw, nil, nil
 		}
 		if bodies[c.fan] == nil {
-			b, err := store.AddSharedBodyTx(ctx, tx, c.fan.Shared())
+			b, err := store.AddFanoutBodyTx(ctx, tx, c.fan)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -742,6 +758,7 @@ func (p *postJob) send(ctx context.Context, status, reason string, to []*member,
 	if err != nil {
 		return nil, err
 	}
+	defer d.close()
 	var frozen []*member
 	err = p.write(ctx, func(tx *sql.Tx) (err error) {
 		if frozen, err = p.commitTx(ctx, tx, d); err != nil || p.opts.Commit == nil {

@@ -110,12 +110,18 @@ func (b *QueueBatch) Message(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	defer r.Close()
-	raw := make([]byte, 0, b.Size)
-	buf := bytes.NewBuffer(raw)
-	if _, err := buf.ReadFrom(r); err != nil {
+	raw := make([]byte, b.Size)
+	if _, err := io.ReadFull(r, raw); err != nil {
 		return nil, fmt.Errorf("read message %d: %w", b.MessageID, err)
 	}
-	return buf.Bytes(), nil
+	var one [1]byte
+	if n, err := r.Read(one[:]); n > 0 || err != io.EOF {
+		if err == nil || err == io.EOF {
+			err = errors.New("more bytes")
+		}
+		return nil, fmt.Errorf("read message %d: longer than its %d bytes: %w", b.MessageID, b.Size, err)
+	}
+	return raw, nil
 }
 
 // QueueOutcome is the result of one delivery attempt to one recipient row.

@@ -176,7 +176,11 @@ func (q queueAdapter) Claim(ctx context.Context, now time.Time, limit int, maxBy
 		for k, r := range b.Rcpts {
 			rs[k] = mailserver.OutboundRcpt(r)
 		}
-		out[i] = mailserver.OutboundBatch{MessageID: b.MessageID, Domain: b.Domain, Kind: b.Kind, Ref: b.Ref, CreatedAt: b.CreatedAt, Raw: b.Raw, Rcpts: rs}
+		raw, err := b.Message(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = mailserver.OutboundBatch{MessageID: b.MessageID, Domain: b.Domain, Kind: b.Kind, Ref: b.Ref, CreatedAt: b.CreatedAt, Raw: raw, Rcpts: rs}
 	}
 	return out, nil
 }
