@@ -28,7 +28,8 @@ import (
 // large message, as a multiple of the message's size on the wire:
 //
 //   - report: a 25 MiB plain report (a base64 attachment) to security@,
-//     until its incident is opened and the report posted to the team;
+//     until its incident is opened, the report posted to the team and
+//     the team's copy delivered (to the outbox);
 //   - post/members=N: a 25 MiB signed and encrypted post by a member of an
 //     incident list of N members (each with a Curve25519 key), until the
 //     post is distributed and every copy delivered (to the outbox).
@@ -184,6 +185,7 @@ func memReport(b *testing.B) memResult {
 	sendOne(b, s.Addr, "rita@reporter.example", "security@"+domain, msg)
 	at250 := procStatus(b, s.PID(), "VmHWM")
 	waitRoutedDir(b, dir, 1)
+	waitDeliveredDir(b, dir)
 	b.StopTimer()
 	peak := procStatus(b, s.PID(), "VmHWM")
 	note := fmt.Sprintf("; %.1f MiB above idle by the 250", mib(at250-idle))
