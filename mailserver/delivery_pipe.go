@@ -3,6 +3,7 @@ package mailserver
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -122,7 +123,7 @@ func (p *pipeline) appendEnvelope(host, from string, opts *smtp.MailOptions, j *
 // message is about to be sent, more (if not nil) may give the next job
 // and its envelope, which then go out with the message and become
 // pending: that job must be the next one given to transaction.
-func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job, more func() (*job, string, *smtp.MailOptions)) (out []rcptStatus, broken bool) {
+func (p *pipeline) transaction(ctx context.Context, host, from string, opts *smtp.MailOptions, j *job, more func() (*job, string, *smtp.MailOptions)) (out []rcptStatus, broken bool) {
 	n := len(j.rcpts)
 	p.conn.SetDeadline(time.Now().Add(p.timeout))
 	defer p.conn.SetDeadline(time.Time{})
@@ -207,18 +208,23 @@ func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job
 
 	p.buf.Reset()
 	p.conn.SetDeadline(time.Now().Add(p.timeout))
-	err := stuffLines(p.conn, &p.buf, j.batch.dkim, j.batch.wireLen())
+	size := j.batch.wireLen()
+	err := stuffLines(p.conn, &p.buf, j.batch.dkim, size)
 	if err == nil {
-		err = stuffLines(p.conn, &p.buf, j.batch.Raw, j.batch.wireLen())
+		err = j.batch.each(ctx, func(piece []byte) error {
+			return stuffLines(p.conn, &p.buf, piece, size)
+		})
 	}
-	p.buf.WriteString(".\r\n")
 	if err != nil {
+		// Without its final dot the server takes nothing of the message;
+		// the connection is dropped.
 		st, _ := statusOf(host, err)
 		for _, k := range accepted {
 			out[k] = st
 		}
 		return out, true
 	}
+	p.buf.WriteString(".\r\n")
 	if more != nil {
 		if nj, nfrom, nopts := more(); nj != nil {
 			mark := p.buf.Len()

@@ -1,0 +1,407 @@
+package mailserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cvd-project/cvd/internal/dkimtest"
+	"github.com/cvd-project/cvd/internal/dnstest"
+	"github.com/cvd-project/cvd/store"
+)
+
+// oddReader returns its message in reads of odd sizes (7 bytes, then
+// 4093, 1, ...), so that CRLFs and line starts fall across reads. After
+// failAt bytes (when > 0) it fails; with short it ends 100 bytes early.
+type oddReader struct {
+	msg    []byte
+	off    int
+	i      int
+	failAt int
+	short  bool
+	closed *atomic.Int64
+}
+
+var oddSizes = []int{7, 4093, 1, 65539, 2, 3, 262147, 13, 131071}
+
+var errStorage = errors.New("disk I/O error")
+
+func (r *oddReader) Read(p []byte) (int, error) {
+	end := len(r.msg)
+	if r.short {
+		end -= 100
+	}
+	if r.failAt > 0 && r.off >= r.failAt {
+		return 0, errStorage
+	}
+	if r.off >= end {
+		return 0, io.EOF
+	}
+	n := min(len(p), oddSizes[r.i%len(oddSizes)], end-r.off)
+	if r.failAt > 0 {
+		n = min(n, r.failAt-r.off)
+	}
+	r.i++
+	copy(p, r.msg[r.off:r.off+n])
+	r.off += n
+	return n, nil
+}
+
+func (r *oddReader) Close() error {
+	r.closed.Add(1)
+	return nil
+}
+
+// streamQueue hands out the store's messages through Open instead of
+// Raw, read by an oddReader as the test sets it up.
+type streamQueue struct {
+	storeQueue
+	mu      sync.Mutex
+	failAt  int  // see oddReader
+	short   bool // see oddReader
+	openErr error
+	opens   atomic.Int64
+	closes  atomic.Int64
+}
+
+func (q *streamQueue) set(failAt int, short bool, openErr error) {
+	q.mu.Lock()
+	q.failAt, q.short, q.openErr = failAt, short, openErr
+	q.mu.Unlock()
+}
+
+func (q *streamQueue) Claim(ctx context.Context, now time.Time, limit int, maxBytes int64, skip []string) ([]OutboundBatch, error) {
+	bs, err := q.storeQueue.Claim(ctx, now, limit, maxBytes, skip)
+	for i := range bs {
+		raw := bs[i].Raw
+		bs[i].Raw, bs[i].Size = nil, int64(len(raw))
+		bs[i].Open = func(context.Context) (io.ReadCloser, error) {
+			q.opens.Add(1)
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			if q.openErr != nil {
+				return nil, q.openErr
+			}
+			return &oddReader{msg: raw, failAt: q.failAt, short: q.short, closed: &q.closes}, nil
+		}
+	}
+	return bs, err
+}
+
+// streamMessage is about 3 MiB whose body lines all start with a dot
+// (some with two), of many lengths, some ended by a bare LF, the last
+// without its end.
+func streamMessage() []byte {
+	var b bytes.Buffer
+	b.WriteString("From: security@example.org\r\nTo: someone@example.net\r\nSubject: streamed\r\nMessage-ID: <streamed@example.org>\r\n\r\n")
+	for i := 0; b.Len() < 3<<20; i++ {
+		switch i % 7 {
+		case 0:
+			b.WriteString(".\r\n")
+		case 1:
+			b.WriteString("..two dots\r\n")
+		case 2:
+			b.WriteString(". bare lf\n")
+		default:
+			fmt.Fprintf(&b, ".%d %s\r\n", i, strings.Repeat("x", i%1500))
+		}
+	}
+	b.WriteString(".last line without its end")
+	return b.Bytes()
+}
+
+// A message read in odd-sized reads comes in pieces that each end at a
+// line end and, after the first, each start with a dot (the worst case
+// for dot-stuffing), joined back byte for byte; a line longer than a
+// piece is handed on whole. A reader that fails, ends early or goes on
+// too long gives a read error, with the last piece never handed on.
+func TestStreamedPieces(t *testing.T) {
+	long := append(streamMessage(), "\r\n."+strings.Repeat("y", readPiece+1000)+"\r\n.after the long line\r\n"...)
+	for _, msg := range [][]byte{streamMessage(), long} {
+		var closes atomic.Int64
+		b := &OutboundBatch{MessageID: 7, Size: int64(len(msg)), Open: func(context.Context) (io.ReadCloser, error) {
+			return &oddReader{msg: msg, closed: &closes}, nil
+		}}
+		var got []byte
+		n := 0
+		err := b.each(context.Background(), func(p []byte) error {
+			if n > 0 && p[0] != '.' {
+				t.Errorf("piece %d starts with %q", n, p[:min(10, len(p))])
+			}
+			if len(got)+len(p) < len(msg) && p[len(p)-1] != '\n' {
+				t.Errorf("piece %d does not end at a line end", n)
+			}
+			n++
+			got = append(got, p...)
+			return nil
+		})
+		if err != nil || !bytes.Equal(got, msg) || n < 12 || closes.Load() != 1 {
+			t.Fatalf("%d pieces, %d of %d bytes, equal %v, %d closes, err %v", n, len(got), len(msg), bytes.Equal(got, msg), closes.Load(), err)
+		}
+	}
+
+	msg := streamMessage()
+	for name, r := range map[string]*oddReader{
+		"fails":     {msg: msg, failAt: 1 << 20},
+		"ends soon": {msg: msg, short: true},
+		"too long":  {msg: append(bytes.Clone(msg), "more"...)},
+	} {
+		r.closed = new(atomic.Int64)
+		b := &OutboundBatch{MessageID: 7, Size: int64(len(msg)), Open: func(context.Context) (io.ReadCloser, error) { return r, nil }}
+		var got int
+		err := b.each(context.Background(), func(p []byte) error { got += len(p); return nil })
+		if !isReadError(err) || got >= len(msg)-100 || r.closed.Load() != 1 {
+			t.Errorf("%s: %v, %d bytes handed on, %d closes", name, err, got, r.closed.Load())
+		}
+	}
+}
+
+// DKIM fields of a message signed from odd pieces are those of the
+// whole message, and both signatures verify.
+func TestDKIMFieldsFromPieces(t *testing.T) {
+	dkimtest.Available(t)
+	s, records := testDKIMSigner(t)
+	dns := dnstest.Start(t, records...)
+	msg := streamMessage()
+	b := &OutboundBatch{Size: int64(len(msg)), Open: func(context.Context) (io.ReadCloser, error) {
+		return &oddReader{msg: msg, closed: new(atomic.Int64)}, nil
+	}}
+	var whole, pieces []byte
+	for try := 0; try < 3; try++ { // t= is the signing second
+		var err error
+		if whole, err = s.Fields(msg); err != nil {
+			t.Fatal(err)
+		}
+		pieces, err = s.FieldsFrom(func(write func([]byte) error) error { return b.each(context.Background(), write) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(whole, pieces) {
+			break
+		}
+	}
+	if !bytes.Equal(whole, pieces) {
+		t.Fatalf("fields differ:\n%s\n%s", whole, pieces)
+	}
+	if report, ok := dkimtest.Verify(t, dns.Addr, append(pieces, msg...)); !ok {
+		t.Fatalf("verifier:\n%s", report)
+	}
+	broken := &readError{errStorage}
+	_, err := s.FieldsFrom(func(write func([]byte) error) error {
+		write(msg[:1000])
+		return broken
+	})
+	if err != broken {
+		t.Errorf("read error while signing: %v", err)
+	}
+}
+
+// streamTarget is where a streamed-delivery test sends: the pipelining
+// sender to a go-smtp server, go-smtp's client to a server without
+// PIPELINING, or the outbox. received returns the content of every
+// message taken.
+type streamTarget struct {
+	name     string
+	opts     func(t *testing.T) (DeliveryOptions, func() [][]byte)
+	received func() [][]byte
+}
+
+func streamTargets() []streamTarget {
+	return []streamTarget{
+		{name: "pipelining", opts: func(t *testing.T) (DeliveryOptions, func() [][]byte) {
+			sink := newTestSink(t, nil, false)
+			return DeliveryOptions{Mode: ModeSmarthost, Smarthost: sink.Addr, SmarthostTLS: "none"}, func() [][]byte {
+				var out [][]byte
+				for _, txn := range sink.Txns() {
+					out = append(out, txn.Data)
+				}
+				return out
+			}
+		}},
+		{name: "client", opts: func(t *testing.T) (DeliveryOptions, func() [][]byte) {
+			sink := newWireSinkPlain(t, true)
+			return DeliveryOptions{Mode: ModeSmarthost, Smarthost: sink.addr, SmarthostTLS: "none"}, func() [][]byte {
+				sink.mu.Lock()
+				defer sink.mu.Unlock()
+				if len(sink.protoErrs) > 0 {
+					t.Errorf("protocol errors: %q", sink.protoErrs)
+				}
+				return append([][]byte(nil), sink.data...)
+			}
+		}},
+		{name: "outbox", opts: func(t *testing.T) (DeliveryOptions, func() [][]byte) {
+			md, err := OpenMaildir(filepath.Join(t.TempDir(), "outbox"), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return DeliveryOptions{Outbox: md}, func() [][]byte {
+				tmp, _ := filepath.Glob(filepath.Join(md.Dir, "tmp", "*"))
+				if len(tmp) > 0 {
+					t.Errorf("left in tmp/: %v", tmp)
+				}
+				files, _ := filepath.Glob(filepath.Join(md.Dir, "new", "*"))
+				var out [][]byte
+				for _, f := range files {
+					b, err := os.ReadFile(f)
+					if err != nil {
+						t.Fatal(err)
+					}
+					// Return-Path and Delivered-To name the row.
+					_, rest, _ := bytes.Cut(b, []byte("\r\nDelivered-To: "))
+					_, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+					out = append(out, rest)
+				}
+				return out
+			}
+		}},
+	}
+}
+
+// deliverOnce queues msg to one recipient and delivers it with opts,
+// through Open when streamed, and returns what the target took.
+func deliverOnce(t *testing.T, tg streamTarget, msg []byte, streamed bool, dkim *DKIMSigner) [][]byte {
+	db := openQueueDB(t, t.TempDir())
+	opts, received := tg.opts(t)
+	opts.PollInterval, opts.DKIM = time.Hour, dkim
+	opts.Domain, opts.Hostname, opts.Logger = "example.org", "mail.example.org", quietLogger()
+	var q OutboundQueue = storeQueue{db}
+	if streamed {
+		q = &streamQueue{storeQueue: storeQueue{db}}
+	}
+	w, err := NewDeliveryWorker(q, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Enqueue(context.Background(), &store.OutMessage{Rcpts: []string{"one@a.example"}, Raw: msg, CreatedAt: time.Now(), Kind: "notice", Ref: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, w)
+	waitIdle(t, w, db)
+	if e := entries(t, db)["one@a.example"]; e.State != store.QueueSent {
+		t.Fatalf("%s: %s %q", tg.name, e.State, e.LastReply)
+	}
+	return received()
+}
+
+// A 3 MiB message given through Open, read in odd-sized reads, is
+// received byte for byte as the same message given whole: through the
+// pipelining sender, go-smtp's client and into the outbox; DKIM-signed,
+// it verifies.
+func TestDeliveryStreamedLikeRaw(t *testing.T) {
+	msg := streamMessage()
+	for _, tg := range streamTargets() {
+		t.Run(tg.name, func(t *testing.T) {
+			whole := deliverOnce(t, tg, msg, false, nil)
+			streamed := deliverOnce(t, tg, msg, true, nil)
+			if len(whole) != 1 || len(streamed) != 1 {
+				t.Fatalf("%d messages given whole and %d streamed taken, want 1 each", len(whole), len(streamed))
+			}
+			if !bytes.Equal(whole[0], streamed[0]) {
+				t.Fatalf("streamed message differs: %d bytes, given whole %d", len(streamed[0]), len(whole[0]))
+			}
+			if !bytes.Contains(whole[0], []byte("\r\n..two dots\r\n. bare lf")) {
+				t.Fatalf("message not taken as sent: %q", whole[0][:200])
+			}
+		})
+	}
+	t.Run("dkim", func(t *testing.T) {
+		dkimtest.Available(t)
+		s, records := testDKIMSigner(t)
+		dns := dnstest.Start(t, records...)
+		for _, tg := range streamTargets() {
+			got := deliverOnce(t, tg, msg, true, s)
+			if len(got) != 1 || !bytes.HasPrefix(got[0], []byte("DKIM-Signature:")) {
+				t.Fatalf("%s: %d messages, not signed", tg.name, len(got))
+			}
+			if report, ok := dkimtest.Verify(t, dns.Addr, got[0]); !ok {
+				t.Fatalf("%s: verifier:\n%s", tg.name, report)
+			}
+		}
+	})
+}
+
+// A message whose reader fails after 1 MiB, ends early, or cannot be
+// opened is taken by no server and no outbox: its row is deferred with
+// the error, and the retry with a good reader delivers it once.
+func TestDeliveryStreamedReadFailure(t *testing.T) {
+	msg := streamMessage()
+	for _, tg := range streamTargets() {
+		for _, c := range []struct {
+			name    string
+			failAt  int
+			short   bool
+			openErr error
+			dkim    bool
+			reply   string
+		}{
+			{name: "fails after 1 MiB", failAt: 1 << 20, reply: "disk I/O error"},
+			{name: "ends early", short: true, reply: "bytes"},
+			{name: "not opened", openErr: errStorage, reply: "disk I/O error"},
+			{name: "fails while signed", failAt: 1 << 20, dkim: true, reply: "disk I/O error"},
+		} {
+			t.Run(tg.name+"/"+c.name, func(t *testing.T) {
+				db := openQueueDB(t, t.TempDir())
+				opts, received := tg.opts(t)
+				clock := &fakeClock{t: start}
+				opts.PollInterval, opts.Now = time.Hour, clock.Now
+				opts.Domain, opts.Hostname, opts.Logger = "example.org", "mail.example.org", quietLogger()
+				if c.dkim {
+					opts.DKIM, _ = testDKIMSigner(t)
+				}
+				q := &streamQueue{storeQueue: storeQueue{db}}
+				q.set(c.failAt, c.short, c.openErr)
+				w, err := NewDeliveryWorker(q, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rcpts := []string{"one@a.example", "two@a.example"}
+				if _, err := db.Enqueue(context.Background(), &store.OutMessage{Rcpts: rcpts, Raw: msg, CreatedAt: start, Kind: "notice", Ref: "s"}); err != nil {
+					t.Fatal(err)
+				}
+				runWorker(t, w)
+				waitIdle(t, w, db)
+				for _, r := range rcpts {
+					if e := entries(t, db)[r]; e.State != store.QueueDeferred || !strings.Contains(e.LastReply, c.reply) {
+						t.Errorf("%s: %s %q, want deferred with %q", r, e.State, e.LastReply, c.reply)
+					}
+				}
+				if got := received(); len(got) != 0 {
+					t.Fatalf("%d messages taken from a failed read", len(got))
+				}
+				if q.closes.Load() != q.opens.Load() && c.openErr == nil {
+					t.Errorf("%d readers opened, %d closed", q.opens.Load(), q.closes.Load())
+				}
+
+				q.set(0, false, nil)
+				clock.Add(2 * time.Minute)
+				w.Wake()
+				waitIdle(t, w, db)
+				for _, r := range rcpts {
+					if e := entries(t, db)[r]; e.State != store.QueueSent {
+						t.Errorf("retry, %s: %s %q", r, e.State, e.LastReply)
+					}
+				}
+				got := received()
+				want := len(rcpts)
+				if tg.name != "outbox" {
+					want = 1 // one transaction for both
+				}
+				if len(got) != want {
+					t.Fatalf("retry: %d messages taken, want %d", len(got), want)
+				}
+				if len(got[0]) < len(msg) || !bytes.Contains(got[0], []byte("\r\nSubject: streamed\r\n")) || !bytes.Contains(got[0], []byte(".last line without its end")) {
+					t.Errorf("retry: message taken is not the message: %q", got[0][:200])
+				}
+			})
+		}
+	}
+}
