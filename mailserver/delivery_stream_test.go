@@ -529,3 +529,30 @@ func TestDeliveryStreamedMemory(t *testing.T) {
 		}
 	}
 }
+
+// The header of a message given in pieces, cut anywhere, needs SMTPUTF8
+// exactly when the same message given whole does.
+func TestHeadScanLikeWhole(t *testing.T) {
+	for _, msg := range []string{
+		"Subject: caf\xc3\xa9\r\n\r\nbody",
+		"Subject: cafe\r\n\r\nbody caf\xc3\xa9",
+		"Subject: cafe\r\nno header end caf\xc3\xa9",
+		"Subject: cafe\r\n\r\n",
+		"Subject: cafe\n\ncaf\xc3\xa9 after bare LFs",
+		"\r\n\r\ncaf\xc3\xa9",
+		"",
+	} {
+		want := needsSMTPUTF8(&job{batch: &OutboundBatch{Raw: []byte(msg)}})
+		for i := 0; i <= len(msg); i++ {
+			for k := i; k <= len(msg); k++ {
+				var h headScan
+				for _, p := range []string{msg[:i], msg[i:k], msg[k:]} {
+					h.write([]byte(p))
+				}
+				if h.utf8 != want {
+					t.Fatalf("%q cut at %d and %d: SMTPUTF8 %v, given whole %v", msg, i, k, h.utf8, want)
+				}
+			}
+		}
+	}
+}
