@@ -37,11 +37,9 @@ func (b *OutboundBatch) msgLen() int64 {
 }
 
 // each calls fn with the message: Raw at once, or what Open reads, in
-// pieces of about readPiece bytes that each end at a line end (the last
-// ends where the message does). A piece holds a whole line, so a line
-// longer than readPiece makes its piece longer. The last piece is handed
-// on only once the reader ended after exactly Size bytes; a failure to
-// read is a *readError.
+// pieces of readPiece bytes cut anywhere, whatever the sizes of the
+// reads. A reader that fails, ends before Size bytes or goes on after
+// them gives a *readError: what was handed on is then not the message.
 func (b *OutboundBatch) each(ctx context.Context, fn func([]byte) error) error {
 	if !b.streamed() {
 		if len(b.Raw) == 0 {
@@ -55,40 +53,31 @@ func (b *OutboundBatch) each(ctx context.Context, fn func([]byte) error) error {
 	}
 	defer rd.Close()
 	buf := make([]byte, readPiece)
-	n := 0 // bytes in buf
 	var total int64
 	for {
-		if n == len(buf) {
-			i := bytes.LastIndexByte(buf, '\n')
-			if i < 0 {
-				buf = append(buf, make([]byte, len(buf))...)
-				continue
-			}
-			if err := fn(buf[:i+1]); err != nil {
-				return err
-			}
-			n = copy(buf, buf[i+1:n])
-		}
-		m, err := rd.Read(buf[n:])
-		n += m
-		total += int64(m)
+		n, err := io.ReadFull(rd, buf)
+		total += int64(n)
 		if total > b.Size {
 			return &readError{fmt.Errorf("read message %d: longer than its %d bytes", b.MessageID, b.Size)}
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
+		switch err {
+		case nil:
+			if err := fn(buf); err != nil {
+				return err
+			}
+			continue
+		case io.EOF, io.ErrUnexpectedEOF:
+		default:
 			return &readError{fmt.Errorf("read message %d: %w", b.MessageID, err)}
 		}
+		if total != b.Size {
+			return &readError{fmt.Errorf("read message %d: %d of its %d bytes", b.MessageID, total, b.Size)}
+		}
+		if n == 0 {
+			return nil
+		}
+		return fn(buf[:n])
 	}
-	if total != b.Size {
-		return &readError{fmt.Errorf("read message %d: %d of its %d bytes", b.MessageID, total, b.Size)}
-	}
-	if n == 0 {
-		return nil
-	}
-	return fn(buf[:n])
 }
 
 // headScan finds out, from a message given piece by piece, whether its

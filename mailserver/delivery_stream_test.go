@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -70,6 +71,7 @@ type streamQueue struct {
 	failAt  int  // see oddReader
 	short   bool // see oddReader
 	openErr error
+	want    []byte // the message the test queued, when set
 	opens   atomic.Int64
 	closes  atomic.Int64
 }
@@ -84,6 +86,9 @@ func (q *streamQueue) Claim(ctx context.Context, now time.Time, limit int, maxBy
 	bs, err := q.storeQueue.Claim(ctx, now, limit, maxBytes, skip)
 	for i := range bs {
 		raw := bs[i].Raw
+		if q.want != nil && !bytes.Equal(raw, q.want) {
+			return nil, errors.New("the queue changed the message: its pieces do not end where the test means")
+		}
 		bs[i].Raw, bs[i].Size = nil, int64(len(raw))
 		bs[i].Open = func(context.Context) (io.ReadCloser, error) {
 			q.opens.Add(1)
@@ -100,11 +105,26 @@ func (q *streamQueue) Claim(ctx context.Context, now time.Time, limit int, maxBy
 
 // streamMessage is about 3 MiB whose body lines all start with a dot
 // (some with two), of many lengths, some ended by a bare LF, the last
-// without its end.
+// without its end. At the ends of the pieces each reads in, in turn: a
+// line starting with a dot begins the next piece; a CRLF is split; a CR
+// inside a line ends a piece and a dot begins the next. It has an
+// Auto-Submitted field, so the queue stores it as it is.
 func streamMessage() []byte {
 	var b bytes.Buffer
-	b.WriteString("From: security@example.org\r\nTo: someone@example.net\r\nSubject: streamed\r\nMessage-ID: <streamed@example.org>\r\n\r\n")
+	b.WriteString("From: security@example.org\r\nTo: someone@example.net\r\nSubject: streamed\r\nMessage-ID: <streamed@example.org>\r\nAuto-Submitted: auto-generated\r\n\r\n")
 	for i := 0; b.Len() < 3<<20; i++ {
+		k := (b.Len()/readPiece + 1) * readPiece
+		if dist := k - b.Len(); dist <= 1600 {
+			switch k / readPiece % 3 {
+			case 1:
+				b.WriteString(strings.Repeat("p", dist-2) + "\r\n.dot after the piece's end\r\n")
+			case 2:
+				b.WriteString(strings.Repeat("p", dist-1) + "\r\ncrlf split\r\n")
+			case 0:
+				b.WriteString(strings.Repeat("p", dist-1) + "\r.cr inside a line\r\n")
+			}
+			continue
+		}
 		switch i % 7 {
 		case 0:
 			b.WriteString(".\r\n")
@@ -120,13 +140,13 @@ func streamMessage() []byte {
 	return b.Bytes()
 }
 
-// A message read in odd-sized reads comes in pieces that each end at a
-// line end and, after the first, each start with a dot (the worst case
-// for dot-stuffing), joined back byte for byte; a line longer than a
-// piece is handed on whole. A reader that fails, ends early or goes on
-// too long gives a read error, with the last piece never handed on.
+// A message read in odd-sized reads comes in pieces of readPiece bytes,
+// at whose ends streamMessage puts its hard cases, joined back byte for
+// byte; a line of 1 MiB comes in pieces of the same size. A reader that
+// fails, ends early or goes on too long gives a read error, and the
+// whole message is never handed on.
 func TestStreamedPieces(t *testing.T) {
-	long := append(streamMessage(), "\r\n."+strings.Repeat("y", readPiece+1000)+"\r\n.after the long line\r\n"...)
+	long := append(streamMessage(), "\r\n."+strings.Repeat("y", 1<<20)+"\r\n.after the long line\r\n"...)
 	for _, msg := range [][]byte{streamMessage(), long} {
 		var closes atomic.Int64
 		b := &OutboundBatch{MessageID: 7, Size: int64(len(msg)), Open: func(context.Context) (io.ReadCloser, error) {
@@ -135,11 +155,8 @@ func TestStreamedPieces(t *testing.T) {
 		var got []byte
 		n := 0
 		err := b.each(context.Background(), func(p []byte) error {
-			if n > 0 && p[0] != '.' {
-				t.Errorf("piece %d starts with %q", n, p[:min(10, len(p))])
-			}
-			if len(got)+len(p) < len(msg) && p[len(p)-1] != '\n' {
-				t.Errorf("piece %d does not end at a line end", n)
+			if len(p) > readPiece || len(got)+len(p) < len(msg) && len(p) != readPiece {
+				t.Errorf("piece %d of %d bytes", n, len(p))
 			}
 			n++
 			got = append(got, p...)
@@ -149,8 +166,14 @@ func TestStreamedPieces(t *testing.T) {
 			t.Fatalf("%d pieces, %d of %d bytes, equal %v, %d closes, err %v", n, len(got), len(msg), bytes.Equal(got, msg), closes.Load(), err)
 		}
 	}
-
 	msg := streamMessage()
+	for k := 1; k*readPiece < len(msg); k++ {
+		at := msg[k*readPiece-2 : k*readPiece+1]
+		if want := map[int]string{1: "\r\n.", 2: "p\r\n", 0: "p\r."}[k%3]; string(at) != want {
+			t.Fatalf("piece end %d: %q, the test message is not built as meant", k, at)
+		}
+	}
+
 	for name, r := range map[string]*oddReader{
 		"fails":     {msg: msg, failAt: 1 << 20},
 		"ends soon": {msg: msg, short: true},
@@ -160,8 +183,37 @@ func TestStreamedPieces(t *testing.T) {
 		b := &OutboundBatch{MessageID: 7, Size: int64(len(msg)), Open: func(context.Context) (io.ReadCloser, error) { return r, nil }}
 		var got int
 		err := b.each(context.Background(), func(p []byte) error { got += len(p); return nil })
-		if !isReadError(err) || got >= len(msg)-100 || r.closed.Load() != 1 {
+		if !isReadError(err) || got >= len(msg) || r.closed.Load() != 1 {
 			t.Errorf("%s: %v, %d bytes handed on, %d closes", name, err, got, r.closed.Load())
+		}
+	}
+}
+
+// A message dot-stuffed in pieces cut anywhere (dots, CRs and LFs at
+// every place) is stuffed as the message whole.
+func TestStufferAcrossCuts(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte(".\r\nx")
+	for range 2000 {
+		msg := make([]byte, rng.IntN(40))
+		for i := range msg {
+			msg[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		var whole bytes.Buffer
+		dotStuff(&whole, msg)
+		var cut bytes.Buffer
+		s := newStuffer(nil, &cut, int64(len(msg)))
+		for rest := msg; len(rest) > 0; {
+			n := 1 + rng.IntN(len(rest))
+			if err := s.write(rest[:n]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[n:]
+		}
+		s.end()
+		cut.WriteString(".\r\n")
+		if !bytes.Equal(cut.Bytes(), whole.Bytes()) {
+			t.Fatalf("%q: stuffed in pieces %q, whole %q", msg, cut.Bytes(), whole.Bytes())
 		}
 	}
 }
@@ -276,7 +328,7 @@ func deliverOnce(t *testing.T, tg streamTarget, msg []byte, streamed bool, dkim 
 	opts.Domain, opts.Hostname, opts.Logger = "example.org", "mail.example.org", quietLogger()
 	var q OutboundQueue = storeQueue{db}
 	if streamed {
-		q = &streamQueue{storeQueue: storeQueue{db}}
+		q = &streamQueue{storeQueue: storeQueue{db}, want: msg}
 	}
 	w, err := NewDeliveryWorker(q, opts)
 	if err != nil {
