@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -52,12 +53,24 @@ type OutboundBatch struct {
 	Ref       string
 	CreatedAt time.Time
 	Raw       []byte
-	Rcpts     []OutboundRcpt
+	// Open, when Raw is nil, reads the message (Size bytes) from storage:
+	// a message too large to claim whole. It may be called several times
+	// (once to sign, once per transaction); each reader is closed.
+	Open func(ctx context.Context) (io.ReadCloser, error)
+	// Size is the message's length; len(Raw) when Raw is set.
+	Size  int64
+	Rcpts []OutboundRcpt
 
-	size int64 // len(Raw) when claimed, counted in the worker's window
-	// dkim are the DKIM-Signature fields sent before Raw, once signed.
+	size int64 // the message's length when claimed, counted in the worker's window
+	// dkim are the DKIM-Signature fields sent before the message, once signed.
 	dkim []byte
-	left int // rows not yet recorded
+	// readErr is why a message given through Open could not be read
+	// before its first transaction; it is then not sent.
+	readErr error
+	// utf8Head is whether the header of a message given through Open
+	// holds a byte outside ASCII.
+	utf8Head bool
+	left     int // rows not yet recorded
 }
 
 // DeliveryResult is the outcome of one attempt for one recipient row.
@@ -451,13 +464,18 @@ func (w *DeliveryWorker) round(ctx context.Context) time.Duration {
 // batch. It runs in the destination goroutines, so that signing (RSA costs
 // milliseconds a message) uses every core and overlaps with sending. A
 // message that cannot be signed goes out unsigned rather than not at all;
-// the error is logged.
+// the error is logged. A message given through Open is read here once
+// (see prepareStreamed), and a failure to read it is kept in readErr.
 func (w *DeliveryWorker) sign(j *job) {
-	if w.opts.DKIM == nil {
+	if w.opts.DKIM == nil && !j.batch.streamed() {
 		return
 	}
 	j.signed.Do(func() {
 		b := j.batch
+		if b.streamed() {
+			b.readErr = w.prepareStreamed(b)
+			return
+		}
 		fields, err := w.opts.DKIM.Fields(b.Raw)
 		if err != nil {
 			w.log.Error("dkim sign", "msg", b.MessageID, "err", err)
@@ -507,7 +525,7 @@ func (w *DeliveryWorker) dispatch(b *OutboundBatch) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.inflight += len(b.Rcpts)
-	b.size, b.left = int64(len(b.Raw)), len(b.Rcpts)
+	b.size, b.left = b.msgLen(), len(b.Rcpts)
 	w.inflightBytes += b.size
 	d := w.dests[key]
 	if d == nil {
@@ -666,7 +684,12 @@ func (w *DeliveryWorker) newSender(domain string) sender {
 // passed on to the sender.
 func (w *DeliveryWorker) attempt(s sender, j *job, next func() *job) []jobResult {
 	w.sign(j)
-	st := s.send(w.jobCtx, j, next)
+	var st []rcptStatus
+	if err := j.batch.readErr; err != nil {
+		st = all(len(j.rcpts), rcptStatus{reply: err.Error()})
+	} else {
+		st = s.send(w.jobCtx, j, next)
+	}
 	now := w.opts.Now()
 	out := make([]jobResult, len(j.rcpts))
 	for i, r := range j.rcpts {
@@ -851,5 +874,6 @@ func (w *DeliveryWorker) CheckRelay(ctx context.Context) error {
 	return c.Quit()
 }
 
-// wireLen is the length of the message as sent: its DKIM fields and Raw.
-func (b *OutboundBatch) wireLen() int64 { return int64(len(b.dkim) + len(b.Raw)) }
+// wireLen is the length of the message as sent: its DKIM fields and the
+// message.
+func (b *OutboundBatch) wireLen() int64 { return int64(len(b.dkim)) + b.msgLen() }

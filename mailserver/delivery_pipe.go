@@ -3,6 +3,7 @@ package mailserver
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -122,7 +123,7 @@ func (p *pipeline) appendEnvelope(host, from string, opts *smtp.MailOptions, j *
 // message is about to be sent, more (if not nil) may give the next job
 // and its envelope, which then go out with the message and become
 // pending: that job must be the next one given to transaction.
-func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job, more func() (*job, string, *smtp.MailOptions)) (out []rcptStatus, broken bool) {
+func (p *pipeline) transaction(ctx context.Context, host, from string, opts *smtp.MailOptions, j *job, more func() (*job, string, *smtp.MailOptions)) (out []rcptStatus, broken bool) {
 	n := len(j.rcpts)
 	p.conn.SetDeadline(time.Now().Add(p.timeout))
 	defer p.conn.SetDeadline(time.Time{})
@@ -207,18 +208,22 @@ func (p *pipeline) transaction(host, from string, opts *smtp.MailOptions, j *job
 
 	p.buf.Reset()
 	p.conn.SetDeadline(time.Now().Add(p.timeout))
-	err := stuffLines(p.conn, &p.buf, j.batch.dkim, j.batch.wireLen())
+	st := newStuffer(p.conn, &p.buf, j.batch.wireLen())
+	err := st.write(j.batch.dkim)
 	if err == nil {
-		err = stuffLines(p.conn, &p.buf, j.batch.Raw, j.batch.wireLen())
+		err = j.batch.each(ctx, st.write)
 	}
-	p.buf.WriteString(".\r\n")
 	if err != nil {
+		// Without its final dot the server takes nothing of the message;
+		// the connection is dropped.
 		st, _ := statusOf(host, err)
 		for _, k := range accepted {
 			out[k] = st
 		}
 		return out, true
 	}
+	st.end()
+	p.buf.WriteString(".\r\n")
 	if more != nil {
 		if nj, nfrom, nopts := more(); nj != nil {
 			mark := p.buf.Len()
@@ -259,34 +264,80 @@ func dotStuff(b *bytes.Buffer, raw []byte) {
 // it out.
 const stuffedPiece = 256 << 10
 
-// stuffLines appends raw, one part of a message of size bytes, as DATA
-// content without its end, writing b to w (when not nil) whenever it
-// holds stuffedPiece bytes, so that a large message is never held twice.
-// A message smaller than stuffedPiece is never written here: it goes out
-// in one write with what follows it.
+// stuffLines appends raw, one part of a message of size bytes that ends
+// at a line end or where the message does, as DATA content without its
+// end; see stuffer.
 func stuffLines(w io.Writer, b *bytes.Buffer, raw []byte, size int64) error {
 	if w == nil {
 		b.Grow(len(raw) + len(raw)/64 + 5)
-	} else {
+	}
+	s := newStuffer(w, b, size)
+	if err := s.write(raw); err != nil {
+		return err
+	}
+	s.end()
+	return nil
+}
+
+// stuffer appends a message of size bytes, given in pieces cut anywhere,
+// to b as DATA content without its end: CRLF line endings, a dot doubled
+// at the start of a line. It writes b to w (when not nil) whenever it
+// holds stuffedPiece bytes, so that a large message is never held twice.
+// A message smaller than stuffedPiece is never written here: it goes out
+// in one write with what follows it.
+type stuffer struct {
+	w   io.Writer
+	b   *bytes.Buffer
+	mid bool // the last piece ended inside a line
+	cr  bool // and with a CR, held back: it may end the line
+}
+
+func newStuffer(w io.Writer, b *bytes.Buffer, size int64) *stuffer {
+	if w != nil {
 		b.Grow(int(min(size+size/64, stuffedPiece+1024)) + 5)
 	}
-	for len(raw) > 0 {
-		if w != nil && b.Len() >= stuffedPiece {
-			if _, err := w.Write(b.Bytes()); err != nil {
+	return &stuffer{w: w, b: b}
+}
+
+// write appends the next piece.
+func (s *stuffer) write(p []byte) error {
+	for len(p) > 0 {
+		if s.w != nil && s.b.Len() >= stuffedPiece {
+			if _, err := s.w.Write(s.b.Bytes()); err != nil {
 				return err
 			}
-			b.Reset()
+			s.b.Reset()
 		}
-		if raw[0] == '.' {
-			b.WriteByte('.')
+		if s.cr {
+			s.cr = false
+			if p[0] != '\n' {
+				s.b.WriteByte('\r')
+			}
 		}
-		line, rest, found := bytes.Cut(raw, []byte("\n"))
-		b.Write(bytes.TrimSuffix(line, []byte("\r")))
-		b.WriteString("\r\n")
+		if !s.mid && p[0] == '.' {
+			s.b.WriteByte('.')
+		}
+		line, rest, found := bytes.Cut(p, []byte("\n"))
 		if !found {
-			break
+			if line[len(line)-1] == '\r' {
+				line, s.cr = line[:len(line)-1], true
+			}
+			s.b.Write(line)
+			s.mid = true
+			return nil
 		}
-		raw = rest
+		s.b.Write(bytes.TrimSuffix(line, []byte("\r")))
+		s.b.WriteString("\r\n")
+		s.mid = false
+		p = rest
 	}
 	return nil
+}
+
+// end ends a last line that has no line end.
+func (s *stuffer) end() {
+	if s.mid {
+		s.b.WriteString("\r\n")
+	}
+	s.mid, s.cr = false, false
 }

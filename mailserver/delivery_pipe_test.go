@@ -89,24 +89,29 @@ func TestDeliveryWithoutPipelining(t *testing.T) {
 // end of a message's data it waits up to a second for more bytes, and
 // counts the messages after which the next command had arrived already.
 // A recipient starting with "datasoft" gets 451 at the end of the data.
+// With plain set it does not offer PIPELINING.
 type wireSink struct {
-	addr string
+	addr  string
+	plain bool
 
 	mu        sync.Mutex
 	messages  []string // recipients of the messages taken
+	data      [][]byte // their content, dot-unstuffed
 	early     int      // ends of data followed at once by the next command
 	resets    int
 	sessions  int
 	protoErrs []string
 }
 
-func newWireSink(t *testing.T) *wireSink {
+func newWireSink(t *testing.T) *wireSink { return newWireSinkPlain(t, false) }
+
+func newWireSinkPlain(t *testing.T, plain bool) *wireSink {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &wireSink{addr: ln.Addr().String()}
+	s := &wireSink{addr: ln.Addr().String(), plain: plain}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -143,7 +148,11 @@ func (s *wireSink) serve(c net.Conn) {
 		cmd := strings.ToUpper(strings.TrimRight(line, "\r\n"))
 		switch {
 		case strings.HasPrefix(cmd, "EHLO"):
-			fmt.Fprint(c, "250-wire.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+			if s.plain {
+				fmt.Fprint(c, "250-wire.example\r\n250 8BITMIME\r\n")
+			} else {
+				fmt.Fprint(c, "250-wire.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+			}
 		case strings.HasPrefix(cmd, "MAIL FROM:"):
 			if inTxn {
 				s.fail("MAIL inside a transaction")
@@ -160,6 +169,7 @@ func (s *wireSink) serve(c net.Conn) {
 				continue
 			}
 			fmt.Fprint(c, "354 go on\r\n")
+			var data []byte
 			for {
 				l, err := r.ReadString('\n')
 				if err != nil {
@@ -168,6 +178,7 @@ func (s *wireSink) serve(c net.Conn) {
 				if l == ".\r\n" {
 					break
 				}
+				data = append(data, strings.TrimPrefix(l, ".")...)
 			}
 			inTxn = false
 			c.SetReadDeadline(time.Now().Add(time.Second))
@@ -184,6 +195,7 @@ func (s *wireSink) serve(c net.Conn) {
 			}
 			s.mu.Lock()
 			s.messages = append(s.messages, strings.Join(rcpts, ","))
+			s.data = append(s.data, data)
 			s.mu.Unlock()
 			fmt.Fprint(c, "250 2.0.0 queued\r\n")
 		case cmd == "RSET":

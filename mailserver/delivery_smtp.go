@@ -131,6 +131,9 @@ func (s *smtpSender) send(ctx context.Context, j *job, next func() *job) []rcptS
 				return nil, "", nil
 			}
 			s.w.sign(nj)
+			if nj.batch.readErr != nil {
+				return nil, "", nil
+			}
 			from, opts, refused := s.envelope(nj)
 			if refused != nil {
 				return nil, "", nil
@@ -138,7 +141,7 @@ func (s *smtpSender) send(ctx context.Context, j *job, next func() *job) []rcptS
 			return nj, from, opts
 		}
 	}
-	out, broken := s.transaction(j, more)
+	out, broken := s.transaction(ctx, j, more)
 	if ctx.Err() != nil {
 		for i := range out {
 			if !out[i].ok {
@@ -173,18 +176,18 @@ func (s *smtpSender) envelope(j *job) (string, *smtp.MailOptions, []rcptStatus) 
 
 // transaction runs MAIL, RCPT... and DATA for one job; more is for
 // pipeline.transaction.
-func (s *smtpSender) transaction(j *job, more func() (*job, string, *smtp.MailOptions)) (out []rcptStatus, broken bool) {
+func (s *smtpSender) transaction(ctx context.Context, j *job, more func() (*job, string, *smtp.MailOptions)) (out []rcptStatus, broken bool) {
 	c, host := s.c, s.host
 	n := len(j.rcpts)
 	if s.started(j) {
-		return s.pipe.transaction(host, "", nil, j, more)
+		return s.pipe.transaction(ctx, host, "", nil, j, more)
 	}
 	from, opts, refused := s.envelope(j)
 	if refused != nil {
 		return refused, false
 	}
 	if s.pipe != nil {
-		return s.pipe.transaction(host, from, opts, j, more)
+		return s.pipe.transaction(ctx, host, from, opts, j, more)
 	}
 	if err := c.Mail(from, opts); err != nil {
 		st, broken := statusOf(host, err)
@@ -233,7 +236,19 @@ func (s *smtpSender) transaction(j *job, more func() (*job, string, *smtp.MailOp
 		wc.Close()
 		return fail(err)
 	}
-	if _, err := wc.Write(j.batch.Raw); err != nil {
+	if err := j.batch.each(ctx, func(p []byte) error {
+		_, err := wc.Write(p)
+		return err
+	}); err != nil {
+		if isReadError(err) {
+			// Closing wc would end the message: the server must not
+			// take what was sent of it.
+			st, _ := statusOf(host, err)
+			for _, k := range accepted {
+				out[k] = st
+			}
+			return out, true
+		}
 		wc.Close()
 		return fail(err)
 	}
@@ -548,7 +563,15 @@ func (o *outboxSender) send(ctx context.Context, j *job, _ func() *job) []rcptSt
 			continue
 		}
 		hdr := "Return-Path: <" + ReturnPath(r.Token, o.w.opts.Domain) + ">\r\nDelivered-To: " + r.Addr + "\r\n"
-		name, err := o.w.opts.Outbox.DeliverParts(o.w.opts.Now(), []byte(hdr), j.batch.dkim, j.batch.Raw)
+		name, err := o.w.opts.Outbox.DeliverFrom(o.w.opts.Now(), func(write func([]byte) error) error {
+			if err := write([]byte(hdr)); err != nil {
+				return err
+			}
+			if err := write(j.batch.dkim); err != nil {
+				return err
+			}
+			return j.batch.each(ctx, write)
+		})
 		if err != nil {
 			out[i] = rcptStatus{reply: err.Error()}
 			continue
@@ -565,6 +588,9 @@ func needsSMTPUTF8(j *job) bool {
 		if !isASCII(r.Addr) {
 			return true
 		}
+	}
+	if j.batch.streamed() {
+		return j.batch.utf8Head
 	}
 	head := j.batch.Raw
 	if i := bytes.Index(head, []byte("\r\n\r\n")); i >= 0 {

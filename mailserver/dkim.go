@@ -78,8 +78,22 @@ func (s *DKIMSigner) Sign(raw []byte) ([]byte, error) {
 // Fields returns the DKIM-Signature fields Sign prepends to raw, so that
 // a large message need not be copied to sign it.
 func (s *DKIMSigner) Fields(raw []byte) ([]byte, error) {
-	var fields []string
-	for _, k := range s.keys {
+	return s.FieldsFrom(func(write func([]byte) error) error { return write(raw) })
+}
+
+// FieldsFrom is Fields for a message that each gives piece by piece (by
+// calling write), read once for all keys. An error of each is returned
+// as it is.
+func (s *DKIMSigner) FieldsFrom(each func(write func([]byte) error) error) ([]byte, error) {
+	signers := make([]*dkim.Signer, len(s.keys))
+	closeAll := func() {
+		for _, sg := range signers {
+			if sg != nil {
+				sg.Close()
+			}
+		}
+	}
+	for i, k := range s.keys {
 		sg, err := dkim.NewSigner(&dkim.SignOptions{
 			Domain:                 s.domain,
 			Selector:               k.Selector,
@@ -90,20 +104,31 @@ func (s *DKIMSigner) Fields(raw []byte) ([]byte, error) {
 			HeaderKeys:             s.headers,
 		})
 		if err != nil {
+			closeAll()
 			return nil, fmt.Errorf("dkim: selector %s: %w", k.Selector, err)
 		}
-		if _, err := sg.Write(raw); err != nil {
-			sg.Close()
-			return nil, fmt.Errorf("dkim: selector %s: %w", k.Selector, err)
+		signers[i] = sg
+	}
+	err := each(func(p []byte) error {
+		for i, sg := range signers {
+			if _, err := sg.Write(p); err != nil {
+				return fmt.Errorf("dkim: selector %s: %w", s.keys[i].Selector, err)
+			}
 		}
-		if err := sg.Close(); err != nil {
-			return nil, fmt.Errorf("dkim: selector %s: %w", k.Selector, err)
-		}
-		fields = append(fields, sg.Signature())
+		return nil
+	})
+	if err != nil {
+		closeAll()
+		return nil, err
 	}
 	var out []byte
-	for _, f := range fields {
-		out = append(out, f...)
+	for i, sg := range signers {
+		signers[i] = nil
+		if err := sg.Close(); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("dkim: selector %s: %w", s.keys[i].Selector, err)
+		}
+		out = append(out, sg.Signature()...)
 	}
 	return out, nil
 }

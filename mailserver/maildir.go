@@ -34,6 +34,20 @@ func (m *Maildir) Deliver(raw []byte, now time.Time) (string, error) {
 // DeliverParts is Deliver for the message made of parts, one after
 // another, written as they are, never joined in memory.
 func (m *Maildir) DeliverParts(now time.Time, parts ...[]byte) (string, error) {
+	return m.DeliverFrom(now, func(write func([]byte) error) error {
+		for _, p := range parts {
+			if err := write(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// DeliverFrom is Deliver for the message each gives piece by piece (by
+// calling write). When each fails, nothing is delivered: the file is
+// removed from tmp/ and never reaches new/.
+func (m *Maildir) DeliverFrom(now time.Time, each func(write func([]byte) error) error) (string, error) {
 	var rnd [8]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		return "", fmt.Errorf("maildir %s: %w", m.Dir, err)
@@ -44,11 +58,10 @@ func (m *Maildir) DeliverParts(now time.Time, parts ...[]byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("maildir %s: %w", m.Dir, err)
 	}
-	for _, p := range parts {
-		if _, err = f.Write(p); err != nil {
-			break
-		}
-	}
+	err = each(func(p []byte) error {
+		_, err := f.Write(p)
+		return err
+	})
 	if err == nil {
 		err = f.Sync()
 	}
