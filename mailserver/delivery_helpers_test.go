@@ -38,7 +38,7 @@ func (q storeQueue) Claim(ctx context.Context, now time.Time, limit int, maxByte
 		for k, r := range b.Rcpts {
 			rs[k] = OutboundRcpt(r)
 		}
-		out[i] = OutboundBatch{MessageID: b.MessageID, Domain: b.Domain, Kind: b.Kind, Ref: b.Ref, CreatedAt: b.CreatedAt, Raw: b.Raw, Rcpts: rs}
+		out[i] = OutboundBatch{MessageID: b.MessageID, Domain: b.Domain, Kind: b.Kind, Ref: b.Ref, CreatedAt: b.CreatedAt, Raw: b.Raw, Open: b.Open, Size: b.Size, Rcpts: rs}
 	}
 	return out, nil
 }

@@ -176,11 +176,8 @@ func (q queueAdapter) Claim(ctx context.Context, now time.Time, limit int, maxBy
 		for k, r := range b.Rcpts {
 			rs[k] = mailserver.OutboundRcpt(r)
 		}
-		raw, err := b.Message(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = mailserver.OutboundBatch{MessageID: b.MessageID, Domain: b.Domain, Kind: b.Kind, Ref: b.Ref, CreatedAt: b.CreatedAt, Raw: raw, Rcpts: rs}
+		out[i] = mailserver.OutboundBatch{MessageID: b.MessageID, Domain: b.Domain, Kind: b.Kind, Ref: b.Ref, CreatedAt: b.CreatedAt,
+			Raw: b.Raw, Open: b.Open, Size: b.Size, Rcpts: rs}
 	}
 	return out, nil
 }
