@@ -83,7 +83,7 @@ func (q *streamQueue) set(failAt int, short bool, openErr error) {
 }
 
 func (q *streamQueue) Claim(ctx context.Context, now time.Time, limit int, maxBytes int64, skip []string) ([]OutboundBatch, error) {
-	bs, err := q.storeQueue.Claim(ctx, now, limit, maxBytes, skip)
+	bs, err := wholeQueue{q.storeQueue}.Claim(ctx, now, limit, maxBytes, skip)
 	for i := range bs {
 		raw := bs[i].Raw
 		if q.want != nil && !bytes.Equal(raw, q.want) {
@@ -326,7 +326,7 @@ func deliverOnce(t *testing.T, tg streamTarget, msg []byte, streamed bool, dkim 
 	opts, received := tg.opts(t)
 	opts.PollInterval, opts.DKIM = time.Hour, dkim
 	opts.Domain, opts.Hostname, opts.Logger = "example.org", "mail.example.org", quietLogger()
-	var q OutboundQueue = storeQueue{db}
+	var q OutboundQueue = wholeQueue{storeQueue{db}}
 	if streamed {
 		q = &streamQueue{storeQueue: storeQueue{db}, want: msg}
 	}
@@ -491,6 +491,30 @@ func (r *patternReader) Read(p []byte) (int, error) {
 
 func (r *patternReader) Close() error { return nil }
 
+// wholeQueue hands out every message whole in Raw, as the store does
+// for a message up to store.StreamOver, whatever its size.
+type wholeQueue struct{ storeQueue }
+
+func (q wholeQueue) Claim(ctx context.Context, now time.Time, limit int, maxBytes int64, skip []string) ([]OutboundBatch, error) {
+	bs, err := q.storeQueue.Claim(ctx, now, limit, maxBytes, skip)
+	for i := range bs {
+		if bs[i].Raw != nil || bs[i].Open == nil {
+			continue
+		}
+		r, oerr := bs[i].Open(ctx)
+		if oerr != nil {
+			return nil, oerr
+		}
+		raw, rerr := io.ReadAll(r)
+		r.Close()
+		if rerr != nil {
+			return nil, rerr
+		}
+		bs[i].Raw, bs[i].Open = raw, nil
+	}
+	return bs, err
+}
+
 // patternQueue hands out the store's messages as a made-up message of
 // size bytes read through Open.
 type patternQueue struct {
@@ -531,7 +555,7 @@ func TestDeliveryStreamedMemory(t *testing.T) {
 		addr := startSmtpSink(t, sinkArgs...)
 		measure := func(streamed bool) uint64 {
 			db := openQueueDB(t, t.TempDir())
-			var q OutboundQueue = storeQueue{db}
+			var q OutboundQueue = wholeQueue{storeQueue{db}}
 			raw := []byte("Subject: placeholder\r\n\r\n.\r\n")
 			if streamed {
 				q = patternQueue{storeQueue{db}, size}
