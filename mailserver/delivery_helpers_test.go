@@ -200,6 +200,24 @@ func newTestSink(t testing.TB, tlsConfig *tls.Config, implicitTLS bool) *testSin
 	return s
 }
 
+// slowFor is how long a sink takes the data of a message to a "dataslow"
+// recipient slowly: 64 KiB every 20 ms, far slower than the sender
+// writes it.
+const slowFor = 3 * time.Second
+
+type slowReader struct {
+	r     io.Reader
+	until time.Time
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if time.Now().Before(s.until) {
+		time.Sleep(20 * time.Millisecond)
+		p = p[:min(len(p), 64<<10)]
+	}
+	return s.r.Read(p)
+}
+
 func (s *testSink) Txns() []sinkTxn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,6 +290,9 @@ func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *sinkSession) Data(r io.Reader) error {
+	if len(ss.txn.To) > 0 && strings.HasPrefix(ss.txn.To[0], "dataslow") {
+		r = &slowReader{r: r, until: time.Now().Add(slowFor)}
+	}
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err

@@ -208,7 +208,7 @@ func (p *pipeline) transaction(ctx context.Context, host, from string, opts *smt
 
 	p.buf.Reset()
 	p.conn.SetDeadline(time.Now().Add(p.timeout))
-	st := newStuffer(p.conn, &p.buf, j.batch.wireLen())
+	st := newStuffer(deadlineWriter{p.conn, p.timeout}, &p.buf, j.batch.wireLen())
 	err := st.write(j.batch.dkim)
 	if err == nil {
 		err = j.batch.each(ctx, st.write)
@@ -258,6 +258,19 @@ func (p *pipeline) transaction(ctx context.Context, host, from string, opts *smt
 func dotStuff(b *bytes.Buffer, raw []byte) {
 	stuffLines(nil, b, raw, int64(len(raw)))
 	b.WriteString(".\r\n")
+}
+
+// deadlineWriter gives each write to conn a deadline of its own, so that
+// a large message on a slow link is timed piece by piece, not as a whole
+// (RFC 5321 4.5.3.2.5: a data block timeout).
+type deadlineWriter struct {
+	conn    net.Conn
+	timeout time.Duration
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	d.conn.SetDeadline(time.Now().Add(d.timeout))
+	return d.conn.Write(p)
 }
 
 // stuffedPiece is the most of a message stuffLines holds before writing

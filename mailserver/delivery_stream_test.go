@@ -632,3 +632,35 @@ func TestHeadScanLikeWhole(t *testing.T) {
 		}
 	}
 }
+
+// A large message to a server that takes its data slowly (for longer
+// than the command timeout in all) is delivered: each write of the data
+// has the timeout, not the whole message, as RFC 5321 4.5.3.2.5 has it.
+func TestDeliverySlowReceiver(t *testing.T) {
+	const size = 32 << 20
+	sink := newTestSink(t, nil, false)
+	db := openQueueDB(t, t.TempDir())
+	w, err := NewDeliveryWorker(patternQueue{storeQueue{db}, size}, DeliveryOptions{
+		Mode: ModeSmarthost, Smarthost: sink.Addr, SmarthostTLS: "none", CommandTimeout: 1500 * time.Millisecond,
+		PollInterval: time.Hour, Domain: "example.org", Hostname: "mail.example.org", Logger: quietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Enqueue(context.Background(), &store.OutMessage{Rcpts: []string{"dataslow@a.example"}, Raw: []byte("Subject: placeholder\r\n\r\n.\r\n"), CreatedAt: time.Now(), Kind: "notice", Ref: "big"}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	runWorker(t, w)
+	waitIdle(t, w, db)
+	e := entries(t, db)["dataslow@a.example"]
+	if e.State != store.QueueSent {
+		t.Fatalf("after %v: %s %q", time.Since(start).Round(time.Millisecond), e.State, e.LastReply)
+	}
+	if txns := sink.Txns(); len(txns) != 1 || len(txns[0].Data) < size {
+		t.Fatalf("the server took %d messages", len(txns))
+	}
+	if took := time.Since(start); took < slowFor {
+		t.Fatalf("sent in %v, before the server had read slowly for %v: the test proves nothing", took, slowFor)
+	}
+}
