@@ -175,6 +175,12 @@ type testSink struct {
 }
 
 func newTestSink(t testing.TB, tlsConfig *tls.Config, implicitTLS bool) *testSink {
+	return newTestSinkOn(t, tlsConfig, implicitTLS, func(_ *smtp.Server, l net.Listener) net.Listener { return l })
+}
+
+// newTestSinkOn is newTestSink that lets setup change the server and
+// wrap its listener before it serves.
+func newTestSinkOn(t testing.TB, tlsConfig *tls.Config, implicitTLS bool, setup func(*smtp.Server, net.Listener) net.Listener) *testSink {
 	t.Helper()
 	s := &testSink{}
 	srv := smtp.NewServer(s)
@@ -195,27 +201,31 @@ func newTestSink(t testing.TB, tlsConfig *tls.Config, implicitTLS bool) *testSin
 		t.Fatal(err)
 	}
 	s.Addr = ln.Addr().String()
+	ln = setup(srv, ln)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return s
 }
 
-// slowFor is how long a sink takes the data of a message to a "dataslow"
-// recipient slowly: 64 KiB every 20 ms, far slower than the sender
-// writes it.
-const slowFor = 3 * time.Second
-
-type slowReader struct {
-	r     io.Reader
-	until time.Time
-}
+// slowReader takes the data of a message to a "dataslow" recipient
+// slowly: 64 KiB every 10 ms.
+type slowReader struct{ r io.Reader }
 
 func (s *slowReader) Read(p []byte) (int, error) {
-	if time.Now().Before(s.until) {
-		time.Sleep(20 * time.Millisecond)
-		p = p[:min(len(p), 64<<10)]
+	time.Sleep(10 * time.Millisecond)
+	return s.r.Read(p[:min(len(p), 64<<10)])
+}
+
+// smallBufferListener accepts connections with a receive buffer of 64
+// KiB, so that what a sender has written is soon all read or waiting.
+type smallBufferListener struct{ net.Listener }
+
+func (l smallBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetReadBuffer(64 << 10)
 	}
-	return s.r.Read(p)
+	return c, err
 }
 
 func (s *testSink) Txns() []sinkTxn {
@@ -291,7 +301,7 @@ func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 
 func (ss *sinkSession) Data(r io.Reader) error {
 	if len(ss.txn.To) > 0 && strings.HasPrefix(ss.txn.To[0], "dataslow") {
-		r = &slowReader{r: r, until: time.Now().Add(slowFor)}
+		r = &slowReader{r: r}
 	}
 	b, err := io.ReadAll(r)
 	if err != nil {
