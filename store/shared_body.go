@@ -53,7 +53,7 @@ func addSharedBodyTx(ctx context.Context, tx *sql.Tx, layout crypto.SharedLayout
 	if err != nil {
 		return nil, fmt.Errorf("store shared body: %w", err)
 	}
-	w := &partWriter{ctx: ctx, tx: tx, id: id}
+	w := &partWriter{ctx: ctx, tx: tx, id: id, size: size}
 	if err := write(w); err == nil {
 		err = w.flush()
 	}
@@ -66,33 +66,39 @@ func addSharedBodyTx(ctx context.Context, tx *sql.Tx, layout crypto.SharedLayout
 	return &SharedBody{id: id, layout: layout}, nil
 }
 
-// partWriter stores what is written to it as parts of body id of
-// sharedPartSize bytes (the last one shorter).
+// partWriter stores what is written to it, size bytes in all, as parts
+// of body id of sharedPartSize bytes (the last one shorter). A write of a
+// whole part, or of all that is left, is stored as it is, not copied.
 type partWriter struct {
-	ctx context.Context
-	tx  *sql.Tx
-	id  int64
-	buf []byte
-	n   int64
+	ctx  context.Context
+	tx   *sql.Tx
+	id   int64
+	size int64
+	buf  []byte
+	n    int64
 }
 
 func (w *partWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
-		if len(w.buf) == 0 && len(p) >= sharedPartSize {
-			if err := w.insert(p[:sharedPartSize]); err != nil {
+		part := int(min(sharedPartSize, w.size-w.n))
+		if len(w.buf) == 0 && part > 0 && len(p) >= part {
+			if err := w.insert(p[:part]); err != nil {
 				return n - len(p), err
 			}
-			p = p[sharedPartSize:]
+			p = p[part:]
 			continue
 		}
 		if w.buf == nil {
-			w.buf = make([]byte, 0, sharedPartSize)
+			w.buf = make([]byte, 0, max(part, 1))
 		}
-		k := min(len(p), sharedPartSize-len(w.buf))
+		k := min(len(p), cap(w.buf)-len(w.buf))
+		if k == 0 {
+			return n - len(p), fmt.Errorf("more than the %d bytes announced", w.size)
+		}
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
-		if len(w.buf) == sharedPartSize {
+		if len(w.buf) == cap(w.buf) {
 			if err := w.flush(); err != nil {
 				return n - len(p), err
 			}
