@@ -79,11 +79,13 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The clock starts an hour ahead of the real time: keys and signatures
-	// that gpg makes later in the test, at the real time, must not be
-	// from the clock's future (under load a test can take minutes).
+	// The clock starts half past the hour, 30 to 90 minutes ahead of the
+	// real time: keys and signatures that gpg makes later in the test, at
+	// the real time, must not be from the clock's future (under load a
+	// test can take minutes), and dates a test rounds to the hour are
+	// never the clock's own time, whenever the test runs.
 	w := &world{t: t, path: filepath.Join(t.TempDir(), "cvd.db"), key: key, keyPub: pub,
-		clock: &clock{t: time.Now().UTC().Truncate(time.Minute).Add(time.Hour)}, log: slog.New(slog.NewTextHandler(testLog{t}, nil))}
+		clock: &clock{t: time.Now().UTC().Truncate(time.Hour).Add(90 * time.Minute)}, log: slog.New(slog.NewTextHandler(testLog{t}, nil))}
 	w.open()
 	return w
 }
