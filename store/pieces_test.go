@@ -120,7 +120,7 @@ func TestQueueLargeInPieces(t *testing.T) {
 		t.Fatalf("claimed %d batches, %v; want the message to read through Open", len(bs), err)
 	}
 	for range 2 {
-		if raw, err := bs[0].Message(ctx); err != nil || !bytes.Equal(raw, m.Raw) {
+		if raw, err := readBatch(ctx, bs[0]); err != nil || !bytes.Equal(raw, m.Raw) {
 			t.Fatalf("read through Open: %d bytes, %v; want the %d queued", len(raw), err, len(m.Raw))
 		}
 	}
@@ -136,7 +136,7 @@ func TestQueueLargeInPieces(t *testing.T) {
 		if strings.HasPrefix(change, "DELETE FROM queue_chunk WHERE msg_id = ?1 AND seq = 99") {
 			continue
 		}
-		if raw, err := bs[0].Message(ctx); !errors.Is(err, errPieces) {
+		if raw, err := readBatch(ctx, bs[0]); !errors.Is(err, errPieces) {
 			t.Fatalf("after %q: %d bytes, %v", change, len(raw), err)
 		}
 	}

@@ -100,30 +100,6 @@ type QueueBatch struct {
 // whole: delivering it never holds it in memory.
 const StreamOver = SpoolPiece
 
-// Message is the batch's message, read whole when it is not in Raw.
-func (b *QueueBatch) Message(ctx context.Context) ([]byte, error) {
-	if b.Raw != nil || b.Open == nil {
-		return b.Raw, nil
-	}
-	r, err := b.Open(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	raw := make([]byte, b.Size)
-	if _, err := io.ReadFull(r, raw); err != nil {
-		return nil, fmt.Errorf("read message %d: %w", b.MessageID, err)
-	}
-	var one [1]byte
-	if n, err := r.Read(one[:]); n > 0 || err != io.EOF {
-		if err == nil || err == io.EOF {
-			err = errors.New("more bytes")
-		}
-		return nil, fmt.Errorf("read message %d: longer than its %d bytes: %w", b.MessageID, b.Size, err)
-	}
-	return raw, nil
-}
-
 // QueueOutcome is the result of one delivery attempt to one recipient row.
 type QueueOutcome struct {
 	ID int64

@@ -15,14 +15,11 @@ import (
 	"github.com/cvd-project/cvd/internal/gpgtest"
 )
 
-// sharedFanout seals a post to the gpg users' keys and queues one copy
-// per user with its body stored once, as a list post does; the list key
-// gets the fan-out's last copy (the archive's). The users import the
-// list's public key. It returns the fan-out, the queued message IDs in
-// the users' order, and the list key.
-func sharedFanout(t *testing.T, db *DB, users []*gpgtest.User) (*crypto.Fanout, []int64, *crypto.Key) {
+// listFor makes a list key the gpg users import and returns it with the
+// users' keys and the list's own (last), and the outer header of a post
+// with Message-ID id.
+func listFor(t *testing.T, users []*gpgtest.User, id string) (*crypto.Key, []*crypto.Key, textproto.Header) {
 	t.Helper()
-	ctx := context.Background()
 	priv, _, err := crypto.GenerateKey("List", "security+2026-001@example.org", crypto.KindCurve25519)
 	if err != nil {
 		t.Fatal(err)
@@ -44,11 +41,22 @@ func sharedFanout(t *testing.T, db *DB, users []*gpgtest.User) (*crypto.Fanout, 
 		}
 		keys = append(keys, k)
 	}
-	keys = append(keys, list.Public())
 	var outer textproto.Header
 	outer.Set("From", "Security list <security+2026-001@example.org>")
 	outer.Set("To", "security+2026-001@example.org")
-	outer.Set("Message-Id", "<post-1@example.org>")
+	outer.Set("Message-Id", id)
+	return list, append(keys, list.Public()), outer
+}
+
+// sharedFanout seals a post to the gpg users' keys and queues one copy
+// per user with its body stored once, as a list post does; the list key
+// gets the fan-out's last copy (the archive's). The users import the
+// list's public key. It returns the fan-out, the queued message IDs in
+// the users' order, and the list key.
+func sharedFanout(t *testing.T, db *DB, users []*gpgtest.User) (*crypto.Fanout, []int64, *crypto.Key) {
+	t.Helper()
+	ctx := context.Background()
+	list, keys, outer := listFor(t, users, "<post-1@example.org>")
 	inner := "Subject: heap overflow\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + strings.Repeat("the patch line\r\n", 3000)
 	f, err := crypto.NewFanout([]byte(inner), outer, list, keys, time.Now())
 	if err != nil {
